@@ -1,0 +1,126 @@
+"""DX's Data Cloud API: what an answer means, and the one client that asks.
+
+``classify`` is pure: it turns a status, headers and body into success or one of the
+named ``DeliveryError`` classes, the way gidgethub's ``decipher_response`` does. DX's
+own docs say to check ``ok`` in every answer, so a 200 with ``ok: false`` is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from service.errors import DXAuthError, PermanentError, RetryableError
+from service.settings import Settings
+from service.translate import IncidentUpsert
+
+#: DX error codes that mean "this request will never work as it is".
+PERMANENT_CODES = frozenset(
+    {"invalid_arguments", "invalid_timestamp", "metadata_invalid", "invalid_json", "not_found"}
+)
+
+
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds or seconds < 0:  # NaN or in the past
+        return 0.0
+    return min(seconds, 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful DX answer, kept for operators."""
+
+    status_code: int
+    body: str
+
+
+def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: float) -> Answer:
+    """Success, or raise the ``DeliveryError`` subclass that says what to do next."""
+    text = body.decode("utf-8", errors="replace")[:2000]
+    try:
+        document: Any = json.loads(body) if body else None
+    except ValueError:
+        document = None
+    code = document.get("error") if isinstance(document, dict) else None
+    code = code if isinstance(code, str) and code else None
+    ok = document.get("ok") if isinstance(document, dict) else None
+
+    if status_code == 429 or 500 <= status_code <= 599:
+        raise RetryableError(
+            f"DX answered {status_code}",
+            retry_after=retry_after_seconds(headers.get("retry-after"), now=now),
+            code=code or f"http_{status_code}",
+        )
+    if code == "not_authed" or status_code in (401, 403):
+        raise DXAuthError(f"DX refused the token ({status_code} {code or ''})".strip())
+    if 400 <= status_code <= 499:
+        raise PermanentError(
+            f"DX answered {status_code}: {text}", code=code or f"http_{status_code}"
+        )
+    if 200 <= status_code <= 299 and ok is True:
+        return Answer(status_code, text)
+    if 200 <= status_code <= 299 and ok is False:
+        if code in PERMANENT_CODES:
+            raise PermanentError(f"DX answered ok=false: {code}", code=code)
+        raise RetryableError(f"DX answered ok=false: {code}", code=code or "ok_false")
+    raise RetryableError(f"unexpected DX answer {status_code}: {text[:200]}", code="bad_response")
+
+
+def make_http_client(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The process's one outbound client: explicit timeouts and pool limits, no surprises."""
+    timeout = settings.dx_timeout_seconds
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
+        limits=httpx.Limits(
+            max_connections=settings.dx_concurrency * 2,
+            max_keepalive_connections=settings.dx_concurrency,
+            keepalive_expiry=30.0,
+        ),
+        follow_redirects=False,
+        headers={"User-Agent": "opsgenie-dx-relay"},
+    )
+
+
+class DXClient:
+    """Sends one request to DX and classifies the answer; retries are the caller's policy."""
+
+    def __init__(self, client: httpx.AsyncClient, *, base_url: str, token: str) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    async def upsert(self, body: IncidentUpsert) -> Answer:
+        return await self._post("incidents.upsert", dict(body))
+
+    async def delete(self, reference_id: str) -> Answer:
+        return await self._post("incidents.delete", {"reference_id": reference_id})
+
+    async def _post(self, method: str, body: dict[str, Any]) -> Answer:
+        try:
+            response = await self._client.post(
+                f"{self._base_url}/api/{method}", json=body, headers=self._headers
+            )
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"DX timed out: {type(exc).__name__}", code="timeout") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(f"DX unreachable: {type(exc).__name__}", code="network") from None
+        return classify(response.status_code, response.headers, response.content, now=time.time())

@@ -1,0 +1,110 @@
+"""Every failure the relay can name, in one tree.
+
+Callers catch the narrowest class that changes what they do; the HTTP edge maps the
+whole tree to responses in one place (``app.py``).
+
+```
+* RelayError
+  x ConfigError              startup; names the variable
+  x PayloadError             400; .field
+  x BodyTooLarge             413
+  x AuthError                401 (webhook) / 403 (admin)
+  x NotFound                 404
+  x Conflict                 409
+  x StoreUnavailable         503; the event was NOT stored, so Opsgenie may retry
+  x DeliveryError            .reference_id
+    + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
+    + PermanentError         .code: str                   (ok:false codes, other 4xx)
+    + DXAuthError            not_authed -> pause all deliveries
+```
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base of every error the relay raises on purpose."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(RelayError):
+    """Configuration that cannot work; the message names the variable or file."""
+
+
+class PayloadError(RelayError):
+    """A request body the relay cannot use; ``field`` names the offending part."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BodyTooLarge(RelayError):
+    status_code = 413
+
+
+class AuthError(RelayError):
+    """Missing or wrong credentials. Webhooks answer 401, the admin API 403 (as Datadog)."""
+
+    def __init__(self, message: str, *, status_code: int = 401) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class NotFound(RelayError):
+    status_code = 404
+
+
+class Conflict(RelayError):
+    status_code = 409
+
+
+class StoreUnavailable(RelayError):
+    """The database refused the write (disk full, locked): nothing was acknowledged."""
+
+    status_code = 503
+
+
+class DeliveryError(RelayError):
+    """A DX request did not succeed."""
+
+    def __init__(self, message: str, *, reference_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reference_id = reference_id
+
+
+class RetryableError(DeliveryError):
+    """Worth trying again later: network errors, timeouts, 429 and 5xx."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: str = "unavailable",
+        reference_id: str | None = None,
+    ) -> None:
+        super().__init__(message, reference_id=reference_id)
+        self.retry_after = retry_after
+        self.code = code
+
+
+class PermanentError(DeliveryError):
+    """DX rejected this request; sending it again unchanged would fail the same way."""
+
+    def __init__(self, message: str, *, code: str, reference_id: str | None = None) -> None:
+        super().__init__(message, reference_id=reference_id)
+        self.code = code
+
+
+class DXAuthError(DeliveryError):
+    """DX refused our token: every request would fail, so delivery pauses for everyone."""
+
+    code = "not_authed"

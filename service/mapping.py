@@ -1,0 +1,186 @@
+"""Operator rules: which alerts become incidents, and which DX services they touch.
+
+The rules come from the YAML file named by ``RELAY_CONFIG``; with no file the defaults
+send every alert and take services from ``service:`` tags and ``service``/``services``
+details. Everything except ``load_rules`` is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from service.errors import ConfigError
+
+if TYPE_CHECKING:
+    from service.translate import AlertState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceRef:
+    """A DX service: its identifier, and optionally the display name DX shows."""
+
+    identifier: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filter:
+    """Which alerts become incidents. Empty criteria match everything."""
+
+    priorities: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+    teams: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rules:
+    reference_prefix: str = "opsgenie-"
+    priority_map: Mapping[str, str] = field(default_factory=dict)
+    filter: Filter = Filter()
+    tag_prefix: str = "service:"
+    detail_keys: tuple[str, ...] = ("service", "services")
+    team_services: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    service_map: Mapping[str, ServiceRef] = field(default_factory=dict)
+    fallback: tuple[ServiceRef, ...] = ()
+    delete_incidents: bool = False
+
+
+def wanted(state: AlertState, rules: Rules) -> bool:
+    """Whether the alert passes the filter with what is known of it now.
+
+    Unknown facts do not match: an alert whose priority is not known yet waits, and is
+    sent once a later event (or a fetch) shows it matches.
+    """
+    criteria = rules.filter
+    priority = state.priority.value if state.priority else None
+    if criteria.priorities and priority not in criteria.priorities:
+        return False
+    if criteria.tags and not criteria.tags <= set(state.tags.members()):
+        return False
+    return not criteria.teams or bool(criteria.teams & set(state.teams.members()))
+
+
+def services_for(state: AlertState, rules: Rules) -> list[ServiceRef]:
+    """DX services for the alert: tags, details, teams, mapped; de-duplicated, stable order."""
+    raw: list[str] = []
+    if rules.tag_prefix:
+        raw += [
+            t[len(rules.tag_prefix) :]
+            for t in state.tags.members()
+            if t.startswith(rules.tag_prefix)
+        ]
+    details = dict(state.details.value) if state.details else {}
+    for key in rules.detail_keys:
+        raw += details.get(key, "").split(",")
+    for team in state.teams.members():
+        raw += rules.team_services.get(team, ())
+    refs: dict[str, ServiceRef] = {}
+    for value in (v.strip() for v in raw):
+        if value:
+            ref = rules.service_map.get(value, ServiceRef(identifier=value))
+            refs.setdefault(ref.identifier, ref)
+    return list(refs.values()) or list(rules.fallback)
+
+
+_TOP_KEYS = {"reference_prefix", "priorities", "filter", "services", "delete_incidents"}
+_FILTER_KEYS = {"priorities", "tags", "teams"}
+_SERVICE_KEYS = {"tag_prefix", "detail_keys", "teams", "map", "fallback"}
+
+
+def load_rules(path: Path | None) -> Rules:
+    """Read and validate the rules file; ``ConfigError`` names the file and the key."""
+    if path is None:
+        return Rules()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"RELAY_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"RELAY_CONFIG: {path} is not valid YAML: {exc}") from None
+    try:
+        return parse_rules({} if document is None else document)
+    except ValueError as exc:
+        raise ConfigError(f"RELAY_CONFIG: {path}: {exc}") from None
+
+
+def parse_rules(document: object) -> Rules:
+    """Rules from the parsed YAML document; ``ValueError`` names the offending key."""
+    top = _mapping(document, "the file", _TOP_KEYS)
+    filters = _mapping(top.get("filter", {}), "filter", _FILTER_KEYS)
+    services = _mapping(top.get("services", {}), "services", _SERVICE_KEYS)
+    delete = top.get("delete_incidents", False)
+    if not isinstance(delete, bool):
+        raise ValueError("delete_incidents: expected true or false")
+    return Rules(
+        reference_prefix=_string(top.get("reference_prefix", "opsgenie-"), "reference_prefix"),
+        priority_map={
+            _string(k, "priorities"): _string(v, f"priorities.{k}")
+            for k, v in _mapping(top.get("priorities", {}), "priorities").items()
+        },
+        filter=Filter(
+            priorities=frozenset(_strings(filters.get("priorities", []), "filter.priorities")),
+            tags=frozenset(_strings(filters.get("tags", []), "filter.tags")),
+            teams=frozenset(_strings(filters.get("teams", []), "filter.teams")),
+        ),
+        tag_prefix=_string(services.get("tag_prefix", "service:"), "services.tag_prefix"),
+        detail_keys=_strings(
+            services.get("detail_keys", ["service", "services"]), "services.detail_keys"
+        ),
+        team_services={
+            _string(team, "services.teams"): _strings(
+                [ids] if isinstance(ids, str) else ids, f"services.teams.{team}"
+            )
+            for team, ids in _mapping(services.get("teams", {}), "services.teams").items()
+        },
+        service_map={
+            _string(value, "services.map"): _service_ref(ref, f"services.map.{value}")
+            for value, ref in _mapping(services.get("map", {}), "services.map").items()
+        },
+        fallback=tuple(
+            _service_ref(ref, f"services.fallback[{i}]")
+            for i, ref in enumerate(_list(services.get("fallback", []), "services.fallback"))
+        ),
+        delete_incidents=delete,
+    )
+
+
+def _mapping(value: object, where: str, allowed: set[str] | None = None) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a mapping")
+    if allowed is not None and (unknown := set(value) - allowed):
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list")
+    return value
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    return tuple(_string(item, where) for item in _list(value, where))
+
+
+def _service_ref(value: object, where: str) -> ServiceRef:
+    if isinstance(value, str) and value:
+        return ServiceRef(identifier=value)
+    ref = _mapping(value, where, {"identifier", "name"})
+    identifier = _string(ref.get("identifier"), f"{where}.identifier")
+    name = ref.get("name")
+    if not identifier:
+        raise ValueError(f"{where}.identifier: must not be empty")
+    return ServiceRef(
+        identifier=identifier, name=None if name is None else _string(name, f"{where}.name")
+    )

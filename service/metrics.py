@@ -1,0 +1,144 @@
+"""Prometheus metrics on a registry the app owns.
+
+Each app builds its own ``CollectorRegistry``, so tests create fresh apps without
+"Duplicated timeseries" errors and read values with ``get_sample_value``. Labels take
+values from small fixed sets (never ids or names), and every combination starts at 0 so
+dashboards and alerts see a series before the first event.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.opsgenie import Action
+from service.store import OutboxStats
+
+WEBHOOK_OUTCOMES = (
+    "accepted",
+    "unchanged",
+    "duplicate",
+    "ignored",
+    "invalid",
+    "unauthorized",
+    "too_large",
+    "not_found",
+    "unavailable",
+)
+#: Every documented action, "other" for custom and unknown ones, "none" when unparseable.
+ACTION_LABELS = (*(a.value for a in Action if a is not Action.FETCHED), "other", "none")
+DX_OUTCOMES = ("success", "retryable", "permanent", "auth")
+DX_CODES = (
+    "none",
+    "invalid_arguments",
+    "invalid_timestamp",
+    "metadata_invalid",
+    "invalid_json",
+    "not_authed",
+    "not_found",
+    "http_429",
+    "http_5xx",
+    "timeout",
+    "network",
+    "other",
+)
+ADMIN_ROUTES = ("services", "service", "deliveries", "delivery", "delivery_retry")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+def action_label(action: str | None) -> str:
+    if action is None:
+        return "none"
+    return action if action in ACTION_LABELS else "other"
+
+
+def code_label(code: str | None) -> str:
+    if code is None:
+        return "none"
+    if code.startswith("http_5"):
+        return "http_5xx"
+    return code if code in DX_CODES else "other"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            "relay_webhooks_received",
+            "Opsgenie webhooks received, by action and what the relay did with them.",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.filtered = Counter(
+            "relay_alerts_filtered",
+            "Alert versions not sent to DX because the filter rules exclude them.",
+            registry=r,
+        )
+        self.dx_requests = Counter(
+            "relay_dx_requests",
+            "Requests to DX, by outcome and DX error code.",
+            ["method", "outcome", "code"],
+            registry=r,
+        )
+        self.dx_duration = Histogram(
+            "relay_dx_request_duration_seconds",
+            "Time for one DX request, from send to classified answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "relay_dx_retries", "DX requests that will be tried again.", registry=r
+        )
+        self.lag = Histogram(
+            "relay_delivery_lag_seconds",
+            "Time from the webhook that changed an alert to DX acknowledging that change.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.pending = Gauge(
+            "relay_outbox_pending",
+            "References whose latest state DX does not hold yet.",
+            registry=r,
+        )
+        self.failed = Gauge(
+            "relay_outbox_failed",
+            "References DX rejected permanently; an operator must look and retry.",
+            registry=r,
+        )
+        self.oldest_pending_age = Gauge(
+            "relay_outbox_oldest_pending_age_seconds",
+            "Age of the oldest change not yet acknowledged by DX (0 when none).",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "relay_delivery_paused",
+            "1 while delivery is paused: DX rejected the token, or DX is not configured.",
+            ["reason"],
+            registry=r,
+        )
+        self.admin = Counter(
+            "relay_admin_requests",
+            "Admin API requests, by route and HTTP status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self._initialise()
+
+    def _initialise(self) -> None:
+        for action in ACTION_LABELS:
+            for outcome in WEBHOOK_OUTCOMES:
+                self.webhooks.labels(action, outcome)
+        for method in ("upsert", "delete"):
+            for outcome in DX_OUTCOMES:
+                for code in DX_CODES:
+                    self.dx_requests.labels(method, outcome, code)
+        for reason in ("not_authed", "not_configured"):
+            self.paused.labels(reason).set(0)
+
+    def observe_outbox(self, stats: OutboxStats, *, now: float) -> None:
+        self.pending.set(stats.pending)
+        self.failed.set(stats.failed)
+        oldest = stats.oldest_pending_since
+        self.oldest_pending_age.set(0.0 if oldest is None else max(0.0, now - oldest))

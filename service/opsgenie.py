@@ -1,0 +1,263 @@
+"""Opsgenie's webhook payloads, parsed strictly where the relay uses them and leniently elsewhere.
+
+Opsgenie sends partial, loosely typed JSON (see ``shared/opsgenie/README.md``): only
+``alertId`` is always there, ``updatedAt`` comes in ns, ms or as a numeric string, old
+payloads carry integer priorities, and tag deltas are comma-separated strings. This module
+turns all of that into one typed ``OpsgenieEvent`` and names the field when it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from service.errors import PayloadError
+
+
+class Action(StrEnum):
+    """The actions Opsgenie documents; a custom action arrives under its own name."""
+
+    CREATE = "Create"
+    ACKNOWLEDGE = "Acknowledge"
+    UNACKNOWLEDGE = "UnAcknowledge"
+    CLOSE = "Close"
+    ADD_NOTE = "AddNote"
+    DELETE = "Delete"
+    ADD_TAGS = "AddTags"
+    REMOVE_TAGS = "RemoveTags"
+    ASSIGN_OWNERSHIP = "AssignOwnership"
+    TAKE_OWNERSHIP = "TakeOwnership"
+    ADD_RECIPIENT = "AddRecipient"
+    ADD_TEAM = "AddTeam"
+    ESCALATE = "Escalate"
+    SNOOZE = "Snooze"
+    SNOOZE_ENDED = "SnoozeEnded"
+    UPDATE_PRIORITY = "UpdatePriority"
+    #: Not a webhook action: the alert as Opsgenie's Alert API returned it (enrichment).
+    FETCHED = "Fetched"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpsgenieEvent:
+    """One alert action, reduced to what the relay folds into an alert's state.
+
+    ``None`` means "this payload did not say", never "empty". ``stamp_ns`` orders events:
+    the alert's ``updatedAt`` in nanoseconds, or the receipt time when it is missing.
+    """
+
+    action: str
+    alert_id: str
+    stamp_ns: int
+    message: str | None = None
+    alias: str | None = None
+    entity: str | None = None
+    source: str | None = None
+    tiny_id: str | None = None
+    created_at_ns: int | None = None
+    priority: str | None = None
+    tags: tuple[str, ...] | None = None
+    added_tags: tuple[str, ...] = ()
+    removed_tags: tuple[str, ...] = ()
+    teams: tuple[str, ...] | None = None
+    added_team: str | None = None
+    owner: str | None = None
+    acknowledged: bool | None = None
+    closed_at_ns: int | None = None
+    details: tuple[tuple[str, str], ...] | None = None
+    integration_name: str | None = None
+
+    @property
+    def known_action(self) -> Action | None:
+        try:
+            return Action(self.action)
+        except ValueError:
+            return None
+
+
+_PRIORITY = re.compile(r"^[Pp]([1-5])$")
+
+
+def parse_timestamp_ns(value: object, *, field: str) -> int:
+    """Epoch time in s, ms, µs or ns (an int or a numeric string) to ns, by magnitude.
+
+    Opsgenie's ``updatedAt`` is ns (19 digits), ``createdAt`` is ms, and some senders
+    put ms or a numeric string in ``updatedAt``; the size of the number says which.
+    """
+    number: int | float
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text) if text.isdigit() else float(text)
+        except ValueError:
+            raise PayloadError(f"{field}: expected an epoch timestamp", field=field) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = value
+    else:
+        raise PayloadError(f"{field}: expected an epoch timestamp", field=field)
+    if not math.isfinite(number) or not 0 < number < 10**20:
+        raise PayloadError(f"{field}: timestamp out of range", field=field)
+    for threshold, scale in ((10**17, 1), (10**14, 10**3), (10**11, 10**6)):
+        if number >= threshold:
+            return int(number * scale)
+    return int(number * 10**9)
+
+
+def parse_iso_ns(value: object, *, field: str) -> int:
+    """An ISO-8601 string (the Alert API's format) to epoch ns."""
+    if not isinstance(value, str):
+        raise PayloadError(f"{field}: expected an ISO-8601 string", field=field)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PayloadError(f"{field}: not an ISO-8601 timestamp", field=field) from None
+    if moment.tzinfo is None:
+        raise PayloadError(f"{field}: timestamp has no UTC offset", field=field)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
+    """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise PayloadError("body is not valid JSON", field="body") from None
+    if not isinstance(document, dict):
+        raise PayloadError("body must be a JSON object", field="body")
+    action = document.get("action")
+    if action is None:
+        raise PayloadError("action is required", field="action")
+    if not isinstance(action, str) or not action.strip():
+        raise PayloadError("action: expected a non-empty string", field="action")
+    alert = document.get("alert")
+    if alert is None:
+        raise PayloadError("alert.alertId is required", field="alert.alertId")
+    if not isinstance(alert, dict):
+        raise PayloadError("alert: expected an object", field="alert")
+    return _event_from_alert(action, alert, document, received_ns=received_ns)
+
+
+def _event_from_alert(
+    action: str, alert: Mapping[str, Any], envelope: Mapping[str, Any], *, received_ns: int
+) -> OpsgenieEvent:
+    alert_id = _text(alert, "alertId")
+    if alert_id is None or not alert_id.strip():
+        raise PayloadError("alert.alertId is required", field="alert.alertId")
+    updated = alert.get("updatedAt")
+    stamp = received_ns if updated is None else parse_timestamp_ns(updated, field="alert.updatedAt")
+    created = alert.get("createdAt")
+    username = _text(alert, "username")
+    owner = _text(alert, "owner")
+    if action == Action.TAKE_OWNERSHIP and owner is None:
+        owner = username
+    acknowledged = (
+        True if action == Action.ACKNOWLEDGE else False if action == Action.UNACKNOWLEDGE else None
+    )
+    return OpsgenieEvent(
+        action=action,
+        alert_id=alert_id,
+        stamp_ns=stamp,
+        message=_text(alert, "message"),
+        alias=_text(alert, "alias"),
+        entity=_text(alert, "entity"),
+        source=_text(alert, "source"),
+        tiny_id=_text(alert, "tinyId", allow_int=True),
+        created_at_ns=None
+        if created is None
+        else parse_timestamp_ns(created, field="alert.createdAt"),
+        priority=_priority(alert.get("priority")),
+        tags=_string_list(alert, "tags"),
+        added_tags=_comma_list(alert, "addedTags"),
+        removed_tags=_comma_list(alert, "removedTags"),
+        teams=_teams(alert) if action == Action.CREATE else None,
+        added_team=_text(alert, "team") if action == Action.ADD_TEAM else None,
+        owner=owner if action in (Action.ASSIGN_OWNERSHIP, Action.TAKE_OWNERSHIP) else None,
+        acknowledged=acknowledged,
+        closed_at_ns=stamp if action == Action.CLOSE else None,
+        details=_details(alert.get("details")),
+        integration_name=_text(envelope, "integrationName", prefix=""),
+    )
+
+
+def _text(
+    mapping: Mapping[str, Any], key: str, *, allow_int: bool = False, prefix: str = "alert."
+) -> str | None:
+    value = mapping.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise PayloadError(f"{prefix}{key}: expected a string", field=f"{prefix}{key}")
+
+
+def _priority(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
+        return f"P{value}"
+    if isinstance(value, str) and (match := _PRIORITY.match(value.strip())):
+        return f"P{match.group(1)}"
+    raise PayloadError("alert.priority: expected P1..P5 or 1..5", field="alert.priority")
+
+
+def _string_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    value = alert.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PayloadError(f"alert.{key}: expected a list of strings", field=f"alert.{key}")
+    return tuple(dict.fromkeys(item.strip() for item in value if item.strip()))
+
+
+def _comma_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """``addedTags``/``removedTags`` are one comma-separated string, not an array."""
+    value = alert.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        raise PayloadError(f"alert.{key}: expected a comma-separated string", field=f"alert.{key}")
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+
+
+def _teams(alert: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Team names on ``Create``: from team responders, else the ``team`` field."""
+    responders = alert.get("responders")
+    names: list[str] = []
+    if responders is not None:
+        if not isinstance(responders, list):
+            raise PayloadError("alert.responders: expected a list", field="alert.responders")
+        for responder in responders:
+            if not isinstance(responder, dict):
+                raise PayloadError(
+                    "alert.responders: expected a list of objects", field="alert.responders"
+                )
+            if responder.get("type") == "team" and isinstance(responder.get("name"), str):
+                names.append(responder["name"])
+    team = _text(alert, "team")
+    if team:
+        names.append(team)
+    if responders is None and team is None:
+        return None
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+def _details(value: object) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PayloadError("alert.details: expected an object", field="alert.details")
+    pairs = []
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError(
+                f"alert.details.{key}: expected a string", field=f"alert.details.{key}"
+            )
+        pairs.append((key, item))
+    return tuple(sorted(pairs))

@@ -1,0 +1,184 @@
+"""Process configuration: read once from ``RELAY_*`` variables, then passed around frozen.
+
+Nothing reads the environment after start-up, so tests build as many differently
+configured apps as they like, and a typo fails at start with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+from starlette.datastructures import CommaSeparatedStrings, Secret
+
+from service.errors import ConfigError
+
+LogFormat = Literal["json", "text"]
+T = TypeVar("T")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"7d"``, ``"90s"``, ``"1.5h"`` or bare seconds, to seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration (e.g. 30s, 15m, 7d): {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_path: Path = Path("relay.db")
+    dx_base_url: str | None = None
+    dx_token: Secret | None = None
+    webhook_tokens: tuple[Secret, ...] = ()
+    api_key: Secret | None = None
+    app_key: Secret | None = None
+    readonly_app_key: Secret | None = None
+    secret_key: Secret | None = None
+    config_path: Path | None = None
+    opsgenie_web_url: str = "https://app.opsgenie.com"
+    log_format: LogFormat = "json"
+    log_level: str = "INFO"
+    access_log: bool = False
+    max_body_bytes: int = 1024 * 1024
+    event_retention_seconds: float = 7 * 86400.0
+    dx_rate_limit: float = 10.0
+    dx_concurrency: int = 4
+    dx_timeout_seconds: float = 10.0
+    retry_max_backoff_seconds: float = 300.0
+    shutdown_deadline_seconds: float = 20.0
+    keep_alive_seconds: int = 75
+
+    @property
+    def delivery_enabled(self) -> bool:
+        """Without a DX URL and token the relay still accepts and stores; it just waits."""
+        return self.dx_base_url is not None and self.dx_token is not None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, isatty: bool = False) -> Settings:
+        """Build settings from ``environ``; raise ``ConfigError`` naming the first bad variable."""
+        config = Config(environ=environ, env_prefix="RELAY_")
+
+        def get(name: str, cast: Callable[[str], T], default: str) -> T:
+            raw = config(name, default=default)
+            try:
+                return cast(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"RELAY_{name}: {exc}") from None
+
+        def secret(name: str) -> Secret | None:
+            value = config(name, default="").strip()
+            return Secret(value) if value else None
+
+        database_path = get("DATABASE_URL", _sqlite_path, "sqlite:///relay.db")
+        dx_base_url = get("DX_BASE_URL", _optional_http_url, "")
+        web_url = get("OPSGENIE_WEB_URL", _http_url, "https://app.opsgenie.com")
+        tokens = CommaSeparatedStrings(config("WEBHOOK_TOKENS", default=""))
+        config_path = config("CONFIG", default="").strip()
+        default_format = "text" if isatty else "json"
+        return cls(
+            host=config("HOST", default="127.0.0.1"),
+            port=get("PORT", _port, "8080"),
+            database_path=database_path,
+            dx_base_url=dx_base_url,
+            dx_token=secret("DX_TOKEN"),
+            webhook_tokens=tuple(Secret(t) for t in tokens if t),
+            api_key=secret("API_KEY"),
+            app_key=secret("APP_KEY"),
+            readonly_app_key=secret("READONLY_APP_KEY"),
+            secret_key=secret("SECRET_KEY"),
+            config_path=Path(config_path) if config_path else None,
+            opsgenie_web_url=web_url,
+            log_format=get("LOG_FORMAT", _log_format, default_format),
+            log_level=get("LOG_LEVEL", _log_level, "INFO"),
+            access_log=get("ACCESS_LOG", _boolean, "false"),
+            max_body_bytes=get("MAX_BODY_BYTES", _positive_int, str(1024 * 1024)),
+            event_retention_seconds=get("EVENT_RETENTION", _positive_duration, "7d"),
+            dx_rate_limit=get("DX_RATE_LIMIT", _positive_float, "10"),
+            dx_concurrency=get("DX_CONCURRENCY", _positive_int, "4"),
+            dx_timeout_seconds=get("DX_TIMEOUT", _positive_duration, "10s"),
+            retry_max_backoff_seconds=get("RETRY_MAX_BACKOFF", _positive_duration, "5m"),
+            shutdown_deadline_seconds=get("SHUTDOWN_DEADLINE", _positive_duration, "20s"),
+            keep_alive_seconds=get("KEEP_ALIVE", _positive_int, "75"),
+        )
+
+
+def _sqlite_path(url: str) -> Path:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        raise ValueError("PostgreSQL is not supported by this build yet; use sqlite:///PATH")
+    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+        raise ValueError(f"expected sqlite:///PATH, got {url!r}")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {url!r}")
+    return url.strip().rstrip("/")
+
+
+def _optional_http_url(url: str) -> str | None:
+    return _http_url(url) if url.strip() else None
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be positive, got {text!r}")
+    return value
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"must be positive, got {text!r}")
+    return value
+
+
+def _log_format(text: str) -> LogFormat:
+    if text == "json":
+        return "json"
+    if text == "text":
+        return "text"
+    raise ValueError(f"expected json or text, got {text!r}")
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
+    return level
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")

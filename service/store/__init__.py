@@ -1,0 +1,145 @@
+"""What the relay keeps, behind one narrow interface.
+
+``Store`` is the seam between the HTTP edge, the delivery worker and the database: the
+SQLite backend implements it today, a PostgreSQL backend can later without the callers
+changing. Records are plain frozen values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from service.translate import AlertState
+
+
+class Status(StrEnum):
+    """Where a reference stands with DX."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    FILTERED = "filtered"
+
+
+class Outcome(StrEnum):
+    """What ``accept`` did with an event."""
+
+    ACCEPTED = "accepted"  # stored, and the alert's state changed
+    UNCHANGED = "unchanged"  # stored, but it taught nothing new (older or replayed data)
+    DUPLICATE = "duplicate"  # the same event was stored before; nothing written
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Incoming:
+    """A webhook event about to be stored."""
+
+    reference_id: str
+    alert_id: str
+    action: str
+    service_id: str | None
+    dedup_key: str
+    raw: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pending:
+    """A reference whose latest state DX does not hold yet."""
+
+    reference_id: str
+    service_id: str | None
+    state: AlertState
+    version: int
+    attempts: int
+    ever_delivered: bool
+    pending_since: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One try to make DX hold a version, as the operator sees it."""
+
+    at: float
+    version: int
+    outcome: str
+    http_status: int | None
+    error_code: str | None
+    detail: str | None
+    duration_seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """A reference's delivery record for operators."""
+
+    reference_id: str
+    alert_id: str
+    service_id: str | None
+    status: Status
+    version: int
+    delivered_version: int
+    attempts: int
+    next_attempt_at: float | None
+    last_error_code: str | None
+    last_error: str | None
+    last_request: dict[str, Any] | None
+    last_response: str | None
+    updated_at: float
+    state: AlertState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvent:
+    received_at: float
+    action: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxStats:
+    pending: int
+    failed: int
+    oldest_pending_since: float | None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    async def accept(
+        self, incoming: Incoming, fold: Callable[[AlertState | None], AlertState]
+    ) -> Outcome:
+        """Store the event and fold it into the alert's state; durable on return."""
+        ...
+
+    async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]: ...
+    async def next_due_at(self) -> float | None: ...
+
+    async def record_delivered(
+        self, pending: Pending, *, request: dict[str, Any], response: str, attempt: Attempt
+    ) -> None: ...
+
+    async def record_retry(
+        self, pending: Pending, *, request: dict[str, Any], next_attempt_at: float, attempt: Attempt
+    ) -> None: ...
+
+    async def record_failed(
+        self, pending: Pending, *, request: dict[str, Any], attempt: Attempt
+    ) -> None: ...
+
+    async def record_filtered(self, pending: Pending) -> None: ...
+
+    async def retry(self, reference_id: str, *, now: float) -> bool: ...
+    async def retry_all_failed(self, *, now: float) -> int: ...
+    async def stats(self) -> OutboxStats: ...
+    async def get(self, reference_id: str) -> Delivery | None: ...
+    async def deliveries(
+        self, *, status: Status | None, limit: int, after: str | None
+    ) -> list[Delivery]: ...
+    async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]: ...
+    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]: ...
+    async def prune_events(self, *, before: float) -> int: ...

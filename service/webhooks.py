@@ -1,0 +1,104 @@
+"""The Opsgenie webhook edge: authenticate, bound, parse, store durably, answer.
+
+Nothing else happens here. The 202 goes out only after the store's commit has reached
+disk, so an acknowledged alert survives a crash at any later moment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from service.auth import webhook_token_ok
+from service.errors import AuthError, BodyTooLarge, RelayError
+from service.metrics import action_label
+from service.opsgenie import Action, parse_event
+from service.relay import Relay
+from service.store import Incoming, Outcome
+from service.translate import fold, reference_id
+
+log = logging.getLogger("service.webhooks")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or ``BodyTooLarge`` as soon as it is known to exceed ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive(request: Request) -> JSONResponse:
+    relay: Relay = request.app.state.relay
+    metrics = relay.metrics
+    action: str | None = None
+    try:
+        if not webhook_token_ok(
+            request.headers.get("authorization"), relay.settings.webhook_tokens
+        ):
+            raise AuthError("missing or invalid webhook token")
+        body = await read_body(request, relay.settings.max_body_bytes)
+        received = relay.clock()
+        event = parse_event(body, received_ns=int(received * 1e9))
+        action = event.action
+        kind = event.known_action
+        if kind is None or (kind is Action.DELETE and not relay.rules.delete_incidents):
+            metrics.webhooks.labels(action_label(action), "ignored").inc()
+            log.info(
+                "webhook ignored",
+                extra={"alert_id": event.alert_id, "action": action, "outcome": "ignored"},
+            )
+            return JSONResponse({"outcome": "ignored"}, status_code=202)
+        ref = reference_id(event.alert_id, relay.rules)
+        incoming = Incoming(
+            reference_id=ref,
+            alert_id=event.alert_id,
+            action=action,
+            service_id=None,
+            dedup_key=hashlib.sha256(body).hexdigest(),
+            raw=body.decode("utf-8", errors="replace"),
+            received_at=received,
+        )
+        outcome = await relay.store.accept(incoming, lambda old: fold(old, event))
+    except RelayError as error:
+        outcome_label = _error_outcome(error)
+        metrics.webhooks.labels(action_label(action), outcome_label).inc()
+        log.warning(
+            "webhook refused",
+            extra={"action": action, "outcome": outcome_label, "error": error.message},
+        )
+        raise
+    if outcome is Outcome.ACCEPTED:
+        relay.worker.wake()
+    metrics.webhooks.labels(action_label(action), outcome.value).inc()
+    log.info(
+        "webhook stored",
+        extra={
+            "reference_id": ref,
+            "action": action,
+            "outcome": outcome.value,
+            "took_ms": round((time.time() - received) * 1000, 2),
+        },
+    )
+    return JSONResponse({"outcome": outcome.value, "reference_id": ref}, status_code=202)
+
+
+def _error_outcome(error: RelayError) -> str:
+    return {
+        400: "invalid",
+        401: "unauthorized",
+        404: "not_found",
+        413: "too_large",
+        503: "unavailable",
+    }.get(error.status_code, "invalid")
