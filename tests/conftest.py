@@ -1,0 +1,101 @@
+"""Fixtures: settings and apps built per test, the fake DX, Opsgenie sample payloads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.fakes.dx import FakeDX
+from tests.fakes.servers import UvicornThread
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "opsgenie" / "samples"
+PAYLOADS = Path(__file__).resolve().parent / "payloads"
+WEBHOOK_TOKEN = "hook-token-0123456789"
+DX_TOKEN = "test-dx-token"
+
+
+def sample(name: str) -> dict[str, Any]:
+    """One of Opsgenie's documented payloads from ``shared/opsgenie/samples``."""
+    return json.loads((SAMPLES / f"{name}.json").read_text())
+
+
+def payload(name: str) -> dict[str, Any]:
+    """One of our own captures of a quirk, from ``tests/payloads``."""
+    return json.loads((PAYLOADS / f"{name}.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may depend on the developer's RELAY_* variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RELAY_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        base = Settings(
+            database_path=tmp_path / "relay.db",
+            webhook_tokens=(Secret(WEBHOOK_TOKEN),),
+            dx_rate_limit=1000.0,
+            retry_max_backoff_seconds=1.0,
+            shutdown_deadline_seconds=2.0,
+        )
+        return replace(base, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def fake_dx() -> FakeDX:
+    return FakeDX(token=DX_TOKEN)
+
+
+@pytest.fixture
+def dx_server(fake_dx: FakeDX) -> Iterator[UvicornThread]:
+    with UvicornThread(fake_dx.app) as server:
+        yield server
+
+
+@pytest.fixture
+def make_client(
+    make_settings: Callable[..., Settings], fake_dx: FakeDX
+) -> Iterator[Callable[..., TestClient]]:
+    """Build an app (lifespan running) whose DX is the in-process fake."""
+    clients: list[TestClient] = []
+
+    def make(*, deliver: bool = True, **overrides: Any) -> TestClient:
+        if deliver:
+            overrides.setdefault("dx_base_url", "http://dx.test")
+            overrides.setdefault("dx_token", Secret(DX_TOKEN))
+        app = create_app(
+            make_settings(**overrides),
+            transport=httpx.ASGITransport(app=fake_dx.app),
+            registry=CollectorRegistry(),
+        )
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+def auth(token: str = WEBHOOK_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

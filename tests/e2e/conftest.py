@@ -1,0 +1,118 @@
+"""Whole-process fixtures: ``opsgenie-dx-relay serve`` as the README runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import DX_TOKEN, WEBHOOK_TOKEN
+from tests.fakes.polling import wait_for
+from tests.fakes.servers import UvicornThread, free_port
+
+RELAY = Path(sys.executable).with_name("opsgenie-dx-relay")
+
+pytestmark = pytest.mark.e2e
+
+
+class RelayProcess:
+    """One relay subprocess on a real SQLite file; restartable on the same database."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.port = int(env["RELAY_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "relay.log"
+        self.client = httpx.Client(base_url=self.url, timeout=10.0)
+
+    def start(self) -> RelayProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(RELAY), "serve"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
+        )
+        wait_for(self._ready, timeout=20.0, message=f"relay ready at {self.url}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"relay exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            return self.client.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def post(self, body: Any, *, token: str = WEBHOOK_TOKEN, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+        if isinstance(body, bytes | str):
+            return self.client.post("/webhooks/opsgenie", content=body, headers=headers, **kwargs)
+        return self.client.post("/webhooks/opsgenie", json=body, headers=headers, **kwargs)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a node dying."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the graceful path."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        text = self.client.get("/metrics").text
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                return float(line.split()[-1])
+        return None
+
+
+@pytest.fixture
+def relay_env(tmp_path: Path, dx_server: UvicornThread) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(
+        RELAY_PORT=str(free_port()),
+        RELAY_DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}",
+        RELAY_DX_BASE_URL=dx_server.url,
+        RELAY_DX_TOKEN=DX_TOKEN,
+        RELAY_WEBHOOK_TOKENS=f"{WEBHOOK_TOKEN},second-token",
+        RELAY_DX_RATE_LIMIT="200",
+        RELAY_RETRY_MAX_BACKOFF="1s",
+        RELAY_SHUTDOWN_DEADLINE="5s",
+        RELAY_LOG_FORMAT="json",
+    )
+    return env
+
+
+@pytest.fixture
+def relay(tmp_path: Path, relay_env: dict[str, str]) -> Iterator[Callable[..., RelayProcess]]:
+    """Start relays (same database unless overridden); all are stopped after the test."""
+    started: list[RelayProcess] = []
+
+    def start(**overrides: str) -> RelayProcess:
+        process = RelayProcess(tmp_path, {**relay_env, **overrides}).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.proc is not None and process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait(timeout=10)
+        process.client.close()
