@@ -213,6 +213,9 @@ class Worker:
             upsert = render(state, self._rules, await self._accounts(pending.service_id))
             body, method = dict(upsert), "upsert"
             send = lambda: dx.upsert(upsert)  # noqa: E731
+            if body == pending.delivered_request:
+                await self._record_unchanged(pending, body)
+                return
 
         started = time.monotonic()
         try:
@@ -242,6 +245,27 @@ class Worker:
         log.info(
             "delivered to DX",
             extra={"reference_id": ref, "version": pending.version, "outcome": "delivered"},
+        )
+
+    async def _record_unchanged(self, pending: Pending, body: dict[str, Any]) -> None:
+        """The new version renders to what DX already holds (a note, a replay): no request."""
+        await self._store.record_delivered(
+            pending,
+            request=body,
+            response="",
+            attempt=Attempt(
+                at=self._clock(),
+                version=pending.version,
+                outcome="unchanged",
+                http_status=None,
+                error_code=None,
+                detail="DX already holds this state",
+                duration_seconds=0.0,
+            ),
+        )
+        log.info(
+            "DX already holds this state",
+            extra={"reference_id": pending.reference_id, "outcome": "unchanged"},
         )
 
     async def _with_retries(self, send: Callable[[], Awaitable[Any]], ref: str, method: str) -> Any:

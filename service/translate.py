@@ -135,10 +135,13 @@ def fold(state: AlertState | None, event: OpsgenieEvent) -> AlertState:
         (tag, s, False) for tag in event.removed_tags
     )
     team_changes = ((event.added_team, s, True),) if event.added_team else ()
+    created_at = _min(state.created_at_ns, event.created_at_ns)
     return replace(
         state,
-        first_seen_ns=min(state.first_seen_ns, s),
-        created_at_ns=_min(state.created_at_ns, event.created_at_ns),
+        # Only a stand-in for an unknown createdAt; once that is known it is the answer,
+        # so an older replay of known facts leaves the state equal.
+        first_seen_ns=created_at if created_at is not None else min(state.first_seen_ns, s),
+        created_at_ns=created_at,
         # Opsgenie never reopens an alert: the earliest close stands.
         closed_at_ns=_min(state.closed_at_ns, event.closed_at_ns),
         deleted=state.deleted or event.action == Action.DELETE,

@@ -56,6 +56,8 @@ class Pending:
     attempts: int
     ever_delivered: bool
     pending_since: float | None
+    #: The body DX last acknowledged for this reference; equal bodies need no request.
+    delivered_request: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -68,7 +68,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_error_code TEXT,
         last_error TEXT,
         last_request TEXT,
-        last_response TEXT
+        last_response TEXT,
+        delivered_request TEXT
     );
     CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
     CREATE TABLE attempts (
@@ -306,7 +307,8 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[Pending]:
             rows = conn.execute(
                 "SELECT reference_id, service_id, state, version, attempts, delivered_version,"
-                " pending_since FROM alerts WHERE status = 'pending' AND next_attempt_at <= ?"
+                " pending_since, delivered_request FROM alerts"
+                " WHERE status = 'pending' AND next_attempt_at <= ?"
                 " ORDER BY next_attempt_at LIMIT ?",
                 (now, limit + len(skip)),
             ).fetchall()
@@ -320,6 +322,7 @@ class SQLiteStore:
                     attempts=row["attempts"],
                     ever_delivered=row["delivered_version"] > 0,
                     pending_since=row["pending_since"],
+                    delivered_request=_json_or_none(row["delivered_request"]),
                 )
                 for row in rows
             ]
@@ -346,7 +349,8 @@ class SQLiteStore:
                 " next_attempt_at = CASE WHEN version = :v THEN NULL ELSE :now END,"
                 " pending_since = CASE WHEN version = :v THEN NULL ELSE changed_at END,"
                 " last_error_code = NULL, last_error = NULL, last_request = :req,"
-                " last_response = :resp, updated_at = :now WHERE reference_id = :ref",
+                " delivered_request = :req, last_response = :resp, updated_at = :now"
+                " WHERE reference_id = :ref",
                 {
                     "v": pending.version,
                     "now": attempt.at,
@@ -535,6 +539,10 @@ def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attemp
     )
 
 
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
 def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(
         reference_id=row["reference_id"],
@@ -547,7 +555,7 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         next_attempt_at=row["next_attempt_at"],
         last_error_code=row["last_error_code"],
         last_error=row["last_error"],
-        last_request=None if row["last_request"] is None else json.loads(row["last_request"]),
+        last_request=_json_or_none(row["last_request"]),
         last_response=row["last_response"],
         updated_at=row["updated_at"],
         state=load_state(json.loads(row["state"])),

@@ -1,0 +1,197 @@
+"""The Opsgenie webhook edge: auth, limits, parsing, durable storage, outcomes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.conftest import WEBHOOK_TOKEN, auth, sample
+
+URL = "/webhooks/opsgenie"
+CREATE = sample("Create")
+REF = "opsgenie-" + CREATE["alert"]["alertId"]
+
+MakeClient = Callable[..., TestClient]
+
+
+def rows(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client(deliver=False)
+
+
+@pytest.fixture
+def db(client: TestClient) -> Path:
+    return client.app.state.relay.settings.database_path  # type: ignore[attr-defined,no-any-return]
+
+
+def counter(client: TestClient, action: str, outcome: str) -> float:
+    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    value = registry.get_sample_value(
+        "relay_webhooks_received_total", {"action": action, "outcome": outcome}
+    )
+    return float(value or 0.0)
+
+
+def test_accepts_and_stores_before_answering(client: TestClient, db: Path) -> None:
+    response = client.post(URL, json=CREATE, headers=auth())
+    assert response.status_code == 202
+    assert response.json() == {"outcome": "accepted", "reference_id": REF}
+    # Another connection (as another process would) sees the committed rows.
+    assert rows(db, "events") == 1
+    assert rows(db, "alerts") == 1
+    assert counter(client, "Create", "accepted") == 1
+
+
+def test_duplicate_delivery_changes_nothing(client: TestClient, db: Path) -> None:
+    client.post(URL, json=CREATE, headers=auth())
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("SELECT version, state FROM alerts").fetchall()
+    response = client.post(URL, json=CREATE, headers=auth())
+    assert response.status_code == 202
+    assert response.json()["outcome"] == "duplicate"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version, state FROM alerts").fetchall() == before
+    assert rows(db, "events") == 1
+
+
+def test_an_older_event_is_stored_but_changes_no_state(client: TestClient, db: Path) -> None:
+    client.post(URL, json=CREATE, headers=auth())
+    stale = json.loads(json.dumps(CREATE))
+    stale["alert"]["updatedAt"] -= 10**9  # one second older, same facts
+    response = client.post(URL, json=stale, headers=auth())
+    assert response.json()["outcome"] == "unchanged"
+    assert rows(db, "events") == 2
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM alerts").fetchone()[0] == 1
+
+
+def test_basic_auth_with_the_token_as_password(client: TestClient) -> None:
+    credentials = base64.b64encode(f"opsgenie:{WEBHOOK_TOKEN}".encode()).decode()
+    response = client.post(URL, json=CREATE, headers={"Authorization": f"Basic {credentials}"})
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Token {WEBHOOK_TOKEN}"},
+        {"Authorization": "Basic " + base64.b64encode(b"user:wrong").decode()},
+        {"Authorization": "Basic !!!"},
+    ],
+)
+def test_bad_credentials_get_401_and_store_nothing(
+    client: TestClient, db: Path, headers: dict[str, str]
+) -> None:
+    response = client.post(URL, json=CREATE, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"errors": ["missing or invalid webhook token"]}
+    assert rows(db, "events") == 0
+    assert counter(client, "none", "unauthorized") == 1
+
+
+def test_without_configured_tokens_every_webhook_is_refused(make_client: MakeClient) -> None:
+    client = make_client(deliver=False, webhook_tokens=())
+    assert client.post(URL, json=CREATE, headers=auth()).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "body is not valid JSON"),
+        (b"\xff\xfe\x00", "body is not valid JSON"),
+        (b"[1, 2]", "body must be a JSON object"),
+        (b"{}", "action is required"),
+        (b'{"action": 7, "alert": {"alertId": "a"}}', "action: expected a non-empty string"),
+        (b'{"action": "Create"}', "alert.alertId is required"),
+        (b'{"action": "Create", "alert": []}', "alert: expected an object"),
+        (b'{"action": "Create", "alert": {"alertId": ""}}', "alert.alertId is required"),
+        (
+            b'{"action": "Create", "alert": {"alertId": "a", "tags": "x,y"}}',
+            "alert.tags: expected a list of strings",
+        ),
+        (
+            b'{"action": "Create", "alert": {"alertId": "a", "updatedAt": "soon"}}',
+            "alert.updatedAt: expected an epoch timestamp",
+        ),
+        (
+            b'{"action": "Create", "alert": {"alertId": "a", "priority": "urgent"}}',
+            "alert.priority: expected P1..P5 or 1..5",
+        ),
+    ],
+)
+def test_bad_input_gets_400_naming_the_problem_and_stores_nothing(
+    client: TestClient, db: Path, body: bytes, message: str
+) -> None:
+    response = client.post(URL, content=body, headers=auth())
+    assert response.status_code == 400
+    assert response.json() == {"errors": [message]}
+    assert rows(db, "events") == 0
+
+
+def test_oversized_body_gets_413_and_stores_nothing(make_client: MakeClient) -> None:
+    client = make_client(deliver=False, max_body_bytes=2048)
+    big = json.loads(json.dumps(CREATE))
+    big["alert"]["description"] = "x" * 4096
+    response = client.post(URL, json=big, headers=auth())
+    assert response.status_code == 413
+    assert response.json() == {"errors": ["body exceeds 2048 bytes"]}
+    # Without a Content-Length the limit holds while streaming too.
+    chunks = iter([json.dumps(big).encode()[i : i + 512] for i in range(0, 5000, 512)])
+    response = client.post(URL, content=chunks, headers=auth())
+    assert response.status_code == 413
+    db = client.app.state.relay.settings.database_path  # type: ignore[attr-defined]
+    assert rows(db, "events") == 0
+
+
+@pytest.mark.parametrize("name", ["CustomAction.TestAction", "Delete"])
+def test_actions_the_relay_does_not_act_on_are_accepted_counted_ignored(
+    client: TestClient, db: Path, name: str
+) -> None:
+    body = sample(name)
+    response = client.post(URL, json=body, headers=auth())
+    assert response.status_code == 202
+    assert response.json() == {"outcome": "ignored"}
+    assert rows(db, "events") == 0
+    label = "other" if name.startswith("Custom") else "Delete"
+    assert counter(client, label, "ignored") == 1
+
+
+def test_delete_is_stored_when_incident_deletion_is_configured(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    from service.mapping import Rules
+
+    client = make_client(deliver=False)
+    client.app.state.relay.rules = Rules(delete_incidents=True)  # type: ignore[attr-defined]
+    response = client.post(URL, json=sample("Delete"), headers=auth())
+    assert response.status_code == 202
+    assert response.json()["outcome"] == "accepted"
+
+
+@pytest.mark.parametrize("name", ["Acknowledge", "AddNote", "AddTags", "AddTeam", "Close"])
+def test_every_documented_sample_is_accepted(client: TestClient, name: str) -> None:
+    assert client.post(URL, json=sample(name), headers=auth()).status_code == 202
+
+
+def test_errors_never_leak_a_stack_trace(client: TestClient) -> None:
+    response = client.post(URL, content=b'{"action": "Create", "alert": {"alertId": 5}}')
+    assert response.status_code == 401
+    response = client.post(
+        URL, content=b'{"action": "Create", "alert": {"alertId": 5}}', headers=auth()
+    )
+    assert response.status_code == 400
+    assert "Traceback" not in response.text
+    assert response.json() == {"errors": ["alert.alertId: expected a string"]}
