@@ -54,8 +54,15 @@ def next_attempt_delay(
 class RateLimiter:
     """A token bucket toward DX; a 429 holds every sender back for ``Retry-After``."""
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._rate = rate
+        self._sleep = sleep
         self._burst = max(1.0, rate)
         self._tokens = self._burst
         self._clock = clock
@@ -71,14 +78,14 @@ class RateLimiter:
             while True:
                 now = self._clock()
                 if now < self._hold_until:
-                    await asyncio.sleep(self._hold_until - now)
+                    await self._sleep(self._hold_until - now)
                     continue
                 self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
                 self._stamp = now
                 if self._tokens >= 1.0:
                     self._tokens -= 1.0
                     return
-                await asyncio.sleep((1.0 - self._tokens) / self._rate)
+                await self._sleep((1.0 - self._tokens) / self._rate)
 
 
 AccountLookup = Callable[[str | None], Awaitable[Account]]

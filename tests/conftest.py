@@ -15,6 +15,7 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from service.app import create_app
+from service.mapping import Rules
 from service.settings import Settings
 from tests.fakes.dx import FakeDX
 from tests.fakes.servers import UvicornThread
@@ -78,12 +79,13 @@ def make_client(
     """Build an app (lifespan running) whose DX is the in-process fake."""
     clients: list[TestClient] = []
 
-    def make(*, deliver: bool = True, **overrides: Any) -> TestClient:
+    def make(*, deliver: bool = True, rules: Rules | None = None, **overrides: Any) -> TestClient:
         if deliver:
             overrides.setdefault("dx_base_url", "http://dx.test")
             overrides.setdefault("dx_token", Secret(DX_TOKEN))
         app = create_app(
             make_settings(**overrides),
+            rules=rules,
             transport=httpx.ASGITransport(app=fake_dx.app),
             registry=CollectorRegistry(),
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from service.mapping import Rules
 from tests.conftest import WEBHOOK_TOKEN, auth, sample
 
 URL = "/webhooks/opsgenie"
@@ -172,10 +173,7 @@ def test_actions_the_relay_does_not_act_on_are_accepted_counted_ignored(
 def test_delete_is_stored_when_incident_deletion_is_configured(
     make_client: MakeClient, tmp_path: Path
 ) -> None:
-    from service.mapping import Rules
-
-    client = make_client(deliver=False)
-    client.app.state.relay.rules = Rules(delete_incidents=True)  # type: ignore[attr-defined]
+    client = make_client(deliver=False, rules=Rules(delete_incidents=True))
     response = client.post(URL, json=sample("Delete"), headers=auth())
     assert response.status_code == 202
     assert response.json()["outcome"] == "accepted"

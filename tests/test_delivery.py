@@ -1,0 +1,235 @@
+"""The delivery worker against the fake DX (in-process): retries, coalescing, failures, pauses."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+from service.delivery import RateLimiter, next_attempt_delay
+from service.mapping import Filter, Rules
+from tests.conftest import auth, sample
+from tests.fakes.dx import FakeDX
+from tests.fakes.polling import wait_for
+
+URL = "/webhooks/opsgenie"
+CREATE = sample("Create")
+ALERT = CREATE["alert"]["alertId"]
+REF = f"opsgenie-{ALERT}"
+
+MakeClient = Callable[..., TestClient]
+
+
+def event(action: str, seconds_later: int, **alert: Any) -> dict[str, Any]:
+    body = json.loads(json.dumps(CREATE))
+    body["action"] = action
+    body["alert"]["updatedAt"] += seconds_later * 10**9
+    body["alert"].update(alert)
+    return body
+
+
+def sample_value(client: TestClient, name: str, labels: dict[str, str] | None = None) -> float:
+    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    return float(registry.get_sample_value(name, labels or {}) or 0.0)
+
+
+def upsert_requests(fake_dx: FakeDX) -> list[Any]:
+    return [r for r in fake_dx.requests if r.path == "/api/incidents.upsert"]
+
+
+def test_delivers_the_incident(make_client: MakeClient, fake_dx: FakeDX) -> None:
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    incident = wait_for(lambda: fake_dx.incident(REF), message="incident in DX")
+    assert incident["name"] == "asdf"
+    request = upsert_requests(fake_dx)[0]
+    assert request.headers["authorization"] == "Bearer test-dx-token"
+    wait_for(lambda: sample_value(client, "relay_delivery_lag_seconds_count") == 1)
+    assert (
+        sample_value(
+            client,
+            "relay_dx_requests_total",
+            {"method": "upsert", "outcome": "success", "code": "none"},
+        )
+        == 1
+    )
+
+
+def test_events_that_arrive_while_dx_is_slow_coalesce(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    fake_dx.latency = 0.5
+    client = make_client(dx_concurrency=1)
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: fake_dx.requests, message="first request in flight")
+    for i in range(1, 6):
+        client.post(URL, json=event("AddNote", i, message=f"update {i}"), headers=auth())
+    wait_for(lambda: (i := fake_dx.incident(REF)) and i["name"] == "update 5")
+    # The first request, then one carrying the newest state: never one per event.
+    assert len(upsert_requests(fake_dx)) == 2
+
+
+def test_5xx_is_retried_until_dx_takes_it(make_client: MakeClient, fake_dx: FakeDX) -> None:
+    fake_dx.fail_next(4, status=503)
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: fake_dx.incident(REF), timeout=20, message="delivered after 503s")
+    assert fake_dx.status_counts[503] == 4
+    assert sample_value(client, "relay_dx_retries_total") >= 4
+
+
+def test_retry_after_is_honoured(make_client: MakeClient, fake_dx: FakeDX) -> None:
+    fake_dx.rate_limit_next(1, retry_after=1.5)
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: fake_dx.incident(REF), timeout=20)
+    first, second = upsert_requests(fake_dx)[:2]
+    assert first.status == 429
+    assert second.received_at - first.received_at >= 1.5
+
+
+def test_a_long_retry_after_moves_the_wait_to_the_store(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    fake_dx.rate_limit_next(1, retry_after=30)
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: fake_dx.status_counts[429] == 1)
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    delivery = wait_for(lambda: (d := client.portal.call(store.get, REF)) and d.attempts and d)
+    assert delivery.status == "pending"
+    assert delivery.next_attempt_at - delivery.updated_at >= 29
+    assert delivery.last_error_code == "rate_limited"
+
+
+def test_a_permanent_rejection_marks_the_reference_failed(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    fake_dx.reject(REF, code="invalid_arguments")
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    delivery = wait_for(
+        lambda: (d := client.portal.call(store.get, REF)) and d.status == "failed" and d
+    )
+    assert delivery.last_error_code == "invalid_arguments"
+    assert delivery.last_request["reference_id"] == REF
+    assert len(upsert_requests(fake_dx)) == 1  # not retried
+    text = client.get("/metrics").text
+    assert "relay_outbox_failed 1.0" in text
+    # An operator fixes the cause and retries: it goes through.
+    fake_dx.reset()
+    assert client.portal.call(lambda: store.retry(REF, now=0.0))
+    client.app.state.relay.worker.wake()  # type: ignore[attr-defined]
+    wait_for(lambda: fake_dx.incident(REF))
+
+
+def test_ok_false_in_a_200_is_a_failure(make_client: MakeClient, fake_dx: FakeDX) -> None:
+    fake_dx.ok_false_next(1, "metadata_invalid")
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    delivery = wait_for(
+        lambda: (d := client.portal.call(store.get, REF)) and d.status == "failed" and d
+    )
+    assert delivery.last_error_code == "metadata_invalid"
+
+
+def test_not_authed_pauses_all_delivery_and_readiness_stays_up(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    client = make_client(dx_token=Secret("wrong-token"), retry_max_backoff_seconds=60.0)
+    client.post(URL, json=CREATE, headers=auth())
+    client.post(URL, json=sample("Acknowledge"), headers=auth())
+    wait_for(lambda: sample_value(client, "relay_delivery_paused", {"reason": "not_authed"}) == 1)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert "not_authed" in ready.json()["delivery"]
+    # One refused request pauses everyone: the second alert is not tried meanwhile.
+    assert fake_dx.status_counts[401] == 1
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    stats = client.portal.call(store.stats)
+    assert stats.pending == 2
+    assert stats.failed == 0
+
+
+def test_filtered_alerts_are_counted_then_sent_once_they_match(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    client = make_client(rules=Rules(filter=Filter(priorities=frozenset({"P1"}))))
+    client.post(URL, json=CREATE, headers=auth())  # P3
+    wait_for(lambda: sample_value(client, "relay_alerts_filtered_total") == 1)
+    assert fake_dx.incident(REF) is None
+    client.post(URL, json=event("UpdatePriority", 5, priority="P1"), headers=auth())
+    incident = wait_for(lambda: fake_dx.incident(REF))
+    assert incident["priority"] == "P1"
+
+
+def test_a_version_that_renders_the_same_body_costs_no_request(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: fake_dx.incident(REF))
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    client.post(URL, json=event("AddNote", 3), headers=auth())
+    wait_for(lambda: client.portal.call(store.get, REF).status == "delivered")
+    attempts = client.portal.call(lambda: store.attempts(REF, limit=10))
+    assert [a.outcome for a in attempts] == ["delivered", "unchanged"]
+    assert len(upsert_requests(fake_dx)) == 1
+
+
+def test_delete_removes_the_incident_when_configured(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    client = make_client(rules=Rules(delete_incidents=True))
+    acknowledge = sample("Acknowledge")
+    ref = "opsgenie-" + acknowledge["alert"]["alertId"]
+    client.post(URL, json=acknowledge, headers=auth())
+    wait_for(lambda: fake_dx.incident(ref))
+    client.post(URL, json=sample("Delete"), headers=auth())
+    wait_for(lambda: fake_dx.incident(ref) is None, message="incident deleted in DX")
+
+
+def test_without_dx_configured_events_wait_and_readiness_says_paused(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(deliver=False)
+    client.post(URL, json=CREATE, headers=auth())
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["delivery"].startswith("paused: DX is not configured")
+    assert sample_value(client, "relay_delivery_paused", {"reason": "not_configured"}) == 1
+
+
+def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
+    rng = random.Random(7).random
+    delays = [next_attempt_delay(n, None, cap=300, rng=rng) for n in range(1, 12)]
+    assert all(0.5 <= d <= 300 for d in delays)
+    assert max(delays[-3:]) > max(delays[:3])
+    assert next_attempt_delay(5, 42.0, cap=10, rng=rng) == 42.0  # DX's word beats the cap
+
+
+def test_rate_limiter_spaces_requests() -> None:
+    import asyncio
+
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    async def scenario() -> None:
+        limiter = RateLimiter(2.0, clock=lambda: now[0], sleep=sleep)
+        for _ in range(6):
+            await limiter.acquire()
+        limiter.hold(10.0)
+        await limiter.acquire()
+
+    asyncio.run(scenario())
+    # A burst of 2, then one every 0.5 s (4 more: 2 s); the hold adds its 10 s.
+    assert now[0] == pytest.approx(2.0 + 10.0, abs=0.01)
