@@ -75,7 +75,7 @@ class RelayProcess:
 
     def metric(self, name: str, **labels: str) -> float | None:
         text = self.client.get("/metrics").text
-        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
         for line in text.splitlines():
             if line.startswith(prefix):
