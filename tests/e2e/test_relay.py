@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 from collections.abc import Callable
 
@@ -159,3 +160,25 @@ def test_sigkill_while_dx_is_down_loses_nothing(
         assert incident["name"] == f"alert {n}"
         assert bool(incident["resolved_at"]) == bool(n % 2)
     wait_for(lambda: restarted.metric("relay_outbox_pending") == 0)
+
+
+def test_sigterm_finishes_in_flight_requests_and_keeps_the_rest(
+    relay: Callable[..., RelayProcess], fake_dx: FakeDX
+) -> None:
+    fake_dx.latency = 1.0
+    process = relay(RELAY_DX_CONCURRENCY="1")
+    for n in range(5):
+        create = json.loads(json.dumps(CREATE))
+        create["alert"]["alertId"] = f"drain-{n}"
+        assert process.post(create).status_code == 202
+    wait_for(lambda: fake_dx.requests, message="a request in flight")
+    # uvicorn re-raises the SIGTERM after its graceful shutdown, so the code says "signal".
+    assert process.stop() in (0, -signal.SIGTERM)
+    assert '"message": "relay stopped"' in process.logs()
+    delivered = set(fake_dx.incidents)
+    assert delivered  # the request in flight was finished, not cut off
+    assert len(delivered) < 5  # the rest stayed in the outbox...
+
+    fake_dx.latency = 0.0
+    relay()  # ...and the next start delivers them
+    wait_for(lambda: len(fake_dx.incidents) == 5, timeout=30)
