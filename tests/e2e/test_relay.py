@@ -167,7 +167,7 @@ def test_sigterm_finishes_in_flight_requests_and_keeps_the_rest(
 ) -> None:
     fake_dx.latency = 1.0
     process = relay(RELAY_DX_CONCURRENCY="1")
-    for n in range(5):
+    for n in range(10):
         create = json.loads(json.dumps(CREATE))
         create["alert"]["alertId"] = f"drain-{n}"
         assert process.post(create).status_code == 202
@@ -177,8 +177,8 @@ def test_sigterm_finishes_in_flight_requests_and_keeps_the_rest(
     assert '"message": "relay stopped"' in process.logs()
     delivered = set(fake_dx.incidents)
     assert delivered  # the request in flight was finished, not cut off
-    assert len(delivered) < 5  # the rest stayed in the outbox...
+    assert len(delivered) < 10  # the rest stayed in the outbox...
 
     fake_dx.latency = 0.0
     relay()  # ...and the next start delivers them
-    wait_for(lambda: len(fake_dx.incidents) == 5, timeout=30)
+    wait_for(lambda: len(fake_dx.incidents) == 10, timeout=30)
