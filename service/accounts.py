@@ -1,16 +1,105 @@
-"""Which Opsgenie account an alert belongs to, and so where its web pages live."""
+"""Which Opsgenie account an alert belongs to, and so where its web pages live.
+
+Payloads carry no account name, yet alert links need it
+(``https://<account>.app.opsgenie.com``). A service object's API key can ask
+``GET /v2/account``; the answer is cached, and any failure falls back to the default
+web URL (``RELAY_OPSGENIE_WEB_URL``): a link that is less precise is better than a
+delivery held back for it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from service.errors import OpsgenieAPIError
+from service.opsgenie_api import ServiceObjects, api_for, web_url
 from service.settings import Settings
 from service.translate import Account
+
+log = logging.getLogger("service.accounts")
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+#: How long a learned account name is trusted; renames are rare.
+ACCOUNT_TTL_SECONDS = 3600.0
+#: How long a failed lookup is remembered, so a bad key does not cost a request per alert.
+FAILURE_TTL_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    account: Account
+    expires_at: float
 
 
 class Accounts:
     """Resolves a service object id to its account; ``None`` is the default account."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ServiceObjects | None = None,
+        http: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._default = Account(web_url=settings.opsgenie_web_url)
+        self._store = store
+        self._http = http
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def forget(self, service_id: str) -> None:
+        """Drop what is cached for a service object (after it changed or was deleted)."""
+        self._cache.pop(service_id, None)
 
     async def account(self, service_id: str | None) -> Account:
-        return self._default
+        if service_id is None or self._store is None or self._http is None:
+            return self._default
+        cached = self._cache.get(service_id)
+        if cached is not None and cached.expires_at > self._clock():
+            return cached.account
+        lock = self._locks.setdefault(service_id, asyncio.Lock())
+        async with lock:  # one lookup per account, however many deliveries wait for it
+            cached = self._cache.get(service_id)
+            if cached is not None and cached.expires_at > self._clock():
+                return cached.account
+            account, ttl = await self._lookup(service_id)
+            self._cache[service_id] = _Cached(account, self._clock() + ttl)
+            return account
+
+    async def _lookup(self, service_id: str) -> tuple[Account, float]:
+        assert self._store is not None
+        assert self._http is not None
+        try:
+            service = await self._store.get_service_object(service_id)
+        except Exception:  # the store's trouble must not hold a delivery back
+            log.warning("service object lookup failed", extra={"service_id": service_id})
+            return self._default, FAILURE_TTL_SECONDS
+        if service is None or service.region == "custom":
+            # custom: the API base says nothing reliable about the web UI's address.
+            return self._default, ACCOUNT_TTL_SECONDS
+        try:
+            api = api_for(self._http, service)
+            if api is None:
+                return self._default, ACCOUNT_TTL_SECONDS
+            name = await api.get_account()
+        except OpsgenieAPIError as error:
+            log.warning(
+                "Opsgenie account name unavailable; using the default web URL",
+                extra={"service_id": service_id, "error": error.message},
+            )
+            return self._default, FAILURE_TTL_SECONDS
+        if not _HOST_LABEL.fullmatch(name):
+            log.warning(
+                "Opsgenie account name is not a host name", extra={"service_id": service_id}
+            )
+            return self._default, ACCOUNT_TTL_SECONDS
+        return Account(web_url=web_url(service.region, name.lower())), ACCOUNT_TTL_SECONDS

@@ -107,7 +107,9 @@ class Worker:
         max_backoff: float,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        enrich: Callable[[Pending], Awaitable[bool]] | None = None,
     ) -> None:
+        self._enrich = enrich
         self._store = store
         self._dx = dx
         self._rules = rules
@@ -208,6 +210,8 @@ class Worker:
         ref = pending.reference_id
         body: dict[str, Any]
         send: Callable[[], Awaitable[Any]]
+        if self._enrich is not None and not await self._enrich(pending):
+            return  # enrichment stored a newer version (due now) or waits for Opsgenie
         if state.deleted:
             body, method = {"reference_id": ref}, "delete"
             send = lambda: dx.delete(ref)  # noqa: E731

@@ -16,6 +16,9 @@ whole tree to responses in one place (``app.py``).
     + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
     + PermanentError         .code: str                   (ok:false codes, other 4xx)
     + DXAuthError            not_authed -> pause all deliveries
+  x OpsgenieAPIError         .http_status of Opsgenie's answer (None: no answer)
+    + OpsgenieRetryable      .retry_after   (network, timeout, 429, 5xx)
+    + OpsgeniePermanent      401, 403, 404 (deleted alert), other 4xx, unusable body
 ```
 """
 
@@ -108,3 +111,29 @@ class DXAuthError(DeliveryError):
     """DX refused our token: every request would fail, so delivery pauses for everyone."""
 
     code = "not_authed"
+
+
+class OpsgenieAPIError(RelayError):
+    """Opsgenie's Alert or Account API did not answer usefully.
+
+    Enrichment and links only improve what the relay already has, so callers catch
+    this and carry on; ``http_status`` says what Opsgenie answered (``None``: nothing).
+    """
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class OpsgenieRetryable(OpsgenieAPIError):
+    """Worth asking again later: network errors, timeouts, 429 and 5xx."""
+
+    def __init__(
+        self, message: str, *, http_status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, http_status=http_status)
+        self.retry_after = retry_after
+
+
+class OpsgeniePermanent(OpsgenieAPIError):
+    """Asking again will not help: a wrong key (401/403), a deleted alert (404), bad data."""

@@ -41,6 +41,7 @@ DX_CODES = (
     "network",
     "other",
 )
+ENRICHMENT_OUTCOMES = ("success", "retryable", "permanent", "skipped")
 ADMIN_ROUTES = ("services", "service", "deliveries", "delivery", "delivery_retry")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -124,9 +125,18 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.enrichment = Counter(
+            "relay_enrichment_requests",
+            "Alert API fetches that fill gaps in partial alerts, by outcome"
+            " (skipped: needed but no API key, or attempts exhausted).",
+            ["outcome"],
+            registry=r,
+        )
         self._initialise()
 
     def _initialise(self) -> None:
+        for outcome in ENRICHMENT_OUTCOMES:
+            self.enrichment.labels(outcome)
         for action in ACTION_LABELS:
             for outcome in WEBHOOK_OUTCOMES:
                 self.webhooks.labels(action, outcome)

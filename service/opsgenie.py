@@ -261,3 +261,69 @@ def _details(value: object) -> tuple[tuple[str, str], ...] | None:
             )
         pairs.append((key, item))
     return tuple(sorted(pairs))
+
+
+def event_from_api_alert(data: Mapping[str, Any], *, received_ns: int) -> OpsgenieEvent:
+    """An alert from the Alert API (``GET /v2/alerts/{id}``'s ``data``) as a ``Fetched`` event.
+
+    It states the whole alert at its ``updatedAt`` (ISO here, unlike webhooks), so folding
+    it fills every gap without overriding newer webhook facts. ``report.closeTime`` is
+    the milliseconds from creation to close (Opsgenie's Alert API docs); without it a
+    closed alert counts as closed at ``updatedAt``.
+    """
+    alert_id = data.get("id")
+    if not isinstance(alert_id, str) or not alert_id.strip():
+        raise PayloadError("data.id is required", field="data.id")
+    updated = data.get("updatedAt")
+    stamp = received_ns if updated is None else parse_iso_ns(updated, field="data.updatedAt")
+    created = data.get("createdAt")
+    created_ns = None if created is None else parse_iso_ns(created, field="data.createdAt")
+    closed_ns = None
+    if data.get("status") == "closed":
+        report = data.get("report")
+        close_ms = report.get("closeTime") if isinstance(report, dict) else None
+        if isinstance(close_ms, int) and not isinstance(close_ms, bool) and created_ns is not None:
+            closed_ns = created_ns + close_ms * 10**6
+        else:
+            closed_ns = stamp
+    acknowledged = data.get("acknowledged")
+    if acknowledged is not None and not isinstance(acknowledged, bool):
+        raise PayloadError("data.acknowledged: expected a boolean", field="data.acknowledged")
+    owner = _text(data, "owner", prefix="data.")
+    return OpsgenieEvent(
+        action=Action.FETCHED.value,
+        alert_id=alert_id,
+        stamp_ns=stamp,
+        message=_text(data, "message", prefix="data."),
+        alias=_text(data, "alias", prefix="data."),
+        entity=_text(data, "entity", prefix="data."),
+        source=_text(data, "source", prefix="data."),
+        tiny_id=_text(data, "tinyId", allow_int=True, prefix="data."),
+        created_at_ns=created_ns,
+        priority=_priority(data.get("priority")),
+        tags=_string_list(data, "tags") if data.get("tags") is not None else (),
+        teams=_api_teams(data.get("teams")),
+        owner=owner or None,
+        acknowledged=acknowledged,
+        closed_at_ns=closed_ns,
+        details=_details(data.get("details")),
+        integration_name=_text(integration, "name", prefix="data.integration.")
+        if isinstance(integration := data.get("integration"), dict)
+        else None,
+    )
+
+
+def _api_teams(value: object) -> tuple[str, ...]:
+    """``teams`` of the Alert API: ``[{"id": ..., "name": ...}]``; names where given."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PayloadError("data.teams: expected a list", field="data.teams")
+    names: list[str] = []
+    for team in value:
+        if not isinstance(team, dict):
+            raise PayloadError("data.teams: expected a list of objects", field="data.teams")
+        label = team.get("name") or team.get("id")
+        if isinstance(label, str) and label.strip():
+            names.append(label.strip())
+    return tuple(dict.fromkeys(names))

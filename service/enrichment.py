@@ -1,0 +1,196 @@
+"""Fill gaps in an alert's state from Opsgenie's Alert API before DX sees the incident.
+
+Webhooks are partial: an ``Escalate`` carries only ``alertId``, and a ``Close`` whose
+``Create`` never arrived has no ``createdAt`` and no priority. When a pending reference
+lacks what the incident needs and its service object has an API key, the worker fetches
+``GET /v2/alerts/{id}`` and folds it in *durably* (``store.accept`` of a ``Fetched``
+event), so the state, the event log and every later delivery agree.
+
+This runs in the delivery worker, never at intake: Opsgenie being slow or down delays
+nothing but the enrichment itself, and only a bounded number of times, after which the
+relay sends what it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import httpx
+
+from service.delivery import next_attempt_delay
+from service.errors import (
+    OpsgeniePermanent,
+    OpsgenieRetryable,
+    PayloadError,
+    StoreUnavailable,
+)
+from service.metrics import Metrics
+from service.opsgenie import Action, event_from_api_alert
+from service.opsgenie_api import ServiceAccount, ServiceObjects, api_for
+from service.store import Attempt, Incoming, Outcome, Pending, Store
+from service.translate import AlertState, fold
+
+log = logging.getLogger("service.enrichment")
+
+#: Rounds a reference may wait for Opsgenie (429, 5xx, network) before it goes out as is.
+MAX_ATTEMPTS = 3
+#: Longest wait for Opsgenie worth holding an incident back; longer: send what we have.
+MAX_WAIT_SECONDS = 60.0
+
+
+def needs_enrichment(state: AlertState) -> bool:
+    """True when the incident would go out without a start time, a priority or services.
+
+    ``started_at`` would fall back to first sight, ``priority`` would be missing, and
+    without a known tag set the relay must omit ``services`` and ``metadata``.
+    """
+    if state.deleted:
+        return False
+    return state.created_at_ns is None or state.priority is None or not state.tags.known
+
+
+class Enricher:
+    """Called by the worker before rendering; says whether to deliver ``pending`` now."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        objects: ServiceObjects,
+        http: httpx.AsyncClient,
+        metrics: Metrics,
+        max_backoff: float,
+        max_attempts: int = MAX_ATTEMPTS,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._objects = objects
+        self._http = http
+        self._metrics = metrics
+        self._max_backoff = max_backoff
+        self._max_attempts = max_attempts
+        self._clock = clock
+        self._rng = rng
+
+    async def __call__(self, pending: Pending) -> bool:
+        """``True``: deliver ``pending`` as it is. ``False``: do not send it; the store
+        now holds a newer (enriched) version, or this one waits for Opsgenie."""
+        state = pending.state
+        if not needs_enrichment(state):
+            return True
+        service = await self._service(pending)
+        api = api_for(self._http, service) if service is not None else None
+        if api is None:
+            return self._skip(pending, "no service object with an Opsgenie API key")
+        if pending.attempts >= self._max_attempts:
+            return self._skip(pending, "attempts exhausted")
+        try:
+            data = await api.get_alert(state.alert_id)
+            event = replace(
+                event_from_api_alert(data, received_ns=int(self._clock() * 1e9)),
+                alert_id=state.alert_id,
+            )
+        except OpsgenieRetryable as error:
+            return await self._retry_later(pending, error)
+        except (OpsgeniePermanent, PayloadError) as error:
+            # 404: deleted in Opsgenie; 401/403: the key is wrong. Neither gets better.
+            self._metrics.enrichment.labels("permanent").inc()
+            log.warning(
+                "enrichment failed; delivering what the relay has",
+                extra={
+                    "reference_id": pending.reference_id,
+                    "outcome": "permanent",
+                    "http_status": getattr(error, "http_status", None),
+                    "error": error.message,
+                },
+            )
+            return True
+        raw = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        incoming = Incoming(
+            reference_id=pending.reference_id,
+            alert_id=state.alert_id,
+            action=Action.FETCHED.value,
+            service_id=pending.service_id,
+            dedup_key=hashlib.sha256(raw.encode()).hexdigest(),
+            raw=raw,
+            received_at=self._clock(),
+        )
+        try:
+            outcome = await self._store.accept(incoming, lambda old: fold(old, event))
+        except StoreUnavailable as error:
+            log.warning(
+                "enriched state not stored; delivering what the relay has",
+                extra={"reference_id": pending.reference_id, "error": error.message},
+            )
+            return True
+        self._metrics.enrichment.labels("success").inc()
+        log.info(
+            "alert enriched from the Opsgenie API",
+            extra={"reference_id": pending.reference_id, "outcome": outcome.value},
+        )
+        # ACCEPTED: a newer version is due now and the worker wakes when this task ends.
+        return outcome is not Outcome.ACCEPTED
+
+    async def _service(self, pending: Pending) -> ServiceAccount | None:
+        if pending.service_id is None:
+            return None
+        try:
+            return await self._objects.get_service_object(pending.service_id)
+        except StoreUnavailable:
+            return None
+
+    def _skip(self, pending: Pending, why: str) -> bool:
+        self._metrics.enrichment.labels("skipped").inc()
+        log.info(
+            "enrichment skipped",
+            extra={"reference_id": pending.reference_id, "outcome": "skipped", "reason": why},
+        )
+        return True
+
+    async def _retry_later(self, pending: Pending, error: OpsgenieRetryable) -> bool:
+        self._metrics.enrichment.labels("retryable").inc()
+        retry_after = error.retry_after
+        attempt_no = pending.attempts + 1
+        if attempt_no >= self._max_attempts or (retry_after or 0.0) > MAX_WAIT_SECONDS:
+            log.warning(
+                "Opsgenie unavailable; delivering what the relay has",
+                extra={"reference_id": pending.reference_id, "error": error.message},
+            )
+            return True
+        delay = min(
+            next_attempt_delay(
+                attempt_no, retry_after, cap=min(self._max_backoff, MAX_WAIT_SECONDS), rng=self._rng
+            ),
+            MAX_WAIT_SECONDS,
+        )
+        now = self._clock()
+        status = error.http_status
+        await self._store.record_retry(
+            pending,
+            request=pending.delivered_request or {},
+            next_attempt_at=now + delay,
+            attempt=Attempt(
+                at=now,
+                version=pending.version,
+                outcome="enrichment_retry",
+                http_status=status,
+                error_code=f"opsgenie_{status}" if status else "opsgenie_network",
+                detail=error.message[:1000],
+                duration_seconds=0.0,
+            ),
+        )
+        log.warning(
+            "enrichment will be retried",
+            extra={"reference_id": pending.reference_id, "outcome": "retry", "delay": delay},
+        )
+        return False
+
+
+__all__ = ["MAX_ATTEMPTS", "Enricher", "needs_enrichment"]

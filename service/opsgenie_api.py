@@ -1,0 +1,176 @@
+"""A thin client for the parts of Opsgenie's REST API the relay reads.
+
+Webhook payloads are partial; the Alert API has the whole alert (enrichment, backfill)
+and the Account API has the account name (alert links). The client rides on the app's
+one pooled ``httpx.AsyncClient`` and only classifies answers into the named
+``OpsgenieAPIError`` family: when to retry is the caller's policy, as with DX.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
+
+import httpx
+from starlette.datastructures import Secret
+
+from service.dx import retry_after_seconds
+from service.errors import OpsgenieAPIError, OpsgeniePermanent, OpsgenieRetryable
+
+Region = Literal["us", "eu", "custom"]
+
+API_BASES: dict[str, str] = {
+    "us": "https://api.opsgenie.com",
+    "eu": "https://api.eu.opsgenie.com",
+}
+
+
+def api_base(region: str, custom_url: str | None) -> str:
+    """The API base for a service object: fixed per region, or its ``custom_url``."""
+    if region == "custom":
+        if not custom_url:
+            raise OpsgeniePermanent("region custom needs a custom_url")
+        return custom_url.rstrip("/")
+    try:
+        return API_BASES[region]
+    except KeyError:
+        raise OpsgeniePermanent(f"unknown Opsgenie region {region!r}") from None
+
+
+def web_url(region: str, account: str) -> str:
+    """The web UI of an account, where alert pages live (``custom`` has no rule: ``None``)."""
+    domain = "app.eu.opsgenie.com" if region == "eu" else "app.opsgenie.com"
+    return f"https://{account}.{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    """One page of ``GET /v2/alerts``: the alerts, and whether Opsgenie has more."""
+
+    alerts: list[dict[str, Any]]
+    has_more: bool
+
+
+class OpsgenieAPI:
+    """Reads one Opsgenie account with its API key (``Authorization: GenieKey ...``)."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, api_key: str) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"GenieKey {api_key}", "Accept": "application/json"}
+
+    async def get_alert(self, alert_id: str) -> dict[str, Any]:
+        """The full alert (``data`` of ``GET /v2/alerts/{id}``); 404 once it is deleted."""
+        document = await self._get(
+            f"/v2/alerts/{quote(alert_id, safe='')}", {"identifierType": "id"}
+        )
+        data = document.get("data")
+        if not isinstance(data, dict):
+            raise OpsgeniePermanent("Opsgenie alert answer has no data object")
+        return data
+
+    async def get_account(self) -> str:
+        """The account name (``data.name`` of ``GET /v2/account``), for alert links."""
+        document = await self._get("/v2/account", None)
+        data = document.get("data")
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise OpsgeniePermanent("Opsgenie account answer has no data.name")
+        return name.strip()
+
+    async def list_alerts(self, query: str, *, limit: int = 100, offset: int = 0) -> AlertPage:
+        """One page of alerts matching ``query`` (Opsgenie's search syntax), oldest first.
+
+        ``has_more`` follows Opsgenie's ``paging.next`` link; the caller moves ``offset``
+        by ``limit``. Opsgenie caps ``limit`` at 100.
+        """
+        params: dict[str, str | int] = {
+            "query": query,
+            "limit": limit,
+            "offset": offset,
+            "sort": "createdAt",
+            "order": "asc",
+        }
+        document = await self._get("/v2/alerts", params)
+        data = document.get("data")
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise OpsgeniePermanent("Opsgenie alert list has no data list")
+        paging = document.get("paging")
+        has_more = isinstance(paging, dict) and bool(paging.get("next"))
+        return AlertPage(alerts=data, has_more=has_more)
+
+    async def _get(self, path: str, params: dict[str, str | int] | None) -> dict[str, Any]:
+        try:
+            response = await self._client.get(
+                f"{self._base_url}{path}", params=params, headers=self._headers
+            )
+        except httpx.TimeoutException as exc:
+            raise OpsgenieRetryable(f"Opsgenie timed out: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise OpsgenieRetryable(f"Opsgenie unreachable: {type(exc).__name__}") from None
+        return classify(response)
+
+
+def classify(response: httpx.Response) -> dict[str, Any]:
+    """The JSON document of a 2xx, or the ``OpsgenieAPIError`` that says what to do."""
+    status = response.status_code
+    if status == 429 or 500 <= status <= 599:
+        raise OpsgenieRetryable(
+            f"Opsgenie answered {status}",
+            http_status=status,
+            retry_after=retry_after_seconds(response.headers.get("retry-after"), now=time.time()),
+        )
+    if not 200 <= status <= 299:
+        raise OpsgeniePermanent(f"Opsgenie answered {status}", http_status=status)
+    try:
+        document = response.json()
+    except ValueError:
+        raise OpsgeniePermanent("Opsgenie answered with invalid JSON", http_status=status) from None
+    if not isinstance(document, dict):
+        raise OpsgeniePermanent("Opsgenie answered with a non-object", http_status=status)
+    return document
+
+
+__all__ = [
+    "API_BASES",
+    "AlertPage",
+    "OpsgenieAPI",
+    "OpsgenieAPIError",
+    "OpsgeniePermanent",
+    "OpsgenieRetryable",
+    "Region",
+    "ServiceAccount",
+    "ServiceObjects",
+    "api_base",
+    "api_for",
+    "classify",
+    "web_url",
+]
+
+
+class ServiceAccount(Protocol):
+    """What the client needs from a service object (``service.store.ServiceObject``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def custom_url(self) -> str | None: ...
+    @property
+    def api_key(self) -> Secret | None: ...
+
+
+class ServiceObjects(Protocol):
+    """The store's read side for service objects."""
+
+    async def get_service_object(self, id: str) -> ServiceAccount | None: ...
+
+
+def api_for(client: httpx.AsyncClient, service: ServiceAccount) -> OpsgenieAPI | None:
+    """A client for the service object's account, or ``None`` without an API key."""
+    if service.api_key is None or not str(service.api_key):
+        return None
+    return OpsgenieAPI(client, api_base(service.region, service.custom_url), str(service.api_key))

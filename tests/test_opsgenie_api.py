@@ -1,0 +1,308 @@
+"""The Opsgenie API client and the parsing of its alerts.
+
+The client is tested over ``httpx.MockTransport`` (exact requests, exact answers) and
+over the fake Opsgenie on a real socket (auth, paging, failure switches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.errors import OpsgenieAPIError, OpsgeniePermanent, OpsgenieRetryable, PayloadError
+from service.opsgenie import Action, event_from_api_alert, parse_iso_ns
+from service.opsgenie_api import OpsgenieAPI, api_base, web_url
+from service.translate import fold
+from tests.fakes.opsgenie import FakeOpsgenie, api_alert
+from tests.fakes.servers import UvicornThread
+
+CREATED_MS = 1_795_000_000_000
+ALERT = "70413a06-38d6-4c85-92b8-5ebc900d42e2"
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# --- regions ---------------------------------------------------------------------------
+
+
+def test_us_and_eu_have_fixed_api_bases() -> None:
+    assert api_base("us", None) == "https://api.opsgenie.com"
+    assert api_base("eu", "https://ignored.example") == "https://api.eu.opsgenie.com"
+
+
+def test_custom_uses_its_url_without_trailing_slash() -> None:
+    assert api_base("custom", "https://og.internal.example/") == "https://og.internal.example"
+
+
+def test_custom_without_url_is_a_permanent_error() -> None:
+    with pytest.raises(OpsgeniePermanent):
+        api_base("custom", None)
+
+
+def test_web_urls_follow_the_region() -> None:
+    assert web_url("us", "acme") == "https://acme.app.opsgenie.com"
+    assert web_url("eu", "acme") == "https://acme.app.eu.opsgenie.com"
+
+
+# --- the client over MockTransport -----------------------------------------------------
+
+
+def mock_api(handler: httpx.MockTransport) -> tuple[httpx.AsyncClient, OpsgenieAPI]:
+    client = httpx.AsyncClient(transport=handler)
+    return client, OpsgenieAPI(client, "https://api.eu.opsgenie.com", "k-1")
+
+
+def test_get_alert_sends_genie_key_and_identifier_type() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"data": api_alert(ALERT, created_ms=CREATED_MS)})
+
+    async def main() -> dict[str, object]:
+        client, api = mock_api(httpx.MockTransport(handler))
+        async with client:
+            return await api.get_alert(ALERT)
+
+    data = run(main())
+    assert isinstance(data, dict)
+    assert data["id"] == ALERT
+    request = seen[0]
+    assert request.headers["authorization"] == "GenieKey k-1"
+    assert str(request.url) == f"https://api.eu.opsgenie.com/v2/alerts/{ALERT}?identifierType=id"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error", "retry_after"),
+    [
+        (429, {"Retry-After": "7"}, OpsgenieRetryable, 7.0),
+        (503, {}, OpsgenieRetryable, None),
+        (401, {}, OpsgeniePermanent, None),
+        (403, {}, OpsgeniePermanent, None),
+        (404, {}, OpsgeniePermanent, None),
+    ],
+)
+def test_answers_become_named_errors(
+    status: int, headers: dict[str, str], error: type[OpsgenieAPIError], retry_after: float | None
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"message": "no"}, headers=headers)
+
+    async def main() -> None:
+        client, api = mock_api(httpx.MockTransport(handler))
+        async with client:
+            await api.get_alert(ALERT)
+
+    with pytest.raises(error) as caught:
+        run(main())
+    assert caught.value.http_status == status
+    if isinstance(caught.value, OpsgenieRetryable):
+        assert caught.value.retry_after == retry_after
+
+
+def test_network_errors_are_retryable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async def main() -> None:
+        client, api = mock_api(httpx.MockTransport(handler))
+        async with client:
+            await api.get_account()
+
+    with pytest.raises(OpsgenieRetryable) as caught:
+        run(main())
+    assert caught.value.http_status is None
+
+
+def test_a_2xx_without_data_is_permanent() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"not json")
+
+    async def main() -> None:
+        client, api = mock_api(httpx.MockTransport(handler))
+        async with client:
+            await api.get_alert(ALERT)
+
+    with pytest.raises(OpsgeniePermanent):
+        run(main())
+
+
+def test_alert_ids_are_escaped_in_the_path() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"message": "gone"})
+
+    async def main() -> None:
+        client, api = mock_api(httpx.MockTransport(handler))
+        async with client:
+            await api.get_alert("a/b")
+
+    with pytest.raises(OpsgeniePermanent):
+        run(main())
+    assert seen[0].url.raw_path.startswith(b"/v2/alerts/a%2Fb?")
+
+
+# --- the client against the fake on a socket -------------------------------------------
+
+
+@pytest.fixture
+def fake() -> FakeOpsgenie:
+    return FakeOpsgenie(api_key="genie-key-123", account="acme")
+
+
+@pytest.fixture
+def server(fake: FakeOpsgenie) -> Iterator[UvicornThread]:
+    with UvicornThread(fake.app) as running:
+        yield running
+
+
+def against(server: UvicornThread, key: str = "genie-key-123") -> OpsgenieAPI:
+    return OpsgenieAPI(httpx.AsyncClient(timeout=5.0), api_base("custom", server.url), key)
+
+
+def test_account_name(fake: FakeOpsgenie, server: UvicornThread) -> None:
+    assert run(against(server).get_account()) == "acme"
+    assert fake.seen("/v2/account")[0].authorization == "GenieKey genie-key-123"
+
+
+def test_wrong_key_is_permanent(server: UvicornThread) -> None:
+    with pytest.raises(OpsgeniePermanent) as caught:
+        run(against(server, key="wrong").get_alert(ALERT))
+    assert caught.value.http_status == 401
+
+
+def test_deleted_alert_is_a_404(server: UvicornThread) -> None:
+    with pytest.raises(OpsgeniePermanent) as caught:
+        run(against(server).get_alert("gone"))
+    assert caught.value.http_status == 404
+
+
+def test_rate_limit_and_5xx_switches(fake: FakeOpsgenie, server: UvicornThread) -> None:
+    fake.add(api_alert(ALERT, created_ms=CREATED_MS))
+    fake.rate_limit_next(1, retry_after=2)
+    fake.fail_next(1, status=502)
+
+    async def three_tries() -> list[object]:
+        api = against(server)
+        answers: list[object] = []
+        for _ in range(3):
+            try:
+                answers.append((await api.get_alert(ALERT))["id"])
+            except OpsgenieRetryable as error:
+                answers.append((error.http_status, error.retry_after))
+        return answers
+
+    assert run(three_tries()) == [(429, 2.0), (502, None), ALERT]
+
+
+def test_list_alerts_pages_until_paging_has_no_next(
+    fake: FakeOpsgenie, server: UvicornThread
+) -> None:
+    for i in range(5):
+        fake.add(api_alert(f"alert-{i}", created_ms=CREATED_MS + i))
+
+    async def everything() -> list[str]:
+        api = against(server)
+        ids: list[str] = []
+        offset = 0
+        while True:
+            page = await api.list_alerts("createdAt > 0", limit=2, offset=offset)
+            ids.extend(alert["id"] for alert in page.alerts)
+            if not page.has_more:
+                return ids
+            offset += 2
+
+    assert run(everything()) == [f"alert-{i}" for i in range(5)]
+    queries = fake.seen("/v2/alerts")
+    assert [q.query["offset"] for q in queries] == ["0", "2", "4"]
+    assert queries[0].query["query"] == "createdAt > 0"
+
+
+# --- parsing a fetched alert -----------------------------------------------------------
+
+
+def test_fetched_alert_becomes_a_full_event() -> None:
+    data = api_alert(
+        ALERT,
+        created_ms=CREATED_MS,
+        updated_ms=CREATED_MS + 5000,
+        teams=[{"id": "t1", "name": "Payments"}, {"id": "t2"}],
+        owner="ann@example.com",
+        acknowledged=True,
+    )
+    event = event_from_api_alert(json.loads(json.dumps(data)), received_ns=1)
+    assert event.action == Action.FETCHED
+    assert event.stamp_ns == (CREATED_MS + 5000) * 10**6
+    assert event.created_at_ns == CREATED_MS * 10**6
+    assert event.priority == "P2"
+    assert event.tags == ("service:payments", "env:prod")
+    assert event.teams == ("Payments", "t2")
+    assert event.owner == "ann@example.com"
+    assert event.acknowledged is True
+    assert event.closed_at_ns is None
+    assert event.details == (("service", "payments"),)
+    assert (event.message, event.alias, event.entity, event.tiny_id) == (
+        "disk full on db-1",
+        f"alias-{ALERT}",
+        "db-1",
+        "42",
+    )
+    assert event.integration_name == "Datadog"
+
+
+def test_closed_alert_closes_at_created_plus_close_time() -> None:
+    data = api_alert(
+        ALERT,
+        created_ms=CREATED_MS,
+        updated_ms=CREATED_MS + 90_000,
+        status="closed",
+        close_after_ms=60_000,
+    )
+    event = event_from_api_alert(data, received_ns=1)
+    assert event.closed_at_ns == (CREATED_MS + 60_000) * 10**6
+
+
+def test_closed_alert_without_close_time_closes_at_updated_at() -> None:
+    data = api_alert(ALERT, created_ms=CREATED_MS, updated_ms=CREATED_MS + 90_000, status="closed")
+    assert event_from_api_alert(data, received_ns=1).closed_at_ns == parse_iso_ns(
+        data["updatedAt"], field="updatedAt"
+    )
+
+
+def test_empty_owner_is_unknown_not_a_name() -> None:
+    assert (
+        event_from_api_alert(api_alert(ALERT, created_ms=CREATED_MS), received_ns=1).owner is None
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"createdAt": 1795000000000}, {"id": None}, {"tags": "a,b"}, {"acknowledged": "yes"}],
+)
+def test_wrong_types_name_the_field(change: dict[str, object]) -> None:
+    with pytest.raises(PayloadError):
+        event_from_api_alert({**api_alert(ALERT, created_ms=CREATED_MS), **change}, received_ns=1)
+
+
+def test_folding_a_fetch_fills_a_bare_escalate() -> None:
+    escalate_stamp = (CREATED_MS + 10_000) * 10**6
+    from service.opsgenie import OpsgenieEvent
+
+    escalate = OpsgenieEvent(action="Escalate", alert_id=ALERT, stamp_ns=escalate_stamp)
+    fetched = event_from_api_alert(
+        api_alert(ALERT, created_ms=CREATED_MS, updated_ms=CREATED_MS + 5_000), received_ns=1
+    )
+    state = fold(fold(None, escalate), fetched)
+    assert state.created_at_ns == CREATED_MS * 10**6
+    assert state.priority is not None
+    assert state.priority.value == "P2"
+    assert state.tags.known
+    assert state == fold(fold(None, fetched), escalate)  # order does not matter
