@@ -23,12 +23,14 @@ from starlette.routing import Route
 
 from service import __version__, openapi, webhooks
 from service.accounts import Accounts
+from service.crypto import KeyCipher
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
 from service.errors import RelayError, StoreUnavailable
 from service.mapping import Rules, load_rules
 from service.metrics import Metrics
 from service.relay import Relay
+from service.services_api import ServicesAPI
 from service.settings import Settings
 from service.store import Store
 from service.store.sqlite import SQLiteStore
@@ -47,7 +49,15 @@ def create_app(
 ) -> Starlette:
     """Build the relay. ``transport`` and ``store`` let tests swap the outside world."""
     rules = rules if rules is not None else load_rules(settings.config_path)
-    store = store if store is not None else SQLiteStore(settings.database_path, clock=clock)
+    store = (
+        store
+        if store is not None
+        else SQLiteStore(
+            settings.database_path,
+            clock=clock,
+            cipher=KeyCipher.for_database(settings.database_path, settings.secret_key),
+        )
+    )
     metrics = Metrics(registry)
     http = make_http_client(settings, transport=transport)
     dx = (
@@ -103,6 +113,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+            *ServicesAPI(relay).routes(),
         ],
         exception_handlers={
             RelayError: relay_error,

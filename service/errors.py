@@ -6,6 +6,7 @@ whole tree to responses in one place (``app.py``).
 ```
 * RelayError
   x ConfigError              startup; names the variable
+    + SecretKeyError         RELAY_SECRET_KEY cannot decrypt a stored Opsgenie API key
   x PayloadError             400; .field
   x BodyTooLarge             413
   x AuthError                401 (webhook) / 403 (admin)
@@ -37,6 +38,10 @@ class RelayError(Exception):
 
 class ConfigError(RelayError):
     """Configuration that cannot work; the message names the variable or file."""
+
+
+class SecretKeyError(ConfigError):
+    """A stored Opsgenie API key does not decrypt: the secret key changed or was lost."""
 
 
 class PayloadError(RelayError):

@@ -23,6 +23,164 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+# ---- Service objects (Datadog v2 "Opsgenie Integration" shapes) -----------------------
+
+_SERVICES = "/api/v2/integration/opsgenie/services"
+_ADMIN_SECURITY: list[dict[str, list[str]]] = [{"apiKeyAuth": [], "appKeyAuth": []}]
+_RATE_HEADERS = {
+    name: {"description": text, "schema": {"type": "integer"}}
+    for name, text in (
+        ("X-RateLimit-Limit", "Requests allowed per period and API key"),
+        ("X-RateLimit-Period", "Length of the period in seconds"),
+        ("X-RateLimit-Remaining", "Requests left in this period"),
+        ("X-RateLimit-Reset", "Seconds until the period ends"),
+    )
+}
+_REGION = {"type": "string", "enum": ["us", "eu", "custom"]}
+_TYPE = {"type": "string", "enum": ["opsgenie-service"]}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100}
+_URL = {"type": ["string", "null"], "format": "uri", "pattern": "^https://"}
+_KEY = {"type": "string", "writeOnly": True, "minLength": 1}
+
+
+def _service_data(attributes: dict[str, Any], *, with_id: bool) -> dict[str, Any]:
+    properties = {"type": _TYPE, "attributes": attributes}
+    if with_id:
+        properties["id"] = {"type": "string", "format": "uuid"}
+    required = ["type", "attributes", *(["id"] if with_id else [])]
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "object", "required": required, "properties": properties}},
+    }
+
+
+_SERVICE_SCHEMAS: dict[str, Any] = {
+    "OpsgenieServiceCreateRequest": _service_data(
+        {
+            "type": "object",
+            "required": ["name", "region", "opsgenie_api_key"],
+            "properties": {
+                "name": _NAME,
+                "region": _REGION,
+                "custom_url": _URL,
+                "opsgenie_api_key": _KEY,
+            },
+        },
+        with_id=False,
+    ),
+    "OpsgenieServiceUpdateRequest": _service_data(
+        {
+            "type": "object",
+            "properties": {
+                "name": _NAME,
+                "region": _REGION,
+                "custom_url": _URL,
+                "opsgenie_api_key": _KEY,
+            },
+        },
+        with_id=True,
+    ),
+    "OpsgenieServiceResponseData": {
+        "type": "object",
+        "required": ["type", "id", "attributes"],
+        "properties": {
+            "type": _TYPE,
+            "id": {"type": "string", "format": "uuid"},
+            "attributes": {
+                "type": "object",
+                "properties": {"name": _NAME, "region": _REGION, "custom_url": _URL},
+            },
+        },
+    },
+    "OpsgenieServiceResponse": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"$ref": "#/components/schemas/OpsgenieServiceResponseData"}},
+    },
+    "OpsgenieServicesResponse": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/OpsgenieServiceResponseData"},
+            }
+        },
+    },
+}
+
+
+def _admin_responses(ok: str, schema: str | None, *codes: str) -> dict[str, Any]:
+    reasons = {
+        "400": "Malformed body, wrong type, bad enum, custom without custom_url, id mismatch",
+        "403": "Missing or wrong DD-API-KEY / DD-APPLICATION-KEY, or a read-only key on a write",
+        "404": "No service object with this id",
+        "409": "A service object with this name (case-insensitive) exists",
+        "429": "Too many requests for this API key",
+    }
+    success: dict[str, Any] = {"description": "OK", "headers": _RATE_HEADERS}
+    if schema is not None:
+        ref = {"$ref": f"#/components/schemas/{schema}"}
+        success["content"] = {"application/json": {"schema": ref}}
+    responses = {ok: success}
+    for code in ("403", "429", *codes):
+        responses[code] = {**_error(reasons[code]), "headers": _RATE_HEADERS}
+    return responses
+
+
+def _body(schema: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+
+def _service_paths() -> dict[str, Any]:
+    item_id = {
+        "name": "integration_service_id",
+        "in": "path",
+        "required": True,
+        "description": "The UUID of the service.",
+        "schema": {"type": "string"},
+    }
+    common = {"tags": ["Opsgenie Integration"], "security": _ADMIN_SECURITY}
+    return {
+        _SERVICES: {
+            "get": {
+                **common,
+                "summary": "Get all service objects",
+                "responses": _admin_responses("200", "OpsgenieServicesResponse"),
+            },
+            "post": {
+                **common,
+                "summary": "Create a new service object",
+                "requestBody": _body("OpsgenieServiceCreateRequest"),
+                "responses": _admin_responses("201", "OpsgenieServiceResponse", "400", "409"),
+            },
+        },
+        _SERVICES + "/{integration_service_id}": {
+            "parameters": [item_id],
+            "get": {
+                **common,
+                "summary": "Get a single service object",
+                "responses": _admin_responses("200", "OpsgenieServiceResponse", "404"),
+            },
+            "patch": {
+                **common,
+                "summary": "Update a single service object",
+                "requestBody": _body("OpsgenieServiceUpdateRequest"),
+                "responses": _admin_responses(
+                    "200", "OpsgenieServiceResponse", "400", "404", "409"
+                ),
+            },
+            "delete": {
+                **common,
+                "summary": "Delete a single service object",
+                "responses": _admin_responses("204", None, "404"),
+            },
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     webhook = {
         "summary": "Receive one Opsgenie alert action",
@@ -68,14 +226,18 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "Text format"}},
                 }
             },
+            **_service_paths(),
         },
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "basic": {"type": "http", "scheme": "basic"},
+                "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "DD-API-KEY"},
+                "appKeyAuth": {"type": "apiKey", "in": "header", "name": "DD-APPLICATION-KEY"},
             },
             "schemas": {
                 "Errors": _ERRORS,
+                **_SERVICE_SCHEMAS,
                 "Accepted": {
                     "type": "object",
                     "properties": {

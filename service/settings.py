@@ -58,6 +58,8 @@ class Settings:
     retry_max_backoff_seconds: float = 300.0
     shutdown_deadline_seconds: float = 20.0
     keep_alive_seconds: int = 75
+    #: Admin API requests allowed per API key per 60-second window (then 429).
+    admin_rate_limit: int = 60
 
     @property
     def delivery_enabled(self) -> bool:
@@ -110,6 +112,7 @@ class Settings:
             retry_max_backoff_seconds=get("RETRY_MAX_BACKOFF", _positive_duration, "5m"),
             shutdown_deadline_seconds=get("SHUTDOWN_DEADLINE", _positive_duration, "20s"),
             keep_alive_seconds=get("KEEP_ALIVE", _positive_int, "75"),
+            admin_rate_limit=get("ADMIN_RATE_LIMIT", _positive_int, "60"),
         )
 
 

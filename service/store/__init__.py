@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypedDict
+
+from starlette.datastructures import Secret
 
 from service.translate import AlertState
 
@@ -107,6 +109,36 @@ class OutboxStats:
     oldest_pending_since: float | None
 
 
+Region = Literal["us", "eu", "custom"]
+REGIONS: tuple[Region, ...] = ("us", "eu", "custom")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceObject:
+    """One Opsgenie account the relay works with (Datadog's "service object").
+
+    ``api_key`` is the decrypted Opsgenie key, wrapped in ``Secret`` so it never shows
+    in a repr, a log line or a traceback; the database only ever holds it encrypted.
+    """
+
+    id: str
+    name: str
+    region: Region
+    custom_url: str | None
+    api_key: Secret | None
+    created_at: float
+    updated_at: float
+
+
+class ServiceObjectChanges(TypedDict, total=False):
+    """A partial update: only the keys present change (``custom_url=None`` clears it)."""
+
+    name: str
+    region: Region
+    custom_url: str | None
+    api_key: Secret
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -145,3 +177,24 @@ class Store(Protocol):
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]: ...
     async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]: ...
     async def prune_events(self, *, before: float) -> int: ...
+
+    # Service objects (Datadog-compatible admin API; keys encrypted at rest).
+    async def create_service_object(
+        self, *, id: str, name: str, region: Region, custom_url: str | None, api_key: Secret
+    ) -> ServiceObject:
+        """Raises ``Conflict`` when the name (case-insensitively) or id is taken."""
+        ...
+
+    async def list_service_objects(self) -> list[ServiceObject]: ...
+    async def get_service_object(self, id: str) -> ServiceObject | None: ...
+    async def find_service_object(self, id_or_name: str) -> ServiceObject | None:
+        """By UUID id, else by name case-insensitively."""
+        ...
+
+    async def update_service_object(
+        self, id: str, changes: ServiceObjectChanges
+    ) -> ServiceObject | None:
+        """``None`` when ``id`` is unknown; ``Conflict`` on a taken name."""
+        ...
+
+    async def delete_service_object(self, id: str) -> bool: ...

@@ -1,0 +1,356 @@
+"""Opsgenie service objects through Datadog's v2 API shape, so Datadog's clients work unchanged.
+
+``/api/v2/integration/opsgenie/services[/{integration_service_id}]`` with Datadog's
+bodies (``{"data": {"type": "opsgenie-service", "id", "attributes"}}``), codes and
+headers. The Opsgenie API key is write-only: it goes to the store (which encrypts it)
+and never comes back in a response or a log line. Every answer, refusals included,
+carries the ``X-RateLimit-*`` headers Datadog clients read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Secret
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.auth import Access, admin_access
+from service.errors import AuthError, NotFound, PayloadError, RelayError
+from service.relay import Relay
+from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
+from service.webhooks import read_body
+
+log = logging.getLogger("service.services_api")
+
+PATH = "/api/v2/integration/opsgenie/services"
+RESOURCE_TYPE = "opsgenie-service"
+MAX_NAME_LENGTH = 100
+MAX_URL_LENGTH = 2048
+MAX_KEY_LENGTH = 1024
+RATE_PERIOD_SECONDS = 60
+STATUSES = ("200", "201", "204", "400", "403", "404", "405", "409", "413", "429", "500", "503")
+
+Handler = Callable[[Request, "Caller"], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as logs may show it: a role and a non-reversible key fingerprint."""
+
+    access: Access
+    fingerprint: str
+
+    @property
+    def actor(self) -> str:
+        return "admin" if self.access is Access.FULL else "readonly"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    limit: int
+    period: int
+    remaining: int
+    reset: int
+
+    @property
+    def allowed(self) -> bool:
+        return self.remaining >= 0
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Period": str(self.period),
+            "X-RateLimit-Remaining": str(max(0, self.remaining)),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+
+
+class RateLimiter:
+    """Fixed windows per API key, as Datadog counts; memory stays bounded by pruning."""
+
+    def __init__(self, limit: int, period: int, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self.period = period
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, api_key: str) -> Window:
+        now = self._clock()
+        start = math.floor(now / self.period) * self.period
+        # Hash so the table never holds presented credentials, right or wrong.
+        key = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
+        if len(self._windows) > 10_000:
+            self._windows = {k: v for k, v in self._windows.items() if v[0] == start}
+        window_start, count = self._windows.get(key, (start, 0))
+        if window_start != start:
+            count = 0
+        count += 1
+        self._windows[key] = (start, count)
+        reset = max(1, math.ceil(start + self.period - now))
+        return Window(self.limit, self.period, self.limit - count, reset)
+
+
+class ServicesAPI:
+    """The five routes; ``rate_limit`` defaults to ``RELAY_ADMIN_RATE_LIMIT``."""
+
+    def __init__(self, relay: Relay, *, rate_limit: int | None = None) -> None:
+        self._relay = relay
+        limit = rate_limit if rate_limit is not None else relay.settings.admin_rate_limit
+        self._limiter = RateLimiter(limit, RATE_PERIOD_SECONDS, relay.clock)
+        for route in ("services", "service"):
+            for status in STATUSES:
+                relay.metrics.admin.labels(route, status)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(PATH, self.collection, methods=["GET", "POST"]),
+            Route(
+                PATH + "/{integration_service_id}", self.item, methods=["GET", "PATCH", "DELETE"]
+            ),
+        ]
+
+    async def collection(self, request: Request) -> Response:
+        handler = self._create if request.method == "POST" else self._list
+        return await self._serve(request, "services", handler)
+
+    async def item(self, request: Request) -> Response:
+        handlers = {"GET": self._get, "PATCH": self._update, "DELETE": self._delete}
+        return await self._serve(request, "service", handlers[request.method])
+
+    async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
+        """Rate limit, authenticate, run, and answer errors as Datadog does, with headers."""
+        api_key = request.headers.get("dd-api-key")
+        window = self._limiter.hit(api_key or "")
+        try:
+            if not window.allowed:
+                response: Response = _errors(429, "Too many requests")
+            else:
+                caller = self._authenticate(request)
+                response = await handler(request, caller)
+        except RelayError as exc:
+            response = _errors(exc.status_code, exc.message)
+        response.headers.update(window.headers())
+        self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
+        return response
+
+    def _authenticate(self, request: Request) -> Caller:
+        settings = self._relay.settings
+        app_key = request.headers.get("dd-application-key")
+        access = admin_access(
+            request.headers.get("dd-api-key"),
+            app_key,
+            expected_api_key=settings.api_key,
+            expected_app_key=settings.app_key,
+            readonly_app_key=settings.readonly_app_key,
+        )
+        if access is Access.NONE or app_key is None:
+            raise AuthError("Forbidden", status_code=403)
+        if access is Access.READ and request.method not in ("GET", "HEAD"):
+            raise AuthError("Forbidden: this application key may only read", status_code=403)
+        digest = hashlib.sha256(app_key.encode("utf-8", "surrogatepass")).hexdigest()
+        return Caller(access, digest[:8])
+
+    async def _list(self, request: Request, caller: Caller) -> Response:
+        objects = await self._relay.store.list_service_objects()
+        return JSONResponse({"data": [_resource(o) for o in objects]})
+
+    async def _get(self, request: Request, caller: Caller) -> Response:
+        found = await self._relay.store.get_service_object(_path_id(request))
+        if found is None:
+            raise NotFound("Not Found")
+        return JSONResponse({"data": _resource(found)})
+
+    async def _create(self, request: Request, caller: Caller) -> Response:
+        attributes = _attributes(await self._body(request))
+        changes = _changes(attributes)
+        missing = [f for f in ("name", "region", "opsgenie_api_key") if f not in attributes]
+        if missing:
+            field = f"data.attributes.{missing[0]}"
+            raise PayloadError(f"{field}: required", field=field)
+        region = changes["region"]
+        custom_url = changes.get("custom_url")
+        _check_custom(region, custom_url)
+        created = await self._relay.store.create_service_object(
+            id=str(uuid.uuid4()),
+            name=changes["name"],
+            region=region,
+            custom_url=custom_url,
+            api_key=changes["api_key"],
+        )
+        self._log("service object created", created, caller)
+        return JSONResponse({"data": _resource(created)}, status_code=201)
+
+    async def _update(self, request: Request, caller: Caller) -> Response:
+        service_id = _path_id(request)
+        document = await self._body(request)
+        attributes = _attributes(document)
+        data = document["data"]
+        if "id" not in data:
+            raise PayloadError("data.id: required", field="data.id")
+        if not isinstance(data["id"], str) or _canonical_uuid(data["id"]) != service_id:
+            raise PayloadError("data.id: must equal the id in the path", field="data.id")
+        changes = _changes(attributes)
+        if "region" in changes:
+            _check_custom(changes["region"], changes.get("custom_url", ""))
+        updated = await self._relay.store.update_service_object(service_id, changes)
+        if updated is None:
+            raise NotFound("Not Found")
+        self._log("service object updated", updated, caller, changed=sorted(attributes))
+        return JSONResponse({"data": _resource(updated)})
+
+    async def _delete(self, request: Request, caller: Caller) -> Response:
+        service_id = _path_id(request)
+        if not await self._relay.store.delete_service_object(service_id):
+            raise NotFound("Not Found")
+        log.info(
+            "service object deleted",
+            extra={"service_id": service_id, "actor": caller.actor, "key": caller.fingerprint},
+        )
+        return Response(status_code=204)
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        body = await read_body(request, self._relay.settings.max_body_bytes)
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            raise PayloadError("body: not valid JSON", field="body") from None
+        if not isinstance(document, dict):
+            raise PayloadError("body: must be a JSON object", field="body")
+        return document
+
+    def _log(self, message: str, obj: ServiceObject, caller: Caller, **extra: Any) -> None:
+        # Never the Opsgenie key: only what identifies the object and who changed it.
+        log.info(
+            message,
+            extra={
+                "service_id": obj.id,
+                "service_name": obj.name,
+                "region": obj.region,
+                "actor": caller.actor,
+                "key": caller.fingerprint,
+                **extra,
+            },
+        )
+
+
+def _errors(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"errors": [message]}, status_code=status)
+
+
+def _resource(obj: ServiceObject) -> dict[str, Any]:
+    return {
+        "type": RESOURCE_TYPE,
+        "id": obj.id,
+        "attributes": {"name": obj.name, "region": obj.region, "custom_url": obj.custom_url},
+    }
+
+
+def _canonical_uuid(text: str) -> str | None:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def _path_id(request: Request) -> str:
+    """A path id that is not a UUID names nothing: 404, as for an unknown one."""
+    canonical = _canonical_uuid(request.path_params["integration_service_id"])
+    if canonical is None:
+        raise NotFound("Not Found")
+    return canonical
+
+
+def _attributes(document: dict[str, Any]) -> dict[str, Any]:
+    if "data" not in document:
+        raise PayloadError("data: required", field="data")
+    data = document["data"]
+    if not isinstance(data, dict):
+        raise PayloadError("data: must be an object", field="data")
+    if "type" not in data:
+        raise PayloadError("data.type: required", field="data.type")
+    if data["type"] != RESOURCE_TYPE:
+        raise PayloadError(f'data.type: must be "{RESOURCE_TYPE}"', field="data.type")
+    if "attributes" not in data:
+        raise PayloadError("data.attributes: required", field="data.attributes")
+    attributes = data["attributes"]
+    if not isinstance(attributes, dict):
+        raise PayloadError("data.attributes: must be an object", field="data.attributes")
+    return attributes
+
+
+def _changes(attributes: dict[str, Any]) -> ServiceObjectChanges:
+    """The known attributes, checked; unknown ones are ignored (clients send extras)."""
+    changes: ServiceObjectChanges = {}
+    if "name" in attributes:
+        name = _text(attributes["name"], "name", MAX_NAME_LENGTH)
+        if not name.strip():
+            raise PayloadError(
+                "data.attributes.name: must not be empty", field="data.attributes.name"
+            )
+        changes["name"] = name
+    if "region" in attributes:
+        region = attributes["region"]
+        if region not in REGIONS:
+            field = "data.attributes.region"
+            raise PayloadError(f"{field}: must be one of us, eu, custom", field=field)
+        changes["region"] = cast(Region, region)
+    if "custom_url" in attributes:
+        url = attributes["custom_url"]
+        changes["custom_url"] = None if url is None else _https_url(url)
+    if "opsgenie_api_key" in attributes:
+        key = _text(attributes["opsgenie_api_key"], "opsgenie_api_key", MAX_KEY_LENGTH)
+        if not key.strip():
+            field = "data.attributes.opsgenie_api_key"
+            raise PayloadError(f"{field}: must not be empty", field=field)
+        changes["api_key"] = Secret(key)
+    return changes
+
+
+def _text(value: Any, name: str, max_length: int) -> str:
+    field = f"data.attributes.{name}"
+    if not isinstance(value, str):
+        raise PayloadError(f"{field}: must be a string", field=field)
+    if len(value) > max_length:
+        raise PayloadError(f"{field}: longer than {max_length} characters", field=field)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise PayloadError(f"{field}: must not contain control characters", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{field}: not valid Unicode", field=field) from None
+    return value
+
+
+def _https_url(value: Any) -> str:
+    field = "data.attributes.custom_url"
+    url = _text(value, "custom_url", MAX_URL_LENGTH)
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme == "https" and bool(parts.hostname) and " " not in url
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise PayloadError(f"{field}: must be an https URL", field=field)
+    return url
+
+
+def _check_custom(region: Region, custom_url: str | None) -> None:
+    """``custom`` means the API base is ``custom_url``, so one without the other is useless.
+
+    On PATCH the stored ``custom_url`` may still satisfy it; the store checks the merged
+    record, so only an explicit ``null`` alongside ``region: custom`` is refused here.
+    """
+    if region == "custom" and custom_url is None:
+        field = "data.attributes.custom_url"
+        raise PayloadError(f"{field}: required when region is custom", field=field)

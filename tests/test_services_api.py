@@ -1,0 +1,449 @@
+"""The Datadog-shaped service-object API over raw HTTP: every rule, status and header."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+PATH = "/api/v2/integration/opsgenie/services"
+API_KEY = "dd-api-key-0123456789"
+APP_KEY = "dd-app-key-0123456789"
+READ_KEY = "dd-read-key-0123456789"
+OPSGENIE_KEY = "og-secret-7f3e9a1c-0000-4000-8000-c0ffee000001"
+FULL = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY}
+READ = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": READ_KEY}
+
+
+def body(**attributes: Any) -> dict[str, Any]:
+    return {"data": {"type": "opsgenie-service", "attributes": attributes}}
+
+
+def create_body(name: str = "Primary", **extra: Any) -> dict[str, Any]:
+    return body(name=name, region="us", opsgenie_api_key=OPSGENIE_KEY, **extra)
+
+
+def patch_body(service_id: str, **attributes: Any) -> dict[str, Any]:
+    return {"data": {"type": "opsgenie-service", "id": service_id, "attributes": attributes}}
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client(
+        deliver=False,
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        readonly_app_key=Secret(READ_KEY),
+        admin_rate_limit=100_000,
+    )
+
+
+def create(client: TestClient, name: str = "Primary", **extra: Any) -> dict[str, Any]:
+    response = client.post(PATH, json=create_body(name, **extra), headers=FULL)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def assert_error(response: Any, status: int, *fragments: str) -> None:
+    assert response.status_code == status, response.text
+    errors = response.json()["errors"]
+    assert isinstance(errors, list)
+    assert errors
+    assert all(isinstance(e, str) for e in errors)
+    for fragment in fragments:
+        assert fragment in errors[0]
+    assert OPSGENIE_KEY not in response.text
+
+
+def test_create_get_list_update_delete(client: TestClient) -> None:
+    created = create(client)
+    assert created["type"] == "opsgenie-service"
+    assert uuid.UUID(created["id"]).version == 4
+    assert created["attributes"] == {"name": "Primary", "region": "us", "custom_url": None}
+
+    got = client.get(f"{PATH}/{created['id']}", headers=READ)
+    assert got.status_code == 200
+    assert got.json() == {"data": created}
+    listed = client.get(PATH, headers=READ)
+    assert listed.status_code == 200
+    assert listed.json() == {"data": [created]}
+
+    patched = client.patch(
+        f"{PATH}/{created['id']}",
+        json=patch_body(created["id"], region="custom", custom_url="https://og.example.com"),
+        headers=FULL,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["data"]["attributes"] == {
+        "name": "Primary",
+        "region": "custom",
+        "custom_url": "https://og.example.com",
+    }
+    back = client.patch(
+        f"{PATH}/{created['id']}",
+        json=patch_body(created["id"], region="eu", custom_url=None),
+        headers=FULL,
+    )
+    assert back.json()["data"]["attributes"]["custom_url"] is None
+
+    deleted = client.delete(f"{PATH}/{created['id']}", headers=FULL)
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    assert client.get(f"{PATH}/{created['id']}", headers=FULL).status_code == 404
+    assert client.delete(f"{PATH}/{created['id']}", headers=FULL).status_code == 404
+
+
+def test_seed_example_body_is_accepted_unchanged(client: TestClient) -> None:
+    service_id = create(client, "fake-opsgenie-service-name")["id"]
+    seed = {
+        "data": {
+            "attributes": {
+                "custom_url": "https://example.com",
+                "name": "fake-opsgenie-service-name",
+                "opsgenie_api_key": "00000000-0000-0000-0000-000000000000",
+                "region": "us",
+            },
+            "id": service_id,
+            "type": "opsgenie-service",
+        }
+    }
+    response = client.patch(f"{PATH}/{service_id}", json=seed, headers=FULL)
+    assert response.status_code == 200
+    assert response.json() == {
+        "data": {
+            "type": "opsgenie-service",
+            "id": service_id,
+            "attributes": {
+                "name": "fake-opsgenie-service-name",
+                "region": "us",
+                "custom_url": "https://example.com",
+            },
+        }
+    }
+    assert "00000000-0000-0000-0000-000000000000" not in response.text
+
+
+def test_patch_changes_only_present_attributes(client: TestClient) -> None:
+    service_id = create(client, region_note="ignored")["id"]
+    response = client.patch(
+        f"{PATH}/{service_id}", json=patch_body(service_id, name="Renamed"), headers=FULL
+    )
+    assert response.json()["data"]["attributes"] == {
+        "name": "Renamed",
+        "region": "us",
+        "custom_url": None,
+    }
+    assert "region_note" not in client.get(f"{PATH}/{service_id}", headers=FULL).text
+
+
+@pytest.mark.parametrize(
+    ("headers", "method"),
+    [
+        ({}, "GET"),
+        ({"DD-API-KEY": API_KEY}, "GET"),
+        ({"DD-APPLICATION-KEY": APP_KEY}, "GET"),
+        ({"DD-API-KEY": "wrong", "DD-APPLICATION-KEY": APP_KEY}, "GET"),
+        ({"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": "wrong"}, "POST"),
+        (READ, "POST"),
+    ],
+)
+def test_forbidden(client: TestClient, headers: dict[str, str], method: str) -> None:
+    response = client.request(method, PATH, json=create_body(), headers=headers)
+    assert_error(response, 403, "Forbidden")
+    assert client.get(PATH, headers=FULL).json() == {"data": []}
+
+
+def test_readonly_key_cannot_patch_or_delete(client: TestClient) -> None:
+    service_id = create(client)["id"]
+    url = f"{PATH}/{service_id}"
+    assert_error(client.patch(url, json=patch_body(service_id, name="x"), headers=READ), 403)
+    assert_error(client.delete(url, headers=READ), 403)
+    assert client.get(url, headers=READ).json()["data"]["attributes"]["name"] == "Primary"
+
+
+def test_no_admin_keys_configured_refuses_all(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(deliver=False)
+    assert_error(client.get(PATH, headers=FULL), 403, "Forbidden")
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b"{not json", "body"),
+        (b"[]", "body"),
+        (b'"text"', "body"),
+        (b"{}", "data"),
+        (b'{"data": []}', "data"),
+        (b'{"data": {"attributes": {}}}', "data.type"),
+        (b'{"data": {"type": "opsgenie", "attributes": {}}}', "data.type"),
+        (b'{"data": {"type": "opsgenie-service"}}', "data.attributes"),
+        (b'{"data": {"type": "opsgenie-service", "attributes": []}}', "data.attributes"),
+        (b"\xff\xfe", "body"),
+        (b"[" * 100_000 + b"]" * 100_000, "body"),
+    ],
+)
+def test_malformed_documents(client: TestClient, content: bytes, field: str) -> None:
+    response = client.post(PATH, content=content, headers=FULL)
+    assert_error(response, 400, field)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field"),
+    [
+        ({"region": "us", "opsgenie_api_key": "k"}, "name"),
+        ({"name": "a", "opsgenie_api_key": "k"}, "region"),
+        ({"name": "a", "region": "us"}, "opsgenie_api_key"),
+        ({"name": 5, "region": "us", "opsgenie_api_key": "k"}, "name"),
+        ({"name": "", "region": "us", "opsgenie_api_key": "k"}, "name"),
+        ({"name": "   ", "region": "us", "opsgenie_api_key": "k"}, "name"),
+        ({"name": "x" * 101, "region": "us", "opsgenie_api_key": "k"}, "name"),
+        ({"name": "a\nb", "region": "us", "opsgenie_api_key": "k"}, "name"),
+        ({"name": "a", "region": "apac", "opsgenie_api_key": "k"}, "region"),
+        ({"name": "a", "region": None, "opsgenie_api_key": "k"}, "region"),
+        ({"name": "a", "region": ["us"], "opsgenie_api_key": "k"}, "region"),
+        ({"name": "a", "region": "custom", "opsgenie_api_key": "k"}, "custom_url"),
+        (
+            {"name": "a", "region": "custom", "custom_url": None, "opsgenie_api_key": "k"},
+            "custom_url",
+        ),
+        (
+            {"name": "a", "region": "custom", "custom_url": "http://x.io", "opsgenie_api_key": "k"},
+            "custom_url",
+        ),
+        (
+            {"name": "a", "region": "custom", "custom_url": "not a url", "opsgenie_api_key": "k"},
+            "custom_url",
+        ),
+        (
+            {
+                "name": "a",
+                "region": "custom",
+                "custom_url": "https://[::1",
+                "opsgenie_api_key": "k",
+            },
+            "custom_url",
+        ),
+        ({"name": "a", "region": "us", "custom_url": 3, "opsgenie_api_key": "k"}, "custom_url"),
+        ({"name": "a", "region": "us", "opsgenie_api_key": ""}, "opsgenie_api_key"),
+        ({"name": "a", "region": "us", "opsgenie_api_key": 12}, "opsgenie_api_key"),
+        ({"name": "a", "region": "us", "opsgenie_api_key": None}, "opsgenie_api_key"),
+        ({"name": "\ud800", "region": "us", "opsgenie_api_key": "k"}, "name"),
+    ],
+)
+def test_invalid_attributes_name_the_field(
+    client: TestClient, attributes: dict[str, Any], field: str
+) -> None:
+    content = json.dumps(body(**attributes)).encode()
+    assert_error(client.post(PATH, content=content, headers=FULL), 400, field)
+    assert client.get(PATH, headers=FULL).json() == {"data": []}
+
+
+def test_name_of_100_characters_is_fine(client: TestClient) -> None:
+    assert create(client, "n" * 100)["attributes"]["name"] == "n" * 100
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"type": "opsgenie-service", "attributes": {"name": "b"}}, "data.id"),
+        ({"type": "opsgenie-service", "id": str(uuid.uuid4()), "attributes": {}}, "data.id"),
+        ({"type": "opsgenie-service", "id": 7, "attributes": {}}, "data.id"),
+        ({"type": "opsgenie-service", "id": "SELF", "attributes": {"name": None}}, "name"),
+        (
+            {"type": "opsgenie-service", "id": "SELF", "attributes": {"custom_url": "ftp://a"}},
+            "url",
+        ),
+        (
+            {"type": "opsgenie-service", "id": "SELF", "attributes": {"opsgenie_api_key": None}},
+            "opsgenie_api_key",
+        ),
+        ({"type": "other", "id": "SELF", "attributes": {}}, "data.type"),
+    ],
+)
+def test_invalid_patches(client: TestClient, data: dict[str, Any], field: str) -> None:
+    service_id = create(client)["id"]
+    if data.get("id") == "SELF":
+        data["id"] = service_id
+    response = client.patch(f"{PATH}/{service_id}", json={"data": data}, headers=FULL)
+    assert_error(response, 400, field)
+
+
+def test_patch_to_custom_needs_a_url_stored_or_given(client: TestClient) -> None:
+    service_id = create(client)["id"]
+    url = f"{PATH}/{service_id}"
+    assert_error(
+        client.patch(url, json=patch_body(service_id, region="custom"), headers=FULL),
+        400,
+        "custom_url",
+    )
+    ok = client.patch(
+        url, json=patch_body(service_id, custom_url="https://api.og.example"), headers=FULL
+    )
+    assert ok.status_code == 200
+    assert client.patch(url, json=patch_body(service_id, region="custom"), headers=FULL).is_success
+    assert_error(
+        client.patch(url, json=patch_body(service_id, custom_url=None), headers=FULL),
+        400,
+        "custom_url",
+    )
+
+
+def test_patch_id_may_differ_in_case_only(client: TestClient) -> None:
+    service_id = create(client)["id"]
+    response = client.patch(
+        f"{PATH}/{service_id}", json=patch_body(service_id.upper(), name="Up"), headers=FULL
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+@pytest.mark.parametrize("service_id", [str(uuid.uuid4()), "not-a-uuid", "..%2F", "1"])
+def test_unknown_or_malformed_id_is_404(client: TestClient, method: str, service_id: str) -> None:
+    response = client.request(
+        method, f"{PATH}/{service_id}", json=patch_body(service_id, name="x"), headers=FULL
+    )
+    assert_error(response, 404)
+
+
+def test_duplicate_names_conflict_case_insensitively(client: TestClient) -> None:
+    create(client, "Primary")
+    assert_error(client.post(PATH, json=create_body("PRIMARY"), headers=FULL), 409, "PRIMARY")
+    other = create(client, "Secondary")["id"]
+    renamed = client.patch(f"{PATH}/{other}", json=patch_body(other, name="primary"), headers=FULL)
+    assert_error(renamed, 409)
+    same = client.patch(f"{PATH}/{other}", json=patch_body(other, name="SECONDARY"), headers=FULL)
+    assert same.status_code == 200
+
+
+def test_unsupported_method_is_405_json(client: TestClient) -> None:
+    response = client.put(PATH, json={}, headers=FULL)
+    assert response.status_code == 405
+    assert "errors" in response.json()
+
+
+def test_rate_limit_headers_and_429(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(
+        deliver=False,
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        admin_rate_limit=3,
+    )
+    seen = [client.get(PATH, headers=FULL) for _ in range(3)]
+    assert [r.status_code for r in seen] == [200, 200, 200]
+    assert [r.headers["X-RateLimit-Remaining"] for r in seen] == ["2", "1", "0"]
+    for response in seen:
+        assert response.headers["X-RateLimit-Limit"] == "3"
+        assert response.headers["X-RateLimit-Period"] == "60"
+        assert 1 <= int(response.headers["X-RateLimit-Reset"]) <= 60
+    limited = client.post(PATH, json=create_body(), headers=FULL)
+    assert_error(limited, 429)
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    # Another API key has its own window (and is refused for its own reason).
+    other = client.get(PATH, headers={"DD-API-KEY": "other", "DD-APPLICATION-KEY": APP_KEY})
+    assert_error(other, 403)
+    assert other.headers["X-RateLimit-Remaining"] == "2"
+
+
+def test_admin_metrics_count_route_and_status(client: TestClient) -> None:
+    create(client)
+    client.get(PATH, headers={})
+    client.get(f"{PATH}/nope", headers=FULL)
+    text = client.get("/metrics").text
+    assert 'relay_admin_requests_total{route="services",status="201"} 1.0' in text
+    assert 'relay_admin_requests_total{route="services",status="403"} 1.0' in text
+    assert 'relay_admin_requests_total{route="service",status="404"} 1.0' in text
+    assert 'relay_admin_requests_total{route="service",status="409"} 0.0' in text
+
+
+def test_changes_are_logged_without_the_key(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    service_id = create(client)["id"]
+    client.patch(f"{PATH}/{service_id}", json=patch_body(service_id, name="B"), headers=FULL)
+    client.delete(f"{PATH}/{service_id}", headers=FULL)
+    changes = [r for r in caplog.records if r.name == "service.services_api"]
+    assert [r.getMessage() for r in changes] == [
+        "service object created",
+        "service object updated",
+        "service object deleted",
+    ]
+    for record in changes:
+        assert record.__dict__["service_id"] == service_id
+        assert record.__dict__["actor"] == "admin"
+        assert len(record.__dict__["key"]) == 8
+        assert record.__dict__["key"] not in APP_KEY
+    assert OPSGENIE_KEY not in caplog.text
+    assert APP_KEY not in caplog.text
+
+
+def test_openapi_documents_the_routes(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert set(document["paths"][PATH]) == {"get", "post"}
+    item = document["paths"][PATH + "/{integration_service_id}"]
+    assert set(item) == {"parameters", "get", "patch", "delete"}
+    schemas = document["components"]["schemas"]
+    assert "opsgenie_api_key" not in json.dumps(schemas["OpsgenieServiceResponse"])
+    assert "opsgenie_api_key" not in json.dumps(schemas["OpsgenieServiceResponseData"])
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+_attribute_values = {
+    "name": st.text(max_size=120) | _json,
+    "region": st.sampled_from(["us", "eu", "custom", "US", ""]) | _json,
+    "custom_url": st.sampled_from(["https://og.example", "http://x", "https://", None]) | _json,
+    "opsgenie_api_key": st.just(OPSGENIE_KEY) | _json,
+}
+_attributes = st.fixed_dictionaries({}, optional=_attribute_values) | _json
+_documents = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "data": st.fixed_dictionaries(
+                {},
+                optional={
+                    "type": st.just("opsgenie-service") | _json,
+                    "id": st.just("SELF") | _json,
+                    "attributes": _attributes,
+                },
+            )
+            | _json
+        },
+    )
+    | _json
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(document=_documents, patch=st.booleans())
+def test_fuzz_bodies_never_500_nor_echo_the_key(
+    client: TestClient, document: Any, patch: bool
+) -> None:
+    if patch:
+        service_id = create(client, f"fuzz-{uuid.uuid4()}")["id"]
+        data = document.get("data") if isinstance(document, dict) else None
+        if isinstance(data, dict) and data.get("id") == "SELF":
+            data["id"] = service_id
+        response = client.patch(f"{PATH}/{service_id}", content=json.dumps(document), headers=FULL)
+    else:
+        response = client.post(PATH, content=json.dumps(document), headers=FULL)
+    assert response.status_code < 500, response.text
+    assert OPSGENIE_KEY not in response.text
+    if response.status_code >= 400:
+        errors = response.json()["errors"]
+        assert errors
+        assert all(isinstance(e, str) for e in errors)
