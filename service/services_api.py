@@ -138,6 +138,8 @@ class ServicesAPI:
                 caller = self._authenticate(request)
                 response = await handler(request, caller)
         except RelayError as exc:
+            if exc.status_code >= 500:  # the operator must act (e.g. a wrong secret key)
+                log.error("admin request failed", extra={"route": route, "error": exc.message})
             response = _errors(exc.status_code, exc.message)
         response.headers.update(window.headers())
         self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
