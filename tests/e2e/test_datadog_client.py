@@ -1,0 +1,152 @@
+"""Datadog's official Python client, unchanged, pointed at a running relay.
+
+If Datadog's generated client can create, list, get, update and delete service objects
+and reads our errors as the statuses it knows, operators can use their existing tooling
+(and Terraform-style automation built on these clients) against the relay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from datadog_api_client import ApiClient, Configuration
+from datadog_api_client.exceptions import ApiException
+from datadog_api_client.v2.api.opsgenie_integration_api import OpsgenieIntegrationApi
+from datadog_api_client.v2.model.opsgenie_service_create_attributes import (
+    OpsgenieServiceCreateAttributes,
+)
+from datadog_api_client.v2.model.opsgenie_service_create_data import OpsgenieServiceCreateData
+from datadog_api_client.v2.model.opsgenie_service_create_request import (
+    OpsgenieServiceCreateRequest,
+)
+from datadog_api_client.v2.model.opsgenie_service_region_type import OpsgenieServiceRegionType
+from datadog_api_client.v2.model.opsgenie_service_type import OpsgenieServiceType
+from datadog_api_client.v2.model.opsgenie_service_update_attributes import (
+    OpsgenieServiceUpdateAttributes,
+)
+from datadog_api_client.v2.model.opsgenie_service_update_data import OpsgenieServiceUpdateData
+from datadog_api_client.v2.model.opsgenie_service_update_request import (
+    OpsgenieServiceUpdateRequest,
+)
+
+from tests.e2e.conftest import RelayProcess
+
+API_KEY = "e2e-dd-api-key"
+APP_KEY = "e2e-dd-app-key"
+OPSGENIE_KEY = "00000000-0000-0000-0000-000000000000"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def relay_process(relay: Callable[..., RelayProcess]) -> RelayProcess:
+    return relay(RELAY_API_KEY=API_KEY, RELAY_APP_KEY=APP_KEY)
+
+
+def client_for(
+    process: RelayProcess, *, app_key: str = APP_KEY
+) -> Iterator[OpsgenieIntegrationApi]:
+    configuration = Configuration(
+        host=process.url,
+        api_key={"apiKeyAuth": API_KEY, "appKeyAuth": app_key},
+        enable_retry=False,
+        compress=False,
+    )
+    with ApiClient(configuration) as api_client:
+        yield OpsgenieIntegrationApi(api_client)
+
+
+@pytest.fixture
+def api(relay_process: RelayProcess) -> Iterator[OpsgenieIntegrationApi]:
+    yield from client_for(relay_process)
+
+
+def create_request(name: str, **extra: object) -> OpsgenieServiceCreateRequest:
+    return OpsgenieServiceCreateRequest(
+        data=OpsgenieServiceCreateData(
+            attributes=OpsgenieServiceCreateAttributes(
+                name=name,
+                opsgenie_api_key=OPSGENIE_KEY,
+                region=extra.pop("region", OpsgenieServiceRegionType.US),
+                **extra,
+            ),
+            type=OpsgenieServiceType.OPSGENIE_SERVICE,
+        )
+    )
+
+
+def test_create_list_get_update_delete(api: OpsgenieIntegrationApi) -> None:
+    created = api.create_opsgenie_service(body=create_request("fake-opsgenie-service-name"))
+    service_id = created.data.id
+    assert str(uuid.UUID(service_id)) == service_id
+    assert created.data.attributes.name == "fake-opsgenie-service-name"
+    assert created.data.attributes.region == OpsgenieServiceRegionType.US
+    assert created.data.attributes.custom_url is None
+
+    listed = api.list_opsgenie_services()
+    assert [item.id for item in listed.data] == [service_id]
+    got = api.get_opsgenie_service(integration_service_id=service_id)
+    assert got.data.attributes.name == "fake-opsgenie-service-name"
+
+    # The seed's request, word for word.
+    body = OpsgenieServiceUpdateRequest(
+        data=OpsgenieServiceUpdateData(
+            attributes=OpsgenieServiceUpdateAttributes(
+                name="fake-opsgenie-service-name--updated",
+                opsgenie_api_key=OPSGENIE_KEY,
+                region=OpsgenieServiceRegionType.EU,
+            ),
+            id=service_id,
+            type=OpsgenieServiceType.OPSGENIE_SERVICE,
+        ),
+    )
+    updated = api.update_opsgenie_service(integration_service_id=service_id, body=body)
+    assert updated.data.id == service_id
+    assert updated.data.attributes.name == "fake-opsgenie-service-name--updated"
+    assert updated.data.attributes.region == OpsgenieServiceRegionType.EU
+
+    custom = OpsgenieServiceUpdateRequest(
+        data=OpsgenieServiceUpdateData(
+            attributes=OpsgenieServiceUpdateAttributes(
+                region=OpsgenieServiceRegionType.CUSTOM, custom_url="https://og.example.com"
+            ),
+            id=service_id,
+            type=OpsgenieServiceType.OPSGENIE_SERVICE,
+        ),
+    )
+    moved = api.update_opsgenie_service(integration_service_id=service_id, body=custom)
+    assert moved.data.attributes.custom_url == "https://og.example.com"
+    assert moved.data.attributes.name == "fake-opsgenie-service-name--updated"
+
+    api.delete_opsgenie_service(integration_service_id=service_id)
+    assert api.list_opsgenie_services().data == []
+
+
+def test_errors_arrive_as_the_statuses_the_client_knows(
+    api: OpsgenieIntegrationApi, relay_process: RelayProcess
+) -> None:
+    api.create_opsgenie_service(body=create_request("taken"))
+
+    with pytest.raises(ApiException) as conflict:
+        api.create_opsgenie_service(body=create_request("TAKEN"))
+    assert conflict.value.status == 409
+
+    with pytest.raises(ApiException) as bad:
+        api.create_opsgenie_service(
+            body=create_request("custom-without-url", region=OpsgenieServiceRegionType.CUSTOM)
+        )
+    assert bad.value.status == 400
+    assert "custom_url" in str(bad.value.body)
+
+    with pytest.raises(ApiException) as missing:
+        api.get_opsgenie_service(integration_service_id=str(uuid.uuid4()))
+    assert missing.value.status == 404
+
+    for wrong in client_for(relay_process, app_key="not-the-app-key"):
+        with pytest.raises(ApiException) as forbidden:
+            wrong.list_opsgenie_services()
+        assert forbidden.value.status == 403
+
+    assert OPSGENIE_KEY not in relay_process.logs()
