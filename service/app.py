@@ -26,6 +26,7 @@ from service.accounts import Accounts
 from service.crypto import KeyCipher
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
+from service.enrichment import Enricher
 from service.errors import RelayError, StoreUnavailable
 from service.mapping import Rules, load_rules
 from service.metrics import Metrics
@@ -66,7 +67,15 @@ def create_app(
         else None
     )
 
-    accounts = Accounts(settings)
+    accounts = Accounts(settings, store, http)
+    enrich = Enricher(
+        store=store,
+        objects=store,
+        http=http,
+        metrics=metrics,
+        max_backoff=settings.retry_max_backoff_seconds,
+        clock=clock,
+    )
     worker = Worker(
         store=store,
         dx=dx,
@@ -77,6 +86,7 @@ def create_app(
         rate_limit=settings.dx_rate_limit,
         max_backoff=settings.retry_max_backoff_seconds,
         clock=clock,
+        enrich=enrich,
     )
     relay = Relay(
         settings=settings,
@@ -109,6 +119,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/webhooks/opsgenie", webhooks.receive, methods=["POST"]),
+            Route("/webhooks/opsgenie/{service}", webhooks.receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.auth import webhook_token_ok
-from service.errors import AuthError, BodyTooLarge, RelayError
+from service.errors import AuthError, BodyTooLarge, NotFound, RelayError
 from service.metrics import action_label
 from service.opsgenie import Action, parse_event
 from service.relay import Relay
@@ -48,6 +48,7 @@ async def receive(request: Request) -> JSONResponse:
             request.headers.get("authorization"), relay.settings.webhook_tokens
         ):
             raise AuthError("missing or invalid webhook token")
+        service_id = await _service_id(request, relay)
         body = await read_body(request, relay.settings.max_body_bytes)
         received = relay.clock()
         event = parse_event(body, received_ns=int(received * 1e9))
@@ -65,7 +66,7 @@ async def receive(request: Request) -> JSONResponse:
             reference_id=ref,
             alert_id=event.alert_id,
             action=action,
-            service_id=None,
+            service_id=service_id,
             dedup_key=hashlib.sha256(body).hexdigest(),
             raw=body.decode("utf-8", errors="replace"),
             received_at=received,
@@ -92,6 +93,21 @@ async def receive(request: Request) -> JSONResponse:
         },
     )
     return JSONResponse({"outcome": outcome.value, "reference_id": ref}, status_code=202)
+
+
+async def _service_id(request: Request, relay: Relay) -> str | None:
+    """The service object ``{service}`` names (id or name), checked before the body is read.
+
+    Unknown names are a 404 with nothing stored: an event filed under the wrong account
+    would get the wrong key, region and links.
+    """
+    name = request.path_params.get("service")
+    if name is None:
+        return None
+    found = await relay.store.find_service_object(name)
+    if found is None:
+        raise NotFound(f"unknown service object: {name}")
+    return found.id
 
 
 def _error_outcome(error: RelayError) -> str:

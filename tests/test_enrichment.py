@@ -1,0 +1,333 @@
+"""Enrichment and account links in one process: the relay, the fake DX, the fake Opsgenie.
+
+The app's one outbound client goes through a transport that routes by host, so DX and
+every Opsgenie API base (us, eu, a custom URL) reach in-process fakes.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.enrichment import MAX_ATTEMPTS, needs_enrichment
+from service.opsgenie import OpsgenieEvent
+from service.settings import Settings
+from service.translate import fold
+from tests.conftest import DX_TOKEN, auth
+from tests.fakes.dx import FakeDX
+from tests.fakes.opsgenie import FakeOpsgenie, api_alert
+from tests.fakes.polling import wait_for
+
+ALERT = "8b9c0d1e-2f30-4a5b-9c6d-7e8f90a1b2c3"
+REF = f"opsgenie-{ALERT}"
+CREATED_MS = 1_795_000_000_000
+KEY = "genie-key-123"
+
+
+class HostRouter(httpx.AsyncBaseTransport):
+    """Sends each request to the in-process app serving its host."""
+
+    def __init__(self, routes: dict[str, httpx.AsyncBaseTransport]) -> None:
+        self._routes = routes
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._routes[request.url.host].handle_async_request(request)
+
+
+@pytest.fixture
+def fake_opsgenie() -> FakeOpsgenie:
+    return FakeOpsgenie(api_key=KEY, account="acme")
+
+
+@pytest.fixture
+def relay_client(
+    make_settings: Callable[..., Settings], fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> Iterator[TestClient]:
+    opsgenie = httpx.ASGITransport(app=fake_opsgenie.app)
+    transport = HostRouter(
+        {
+            "dx.test": httpx.ASGITransport(app=fake_dx.app),
+            "opsgenie.test": opsgenie,
+            "api.opsgenie.com": opsgenie,
+            "api.eu.opsgenie.com": opsgenie,
+        }
+    )
+    settings = make_settings(
+        dx_base_url="http://dx.test",
+        dx_token=Secret(DX_TOKEN),
+        opsgenie_web_url="https://default.app.opsgenie.com",
+    )
+    app = create_app(settings, transport=transport, registry=CollectorRegistry())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def add_service(
+    client: TestClient,
+    name: str = "payments-og",
+    *,
+    region: str = "custom",
+    custom_url: str | None = "https://opsgenie.test",
+    key: str = KEY,
+) -> str:
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    assert client.portal is not None
+    created = client.portal.call(
+        functools.partial(
+            store.create_service_object,
+            id=str(uuid.uuid4()),
+            name=name,
+            region=region,
+            custom_url=custom_url,
+            api_key=Secret(key),
+        )
+    )
+    return str(created.id)
+
+
+def escalate(alert_id: str = ALERT) -> dict[str, Any]:
+    return {
+        "action": "Escalate",
+        "escalationId": "e-1",
+        "escalationName": "payments_escalation",
+        "escalationNotify": {"id": "n", "type": "team", "name": "payments"},
+        "escalationTime": CREATED_MS + 60_000,
+        "repeatCount": 0,
+        "alert": {"alertId": alert_id},
+        "integrationId": "i",
+        "integrationName": "Webhook",
+    }
+
+
+def close(alert_id: str = ALERT) -> dict[str, Any]:
+    return {
+        "action": "Close",
+        "alert": {
+            "alertId": alert_id,
+            "message": "disk full on db-1",
+            "tags": [],
+            "tinyId": "42",
+            "updatedAt": (CREATED_MS + 120_000) * 10**6,
+            "username": "ann@example.com",
+        },
+        "source": {"name": "", "type": "web"},
+        "integrationName": "Webhook",
+    }
+
+
+def metric(client: TestClient, outcome: str) -> float:
+    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    value = registry.get_sample_value("relay_enrichment_requests_total", {"outcome": outcome})
+    return float(value or 0.0)
+
+
+def delivered(fake_dx: FakeDX, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        incident = fake_dx.incident(REF)
+        return incident if incident is not None and check(incident) else None
+
+    return wait_for(done, message="incident in DX")
+
+
+# --- what needs enrichment ---------------------------------------------------------------
+
+
+def test_a_bare_escalate_needs_enrichment_and_a_create_does_not() -> None:
+    bare = fold(None, OpsgenieEvent(action="Escalate", alert_id=ALERT, stamp_ns=1))
+    assert needs_enrichment(bare)
+    full = fold(
+        None,
+        OpsgenieEvent(
+            action="Create",
+            alert_id=ALERT,
+            stamp_ns=2,
+            created_at_ns=1,
+            priority="P1",
+            tags=(),
+        ),
+    )
+    assert not needs_enrichment(full)
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+def test_unknown_service_is_404_and_stores_nothing(
+    relay_client: TestClient, fake_dx: FakeDX
+) -> None:
+    response = relay_client.post("/webhooks/opsgenie/nope", json=escalate(), headers=auth())
+    assert response.status_code == 404
+    assert response.json()["errors"]
+    store = relay_client.app.state.relay.store  # type: ignore[attr-defined]
+    assert relay_client.portal is not None
+    assert relay_client.portal.call(store.get, REF) is None
+    assert fake_dx.requests == []
+
+
+def test_wrong_token_is_401_even_for_an_unknown_service(relay_client: TestClient) -> None:
+    response = relay_client.post("/webhooks/opsgenie/nope", json=escalate(), headers=auth("x"))
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("by", ["name", "NAME", "id"])
+def test_service_by_name_or_id_owns_the_event(relay_client: TestClient, by: str) -> None:
+    service_id = add_service(relay_client, "Payments-OG")
+    path = {"name": "payments-og", "NAME": "PAYMENTS-OG", "id": service_id}[by]
+    response = relay_client.post(f"/webhooks/opsgenie/{path}", json=escalate(), headers=auth())
+    assert response.status_code == 202
+    store = relay_client.app.state.relay.store  # type: ignore[attr-defined]
+    assert relay_client.portal is not None
+    assert relay_client.portal.call(store.get, REF).service_id == service_id
+
+
+# --- enrichment --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first_seen", [escalate, close])
+def test_partial_event_becomes_a_complete_incident(
+    relay_client: TestClient,
+    fake_dx: FakeDX,
+    fake_opsgenie: FakeOpsgenie,
+    first_seen: Callable[[], dict[str, Any]],
+) -> None:
+    add_service(relay_client)
+    closed = first_seen is close
+    fake_opsgenie.add(
+        api_alert(
+            ALERT,
+            created_ms=CREATED_MS,
+            updated_ms=CREATED_MS + 130_000,  # Opsgenie updates an alert after its close
+            status="closed" if closed else "open",
+            close_after_ms=120_000 if closed else None,
+        )
+    )
+    relay_client.post("/webhooks/opsgenie/payments-og", json=first_seen(), headers=auth())
+    incident = delivered(fake_dx, lambda i: i.get("priority") == "P2")
+    assert incident["name"] == "disk full on db-1"
+    assert incident["started_at"] == "2026-11-18T11:06:40.000Z"
+    assert incident["resolved_at"] == ("2026-11-18T11:08:40.000Z" if closed else None)
+    assert incident["services"] == [{"identifier": "payments"}]
+    assert incident["metadata"]["tags"] == ["service:payments", "env:prod"]
+    assert incident["metadata"]["source"] == "datadog"
+    # DX saw only the complete incident, never the bare one.
+    assert all("priority" in body for body in fake_dx.upserts(REF))
+    assert metric(relay_client, "success") == 1
+    (fetch,) = fake_opsgenie.seen(f"/v2/alerts/{ALERT}")
+    assert fetch.authorization == f"GenieKey {KEY}"
+    store = relay_client.app.state.relay.store  # type: ignore[attr-defined]
+    assert relay_client.portal is not None
+    events = relay_client.portal.call(functools.partial(store.events, ALERT, limit=10))
+    assert "Fetched" in [e.action for e in events]
+
+
+def test_without_a_service_object_the_relay_sends_what_it_has(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    relay_client.post("/webhooks/opsgenie", json=escalate(), headers=auth())
+    incident = delivered(fake_dx, lambda i: True)
+    assert "priority" not in incident or incident["priority"] is None
+    assert metric(relay_client, "skipped") == 1
+    assert fake_opsgenie.requests == []
+
+
+def test_deleted_alert_is_delivered_without_enrichment(
+    relay_client: TestClient, fake_dx: FakeDX
+) -> None:
+    add_service(relay_client)
+    relay_client.post("/webhooks/opsgenie/payments-og", json=close(), headers=auth())
+    incident = delivered(fake_dx, lambda i: i["resolved_at"] is not None)
+    assert incident["name"] == "disk full on db-1"
+    assert metric(relay_client, "permanent") == 1
+
+
+def test_wrong_key_is_permanent_and_does_not_hold_the_incident(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    add_service(relay_client, key="wrong-key")
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
+    delivered(fake_dx, lambda i: True)
+    assert metric(relay_client, "permanent") == 1
+
+
+def test_opsgenie_5xx_and_429_are_retried_then_enrichment_succeeds(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    add_service(relay_client)
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    fake_opsgenie.fail_next(1, status=503)
+    fake_opsgenie.rate_limit_next(1, retry_after=0.2)
+    relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
+    incident = delivered(fake_dx, lambda i: i.get("priority") == "P2")
+    assert incident["services"] == [{"identifier": "payments"}]
+    assert metric(relay_client, "retryable") == 2
+    assert metric(relay_client, "success") == 1
+    assert len(fake_dx.upserts(REF)) == 1
+
+
+def test_opsgenie_down_delays_delivery_a_bounded_number_of_times(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    add_service(relay_client)
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    fake_opsgenie.fail_next(100, status=500)
+    relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
+    incident = delivered(fake_dx, lambda i: True)
+    assert "services" not in incident or incident["services"] == []
+    assert metric(relay_client, "retryable") == MAX_ATTEMPTS
+
+
+# --- account links -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "web"),
+    [
+        ("us", "https://acme.app.opsgenie.com"),
+        ("eu", "https://acme.app.eu.opsgenie.com"),
+        ("custom", "https://default.app.opsgenie.com"),
+    ],
+)
+def test_alert_links_use_the_account_name(
+    relay_client: TestClient,
+    fake_dx: FakeDX,
+    fake_opsgenie: FakeOpsgenie,
+    region: str,
+    web: str,
+) -> None:
+    url = "https://opsgenie.test" if region == "custom" else None
+    add_service(relay_client, region=region, custom_url=url)
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
+    incident = delivered(fake_dx, lambda i: i.get("priority") == "P2")
+    assert incident["source_url"] == f"{web}/alert/detail/{ALERT}/details"
+
+
+def test_account_lookup_failure_falls_back_to_the_default_link(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    add_service(relay_client, region="us", custom_url=None, key="wrong-key")
+    relay_client.post("/webhooks/opsgenie/payments-og", json=close(), headers=auth())
+    incident = delivered(fake_dx, lambda i: True)
+    assert incident["source_url"].startswith("https://default.app.opsgenie.com/")
+
+
+def test_account_name_is_cached(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    add_service(relay_client, region="eu", custom_url=None)
+    for i in range(3):
+        alert = f"{ALERT[:-1]}{i}"
+        fake_opsgenie.add(api_alert(alert, created_ms=CREATED_MS))
+        relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(alert), headers=auth())
+        wait_for(lambda a=alert: fake_dx.incident(f"opsgenie-{a}"))  # type: ignore[misc]
+    assert len(fake_opsgenie.seen("/v2/account")) == 1
