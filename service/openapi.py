@@ -208,6 +208,25 @@ def document() -> dict[str, Any]:
         "info": {"title": "opsgenie-dx-relay", "version": __version__},
         "paths": {
             "/webhooks/opsgenie": {"post": webhook},
+            "/webhooks/opsgenie/{service}": {
+                "parameters": [
+                    {
+                        "name": "service",
+                        "in": "path",
+                        "required": True,
+                        "description": "Service object id or name (case-insensitive)",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "post": {
+                    **webhook,
+                    "summary": "Receive one Opsgenie alert action for a service object's account",
+                    "responses": {
+                        **webhook["responses"],  # type: ignore[dict-item]
+                        "404": _error("No service object with that id or name"),
+                    },
+                },
+            },
             "/healthz": {
                 "get": {"summary": "Process alive", "responses": {"200": {"description": "OK"}}}
             },

@@ -331,3 +331,10 @@ def test_account_name_is_cached(
         relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(alert), headers=auth())
         wait_for(lambda a=alert: fake_dx.incident(f"opsgenie-{a}"))  # type: ignore[misc]
     assert len(fake_opsgenie.seen("/v2/account")) == 1
+
+
+def test_openapi_describes_the_service_webhook(relay_client: TestClient) -> None:
+    paths = relay_client.get("/openapi.json").json()["paths"]
+    route = paths["/webhooks/opsgenie/{service}"]
+    assert "404" in route["post"]["responses"]
+    assert route["parameters"][0]["name"] == "service"
