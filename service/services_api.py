@@ -34,6 +34,8 @@ log = logging.getLogger("service.services_api")
 
 PATH = "/api/v2/integration/opsgenie/services"
 RESOURCE_TYPE = "opsgenie-service"
+#: The attributes the relay knows; others are ignored and never stored or logged.
+ATTRIBUTES = ("name", "region", "custom_url", "opsgenie_api_key")
 MAX_NAME_LENGTH = 100
 MAX_URL_LENGTH = 2048
 MAX_KEY_LENGTH = 1024
@@ -124,8 +126,8 @@ class ServicesAPI:
         return await self._serve(request, "services", handler)
 
     async def item(self, request: Request) -> Response:
-        handlers = {"GET": self._get, "PATCH": self._update, "DELETE": self._delete}
-        return await self._serve(request, "service", handlers[request.method])
+        handlers = {"PATCH": self._update, "DELETE": self._delete}
+        return await self._serve(request, "service", handlers.get(request.method, self._get))
 
     async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
         """Rate limit, authenticate, run, and answer errors as Datadog does, with headers."""
@@ -207,7 +209,8 @@ class ServicesAPI:
         updated = await self._relay.store.update_service_object(service_id, changes)
         if updated is None:
             raise NotFound("Not Found")
-        self._log("service object updated", updated, caller, changed=sorted(attributes))
+        changed = sorted(name for name in attributes if name in ATTRIBUTES)
+        self._log("service object updated", updated, caller, changed=changed)
         return JSONResponse({"data": _resource(updated)})
 
     async def _delete(self, request: Request, caller: Caller) -> Response:

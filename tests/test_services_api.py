@@ -447,3 +447,28 @@ def test_fuzz_bodies_never_500_nor_echo_the_key(
         errors = response.json()["errors"]
         assert errors
         assert all(isinstance(e, str) for e in errors)
+
+
+def test_head_works_like_get(client: TestClient) -> None:
+    service_id = create(client)["id"]
+    assert client.head(f"{PATH}/{service_id}", headers=READ).status_code == 200
+    assert client.head(PATH, headers=READ).status_code == 200
+
+
+def test_store_finds_objects_by_id_or_name_with_the_decrypted_key(client: TestClient) -> None:
+    created = create(client, "Team Öl", custom_url="https://og.example.com")
+    store = client.app.state.relay.store
+    by_id = client.portal.call(store.get_service_object, created["id"])
+    assert by_id.name == "Team Öl"
+    assert by_id.region == "us"
+    assert by_id.custom_url == "https://og.example.com"
+    assert isinstance(by_id.api_key, Secret)
+    assert str(by_id.api_key) == OPSGENIE_KEY
+    assert OPSGENIE_KEY not in repr(by_id)
+    for query in (created["id"], created["id"].upper(), "team öl", "TEAM ÖL"):
+        found = client.portal.call(store.find_service_object, query)
+        assert found is not None, query
+        assert (found.id, found.name, str(found.api_key)) == (by_id.id, by_id.name, OPSGENIE_KEY)
+    assert client.portal.call(store.find_service_object, "nobody") is None
+    unknown = str(uuid.uuid4())
+    assert client.portal.call(store.get_service_object, unknown) is None
