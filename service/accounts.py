@@ -97,6 +97,9 @@ class Accounts:
                 extra={"service_id": service_id, "error": error.message},
             )
             return self._default, FAILURE_TTL_SECONDS
+        except Exception:  # e.g. an unusable custom URL: a link is never worth a failed delivery
+            log.exception("Opsgenie account lookup failed", extra={"service_id": service_id})
+            return self._default, FAILURE_TTL_SECONDS
         if not _HOST_LABEL.fullmatch(name):
             log.warning(
                 "Opsgenie account name is not a host name", extra={"service_id": service_id}

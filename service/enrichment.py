@@ -28,6 +28,7 @@ from service.errors import (
     OpsgeniePermanent,
     OpsgenieRetryable,
     PayloadError,
+    RelayError,
     StoreUnavailable,
 )
 from service.metrics import Metrics
@@ -81,7 +82,22 @@ class Enricher:
 
     async def __call__(self, pending: Pending) -> bool:
         """``True``: deliver ``pending`` as it is. ``False``: do not send it; the store
-        now holds a newer (enriched) version, or this one waits for Opsgenie."""
+        now holds a newer (enriched) version, or this one waits for Opsgenie.
+
+        Never raises: an exception here would leave the reference due and unrecorded,
+        and the worker would claim it again at once, forever.
+        """
+        try:
+            return await self._enrich(pending)
+        except Exception:
+            self._metrics.enrichment.labels("permanent").inc()
+            log.exception(
+                "enrichment failed unexpectedly; delivering what the relay has",
+                extra={"reference_id": pending.reference_id, "outcome": "permanent"},
+            )
+            return True
+
+    async def _enrich(self, pending: Pending) -> bool:
         state = pending.state
         if not needs_enrichment(state):
             return True
@@ -143,7 +159,11 @@ class Enricher:
             return None
         try:
             return await self._objects.get_service_object(pending.service_id)
-        except StoreUnavailable:
+        except RelayError as error:  # the store is down, or the key no longer decrypts
+            log.warning(
+                "service object unavailable for enrichment",
+                extra={"reference_id": pending.reference_id, "error": error.message},
+            )
             return None
 
     def _skip(self, pending: Pending, why: str) -> bool:

@@ -6,9 +6,11 @@ every Opsgenie API base (us, eu, a custom URL) reach in-process fakes.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -17,10 +19,14 @@ from prometheus_client import CollectorRegistry
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+from service.accounts import Accounts
 from service.app import create_app
-from service.enrichment import MAX_ATTEMPTS, needs_enrichment
+from service.enrichment import MAX_ATTEMPTS, Enricher, needs_enrichment
+from service.errors import SecretKeyError, StoreUnavailable
+from service.metrics import Metrics
 from service.opsgenie import OpsgenieEvent
 from service.settings import Settings
+from service.store import Pending, ServiceObject
 from service.translate import fold
 from tests.conftest import DX_TOKEN, auth
 from tests.fakes.dx import FakeDX
@@ -338,3 +344,96 @@ def test_openapi_describes_the_service_webhook(relay_client: TestClient) -> None
     route = paths["/webhooks/opsgenie/{service}"]
     assert "404" in route["post"]["responses"]
     assert route["parameters"][0]["name"] == "service"
+
+
+# --- never breaks delivery -------------------------------------------------------------
+
+
+class BrokenObjects:
+    """A service-object source that fails the way a real one can."""
+
+    def __init__(self, error: Exception, service: Any = None) -> None:
+        self.error = error
+        self.service = service
+
+    async def get_service_object(self, id: str) -> Any:
+        if self.service is not None:
+            return self.service
+        raise self.error
+
+
+def bare_pending() -> Pending:
+    state = fold(None, OpsgenieEvent(action="Escalate", alert_id=ALERT, stamp_ns=1))
+    return Pending(
+        reference_id=REF,
+        service_id="svc-1",
+        state=state,
+        version=1,
+        attempts=0,
+        ever_delivered=False,
+        pending_since=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (SecretKeyError("RELAY_SECRET_KEY cannot decrypt"), "skipped"),
+        (StoreUnavailable("locked"), "skipped"),
+        (RuntimeError("bug"), "permanent"),
+    ],
+)
+def test_enricher_never_raises(error: Exception, outcome: str) -> None:
+    metrics = Metrics(CollectorRegistry())
+
+    async def main() -> bool:
+        async with httpx.AsyncClient() as http:
+            enrich = Enricher(
+                store=None,  # type: ignore[arg-type]  # never reached
+                objects=BrokenObjects(error),
+                http=http,
+                metrics=metrics,
+                max_backoff=1.0,
+            )
+            return await enrich(bare_pending())
+
+    assert asyncio.run(main()) is True
+    value = metrics.registry.get_sample_value(
+        "relay_enrichment_requests_total", {"outcome": outcome}
+    )
+    assert value == 1
+
+
+def test_accounts_fall_back_when_the_store_or_the_url_fails(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(opsgenie_web_url="https://default.app.opsgenie.com")
+    bad_url = ServiceObject(
+        id="svc-1",
+        name="x",
+        region="custom",
+        custom_url="https://opsgenie.test",
+        api_key=Secret("k"),
+        created_at=0.0,
+        updated_at=0.0,
+    )
+
+    async def main() -> list[str]:
+        async with httpx.AsyncClient() as http:
+            broken = Accounts(settings, BrokenObjects(SecretKeyError("no")), http)
+            # "us" with a transport that cannot route: the lookup fails, the link falls back.
+            us = Accounts(
+                settings,
+                BrokenObjects(RuntimeError(), service=replace(bad_url, region="us")),
+                httpx.AsyncClient(transport=httpx.MockTransport(_explode)),
+            )
+            return [
+                (await broken.account("svc-1")).web_url,
+                (await us.account("svc-1")).web_url,
+            ]
+
+    assert asyncio.run(main()) == ["https://default.app.opsgenie.com"] * 2
+
+
+def _explode(request: httpx.Request) -> httpx.Response:
+    raise ValueError("not an httpx error")
