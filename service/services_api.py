@@ -209,6 +209,7 @@ class ServicesAPI:
         updated = await self._relay.store.update_service_object(service_id, changes)
         if updated is None:
             raise NotFound("Not Found")
+        self._relay.accounts.forget(service_id)  # a new key or region may mean a new account
         changed = sorted(name for name in attributes if name in ATTRIBUTES)
         self._log("service object updated", updated, caller, changed=changed)
         return JSONResponse({"data": _resource(updated)})
@@ -217,6 +218,7 @@ class ServicesAPI:
         service_id = _path_id(request)
         if not await self._relay.store.delete_service_object(service_id):
             raise NotFound("Not Found")
+        self._relay.accounts.forget(service_id)
         log.info(
             "service object deleted",
             extra={"service_id": service_id, "actor": caller.actor, "key": caller.fingerprint},

@@ -37,6 +37,7 @@ ALERT = "8b9c0d1e-2f30-4a5b-9c6d-7e8f90a1b2c3"
 REF = f"opsgenie-{ALERT}"
 CREATED_MS = 1_795_000_000_000
 KEY = "genie-key-123"
+ADMIN = ("dd-api-key", "dd-app-key")
 
 
 class HostRouter(httpx.AsyncBaseTransport):
@@ -71,6 +72,8 @@ def relay_client(
         dx_base_url="http://dx.test",
         dx_token=Secret(DX_TOKEN),
         opsgenie_web_url="https://default.app.opsgenie.com",
+        api_key=Secret(ADMIN[0]),
+        app_key=Secret(ADMIN[1]),
     )
     app = create_app(settings, transport=transport, registry=CollectorRegistry())
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -437,3 +440,21 @@ def test_accounts_fall_back_when_the_store_or_the_url_fails(
 
 def _explode(request: httpx.Request) -> httpx.Response:
     raise ValueError("not an httpx error")
+
+
+def test_changing_a_service_object_forgets_its_cached_account(relay_client: TestClient) -> None:
+    service_id = add_service(relay_client, region="eu", custom_url=None)
+    accounts = relay_client.app.state.relay.accounts  # type: ignore[attr-defined]
+    assert relay_client.portal is not None
+    before = relay_client.portal.call(accounts.account, service_id)
+    assert before.web_url == "https://acme.app.eu.opsgenie.com"
+    response = relay_client.patch(
+        f"/api/v2/integration/opsgenie/services/{service_id}",
+        headers={"DD-API-KEY": ADMIN[0], "DD-APPLICATION-KEY": ADMIN[1]},
+        json={
+            "data": {"type": "opsgenie-service", "id": service_id, "attributes": {"region": "us"}}
+        },
+    )
+    assert response.status_code == 200, response.text
+    after = relay_client.portal.call(accounts.account, service_id)
+    assert after.web_url == "https://acme.app.opsgenie.com"
