@@ -12,9 +12,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.errors import OpsgenieAPIError, OpsgeniePermanent, OpsgenieRetryable, PayloadError
-from service.opsgenie import Action, event_from_api_alert, parse_iso_ns
+from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_iso_ns
 from service.opsgenie_api import OpsgenieAPI, api_base, web_url
 from service.translate import fold
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
@@ -294,8 +296,6 @@ def test_wrong_types_name_the_field(change: dict[str, object]) -> None:
 
 def test_folding_a_fetch_fills_a_bare_escalate() -> None:
     escalate_stamp = (CREATED_MS + 10_000) * 10**6
-    from service.opsgenie import OpsgenieEvent
-
     escalate = OpsgenieEvent(action="Escalate", alert_id=ALERT, stamp_ns=escalate_stamp)
     fetched = event_from_api_alert(
         api_alert(ALERT, created_ms=CREATED_MS, updated_ms=CREATED_MS + 5_000), received_ns=1
@@ -306,3 +306,61 @@ def test_folding_a_fetch_fills_a_bare_escalate() -> None:
     assert state.priority.value == "P2"
     assert state.tags.known
     assert state == fold(fold(None, fetched), escalate)  # order does not matter
+
+
+# --- a fetch folds like any other event ----------------------------------------------------
+
+_stamps = st.integers(min_value=CREATED_MS * 10**6, max_value=(CREATED_MS + 10**6) * 10**6)
+_tags = st.lists(st.sampled_from(["service:a", "service:b", "env:prod"]), unique=True)
+
+
+@st.composite
+def _webhook_events(draw: st.DrawFn) -> OpsgenieEvent:
+    action = draw(st.sampled_from(["Create", "Close", "Escalate", "AddNote", "UpdatePriority"]))
+    stamp = draw(_stamps)
+    return OpsgenieEvent(
+        action=action,
+        alert_id=ALERT,
+        stamp_ns=stamp,
+        message=draw(st.none() | st.sampled_from(["a", "b"])),
+        priority=draw(st.none() | st.sampled_from(["P1", "P3"])),
+        tags=draw(st.none() | _tags.map(tuple)),
+        created_at_ns=CREATED_MS * 10**6 if action == "Create" else None,
+        closed_at_ns=stamp if action == "Close" else None,
+    )
+
+
+@st.composite
+def _fetched_events(draw: st.DrawFn) -> OpsgenieEvent:
+    updated_ms = draw(_stamps) // 10**6
+    closed = draw(st.booleans())
+    data = api_alert(
+        ALERT,
+        created_ms=CREATED_MS,
+        updated_ms=updated_ms,
+        priority=draw(st.sampled_from(["P1", "P2", "P5"])),
+        tags=draw(_tags),
+        status="closed" if closed else "open",
+        close_after_ms=draw(st.none() | st.integers(0, 10**6)) if closed else None,
+    )
+    return event_from_api_alert(data, received_ns=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_webhook_events(), max_size=5), st.lists(_fetched_events(), max_size=2), st.data())
+def test_fetched_alerts_fold_in_any_order(
+    webhooks: list[OpsgenieEvent], fetched: list[OpsgenieEvent], data: st.DataObject
+) -> None:
+    events = [*webhooks, *fetched]
+    if not events:
+        return
+    shuffled = data.draw(st.permutations(events))
+
+    def fold_all(sequence: list[OpsgenieEvent]) -> object:
+        state = None
+        for event in sequence:
+            state = fold(state, event)
+        return state
+
+    assert fold_all(events) == fold_all(list(shuffled))
+    assert fold_all([*events, *events]) == fold_all(events)
