@@ -65,6 +65,11 @@ def _read_or_create_key_file(path: Path) -> bytes:
             raise ConfigError(
                 f"RELAY_SECRET_KEY: key file {path} does not hold a Fernet key"
             ) from None
+        if path.stat().st_mode & 0o077:
+            log.warning(
+                "the key file is readable by other users; chmod 600 it",
+                extra={"key_file": str(path)},
+            )
         return key
     except OSError as exc:
         raise ConfigError(f"RELAY_SECRET_KEY: cannot create key file {path}: {exc}") from None

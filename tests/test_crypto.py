@@ -160,3 +160,14 @@ def test_no_plaintext_key_in_the_database_files_or_logs(
     assert_no_plaintext()  # after the checkpoint at close
     for secret in (OPSGENIE_KEY, rotated):
         assert secret not in caplog.text
+
+
+def test_a_key_file_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = tmp_path / "relay.db"
+    KeyCipher.for_database(database, None)
+    key_file_for(database).chmod(0o644)
+    caplog.set_level(logging.WARNING)
+    KeyCipher.for_database(database, None)
+    assert any("chmod 600" in r.getMessage() for r in caplog.records)

@@ -61,6 +61,7 @@ def assert_error(response: Any, status: int, *fragments: str) -> None:
     for fragment in fragments:
         assert fragment in errors[0]
     assert OPSGENIE_KEY not in response.text
+    assert response.headers["X-RateLimit-Limit"].isdigit()  # on refusals too
 
 
 def test_create_get_list_update_delete(client: TestClient) -> None:
