@@ -306,7 +306,7 @@ def test_patch_id_may_differ_in_case_only(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
-@pytest.mark.parametrize("service_id", [str(uuid.uuid4()), "not-a-uuid", "..%2F", "1"])
+@pytest.mark.parametrize("service_id", [str(uuid.uuid4()), "not-a-uuid", "not%20a%20uuid", "1"])
 def test_unknown_or_malformed_id_is_404(client: TestClient, method: str, service_id: str) -> None:
     response = client.request(
         method, f"{PATH}/{service_id}", json=patch_body(service_id, name="x"), headers=FULL
