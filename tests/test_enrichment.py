@@ -422,13 +422,13 @@ def test_accounts_fall_back_when_the_store_or_the_url_fails(
     )
 
     async def main() -> list[str]:
-        async with httpx.AsyncClient() as http:
+        # "us" with a transport that raises a non-httpx error: the link still falls back.
+        async with httpx.AsyncClient(transport=httpx.MockTransport(_explode)) as http:
             broken = Accounts(settings, BrokenObjects(SecretKeyError("no")), http)
-            # "us" with a transport that cannot route: the lookup fails, the link falls back.
             us = Accounts(
                 settings,
                 BrokenObjects(RuntimeError(), service=replace(bad_url, region="us")),
-                httpx.AsyncClient(transport=httpx.MockTransport(_explode)),
+                http,
             )
             return [
                 (await broken.account("svc-1")).web_url,

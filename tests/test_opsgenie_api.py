@@ -7,8 +7,10 @@ over the fake Opsgenie on a real socket (auth, paging, failure switches).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.servers import UvicornThread
 
 CREATED_MS = 1_795_000_000_000
+T = TypeVar("T")
 ALERT = "70413a06-38d6-4c85-92b8-5ebc900d42e2"
 
 
@@ -166,24 +169,34 @@ def server(fake: FakeOpsgenie) -> Iterator[UvicornThread]:
         yield running
 
 
-def against(server: UvicornThread, key: str = "genie-key-123") -> OpsgenieAPI:
-    return OpsgenieAPI(httpx.AsyncClient(timeout=5.0), api_base("custom", server.url), key)
+@contextlib.asynccontextmanager
+async def against(server: UvicornThread, key: str = "genie-key-123") -> AsyncIterator[OpsgenieAPI]:
+    """A client for the fake, closed with the event loop that used it."""
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        yield OpsgenieAPI(http, api_base("custom", server.url), key)
+
+
+async def once(
+    server: UvicornThread, ask: Callable[[OpsgenieAPI], Awaitable[T]], key: str = "genie-key-123"
+) -> T:
+    async with against(server, key) as api:
+        return await ask(api)
 
 
 def test_account_name(fake: FakeOpsgenie, server: UvicornThread) -> None:
-    assert run(against(server).get_account()) == "acme"
+    assert run(once(server, lambda api: api.get_account())) == "acme"
     assert fake.seen("/v2/account")[0].authorization == "GenieKey genie-key-123"
 
 
 def test_wrong_key_is_permanent(server: UvicornThread) -> None:
     with pytest.raises(OpsgeniePermanent) as caught:
-        run(against(server, key="wrong").get_alert(ALERT))
+        run(once(server, lambda api: api.get_alert(ALERT), key="wrong"))
     assert caught.value.http_status == 401
 
 
 def test_deleted_alert_is_a_404(server: UvicornThread) -> None:
     with pytest.raises(OpsgeniePermanent) as caught:
-        run(against(server).get_alert("gone"))
+        run(once(server, lambda api: api.get_alert("gone")))
     assert caught.value.http_status == 404
 
 
@@ -193,13 +206,13 @@ def test_rate_limit_and_5xx_switches(fake: FakeOpsgenie, server: UvicornThread) 
     fake.fail_next(1, status=502)
 
     async def three_tries() -> list[object]:
-        api = against(server)
         answers: list[object] = []
-        for _ in range(3):
-            try:
-                answers.append((await api.get_alert(ALERT))["id"])
-            except OpsgenieRetryable as error:
-                answers.append((error.http_status, error.retry_after))
+        async with against(server) as api:
+            for _ in range(3):
+                try:
+                    answers.append((await api.get_alert(ALERT))["id"])
+                except OpsgenieRetryable as error:
+                    answers.append((error.http_status, error.retry_after))
         return answers
 
     assert run(three_tries()) == [(429, 2.0), (502, None), ALERT]
@@ -212,15 +225,15 @@ def test_list_alerts_pages_until_paging_has_no_next(
         fake.add(api_alert(f"alert-{i}", created_ms=CREATED_MS + i))
 
     async def everything() -> list[str]:
-        api = against(server)
         ids: list[str] = []
         offset = 0
-        while True:
-            page = await api.list_alerts("createdAt > 0", limit=2, offset=offset)
-            ids.extend(alert["id"] for alert in page.alerts)
-            if not page.has_more:
-                return ids
-            offset += 2
+        async with against(server) as api:
+            while True:
+                page = await api.list_alerts("createdAt > 0", limit=2, offset=offset)
+                ids.extend(alert["id"] for alert in page.alerts)
+                if not page.has_more:
+                    return ids
+                offset += 2
 
     assert run(everything()) == [f"alert-{i}" for i in range(5)]
     queries = fake.seen("/v2/alerts")
