@@ -19,7 +19,9 @@ whole tree to responses in one place (``app.py``).
     + DXAuthError            not_authed -> pause all deliveries
   x OpsgenieAPIError         .http_status of Opsgenie's answer (None: no answer)
     + OpsgenieRetryable      .retry_after   (network, timeout, 429, 5xx)
-    + OpsgeniePermanent      401, 403, 404 (deleted alert), other 4xx, unusable body
+    + OpsgeniePermanent      other 4xx, unusable body
+      - OpsgenieAuthError    401/403: the service object's key is wrong or lacks access
+      - OpsgenieNotFound     404: no such alert (deleted alerts cannot be fetched)
 ```
 """
 
@@ -142,3 +144,11 @@ class OpsgenieRetryable(OpsgenieAPIError):
 
 class OpsgeniePermanent(OpsgenieAPIError):
     """Asking again will not help: a wrong key (401/403), a deleted alert (404), bad data."""
+
+
+class OpsgenieAuthError(OpsgeniePermanent):
+    """401/403: the service object's API key is wrong, revoked, or may not read alerts."""
+
+
+class OpsgenieNotFound(OpsgeniePermanent):
+    """404: no such alert; Opsgenie cannot fetch a deleted alert."""

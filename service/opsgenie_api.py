@@ -17,7 +17,13 @@ import httpx
 from starlette.datastructures import Secret
 
 from service.dx import retry_after_seconds
-from service.errors import OpsgenieAPIError, OpsgeniePermanent, OpsgenieRetryable
+from service.errors import (
+    OpsgenieAPIError,
+    OpsgenieAuthError,
+    OpsgenieNotFound,
+    OpsgeniePermanent,
+    OpsgenieRetryable,
+)
 
 Region = Literal["us", "eu", "custom"]
 
@@ -122,6 +128,10 @@ def classify(response: httpx.Response) -> dict[str, Any]:
             http_status=status,
             retry_after=retry_after_seconds(response.headers.get("retry-after"), now=time.time()),
         )
+    if status in (401, 403):
+        raise OpsgenieAuthError(f"Opsgenie refused the API key ({status})", http_status=status)
+    if status == 404:
+        raise OpsgenieNotFound("Opsgenie has no such alert (404)", http_status=status)
     if not 200 <= status <= 299:
         raise OpsgeniePermanent(f"Opsgenie answered {status}", http_status=status)
     try:
@@ -138,6 +148,8 @@ __all__ = [
     "AlertPage",
     "OpsgenieAPI",
     "OpsgenieAPIError",
+    "OpsgenieAuthError",
+    "OpsgenieNotFound",
     "OpsgeniePermanent",
     "OpsgenieRetryable",
     "Region",

@@ -17,7 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.errors import OpsgenieAPIError, OpsgeniePermanent, OpsgenieRetryable, PayloadError
+from service.errors import (
+    OpsgenieAPIError,
+    OpsgenieAuthError,
+    OpsgenieNotFound,
+    OpsgeniePermanent,
+    OpsgenieRetryable,
+    PayloadError,
+)
 from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_iso_ns
 from service.opsgenie_api import OpsgenieAPI, api_base, web_url
 from service.translate import fold
@@ -88,9 +95,10 @@ def test_get_alert_sends_genie_key_and_identifier_type() -> None:
     [
         (429, {"Retry-After": "7"}, OpsgenieRetryable, 7.0),
         (503, {}, OpsgenieRetryable, None),
-        (401, {}, OpsgeniePermanent, None),
-        (403, {}, OpsgeniePermanent, None),
-        (404, {}, OpsgeniePermanent, None),
+        (401, {}, OpsgenieAuthError, None),
+        (403, {}, OpsgenieAuthError, None),
+        (404, {}, OpsgenieNotFound, None),
+        (422, {}, OpsgeniePermanent, None),
     ],
 )
 def test_answers_become_named_errors(
