@@ -24,6 +24,7 @@ from starlette.routing import Route
 from service import __version__, openapi, webhooks
 from service.accounts import Accounts
 from service.crypto import KeyCipher
+from service.deliveries_api import DeliveriesAPI
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
 from service.enrichment import Enricher
@@ -125,6 +126,7 @@ def create_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
             *ServicesAPI(relay).routes(),
+            *DeliveriesAPI(relay).routes(),
         ],
         exception_handlers={
             RelayError: relay_error,

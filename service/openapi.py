@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service import __version__
+from service import __version__, deliveries_api
 
 _ERRORS = {
     "type": "object",
@@ -246,6 +246,7 @@ def document() -> dict[str, Any]:
                 }
             },
             **_service_paths(),
+            **deliveries_api.openapi_paths(),
         },
         "components": {
             "securitySchemes": {

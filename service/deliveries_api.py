@@ -1,0 +1,333 @@
+"""Deliveries for operators: what happened to an alert, why DX shows what it shows, retry.
+
+``/api/v1/deliveries[/{reference_id}[/retry]]`` and ``/api/v1/deliveries/retry-failed``,
+behind the same admin keys as the service-object API: the read-only application key may
+read, only the full key may retry. An operator paged at night answers everything from
+here (or the ``deliveries``/``retry`` commands, which call these routes) and never opens
+the database.
+
+Retrying a reference that is ``failed`` or ``pending`` makes it due now and wakes the
+worker. A ``delivered`` or ``filtered`` reference has nothing to send: 409, so a script
+retrying the wrong id hears about it instead of being told everything is fine.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.auth import Access, admin_access
+from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
+from service.relay import Relay
+from service.store import Attempt, Delivery, Status, StoredEvent
+from service.translate import AlertState, iso8601
+
+log = logging.getLogger("service.deliveries_api")
+
+PATH = "/api/v1/deliveries"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+#: How much history one ``GET /{reference_id}`` shows; enough for any night's story.
+HISTORY_LIMIT = 200
+ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed")
+STATUSES = ("200", "400", "403", "404", "409", "500", "503")
+
+Handler = Callable[[Request, Access], Awaitable[Response]]
+
+
+class DeliveriesAPI:
+    """The four operator routes; the worker is woken after every successful retry."""
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+        for route in ROUTES:
+            for status in STATUSES:
+                relay.metrics.admin.labels(route, status)
+
+    def routes(self) -> list[Route]:
+        # ``retry-failed`` before ``{reference_id}``: a GET of that name still reaches ``show``.
+        return [
+            Route(PATH, self.index, methods=["GET"]),
+            Route(PATH + "/retry-failed", self.retry_failed, methods=["POST"]),
+            Route(PATH + "/{reference_id}", self.show, methods=["GET"]),
+            Route(PATH + "/{reference_id}/retry", self.retry, methods=["POST"]),
+        ]
+
+    async def index(self, request: Request) -> Response:
+        return await self._serve(request, "deliveries", self._list)
+
+    async def show(self, request: Request) -> Response:
+        return await self._serve(request, "delivery", self._show)
+
+    async def retry(self, request: Request) -> Response:
+        return await self._serve(request, "delivery_retry", self._retry)
+
+    async def retry_failed(self, request: Request) -> Response:
+        return await self._serve(request, "delivery_retry_failed", self._retry_failed)
+
+    async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
+        try:
+            response = await handler(request, self._authenticate(request))
+        except RelayError as exc:
+            if exc.status_code >= 500:
+                log.error("admin request failed", extra={"route": route, "error": exc.message})
+            response = JSONResponse({"errors": [exc.message]}, status_code=exc.status_code)
+        self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
+        return response
+
+    def _authenticate(self, request: Request) -> Access:
+        settings = self._relay.settings
+        access = admin_access(
+            request.headers.get("dd-api-key"),
+            request.headers.get("dd-application-key"),
+            expected_api_key=settings.api_key,
+            expected_app_key=settings.app_key,
+            readonly_app_key=settings.readonly_app_key,
+        )
+        if access is Access.NONE:
+            raise AuthError("Forbidden", status_code=403)
+        if access is Access.READ and request.method not in ("GET", "HEAD"):
+            raise AuthError("Forbidden: this application key may only read", status_code=403)
+        return access
+
+    async def _list(self, request: Request, access: Access) -> Response:
+        status = _status(request.query_params.get("status"))
+        limit = _limit(request.query_params.get("limit"))
+        after = _after(request.query_params.get("cursor"), request.query_params.get("after"))
+        # One more than asked says whether a next page exists without a count query.
+        found = await self._relay.store.deliveries(status=status, limit=limit + 1, after=after)
+        page = found[:limit]
+        more = len(found) > limit
+        return JSONResponse(
+            {
+                "data": [summary(d) for d in page],
+                "next": encode_cursor(page[-1].reference_id) if more else None,
+            }
+        )
+
+    async def _show(self, request: Request, access: Access) -> Response:
+        store = self._relay.store
+        delivery = await store.get(request.path_params["reference_id"])
+        if delivery is None:
+            raise NotFound("Not Found")
+        attempts = await store.attempts(delivery.reference_id, limit=HISTORY_LIMIT)
+        events = await store.events(delivery.alert_id, limit=HISTORY_LIMIT)
+        return JSONResponse({"data": detail(delivery, attempts, events)})
+
+    async def _retry(self, request: Request, access: Access) -> Response:
+        store = self._relay.store
+        reference_id = request.path_params["reference_id"]
+        if not await store.retry(reference_id, now=self._relay.clock()):
+            delivery = await store.get(reference_id)
+            if delivery is None:
+                raise NotFound("Not Found")
+            log.info(
+                "delivery retry refused",
+                extra={"reference_id": reference_id, "outcome": "conflict"},
+            )
+            raise Conflict(f"Nothing to retry: the delivery is {delivery.status}")
+        self._relay.worker.wake()
+        log.info("delivery retry requested", extra={"reference_id": reference_id, "outcome": "ok"})
+        retried = await store.get(reference_id)
+        assert retried is not None  # alert rows are never deleted
+        return JSONResponse({"data": summary(retried)})
+
+    async def _retry_failed(self, request: Request, access: Access) -> Response:
+        count = await self._relay.store.retry_all_failed(now=self._relay.clock())
+        if count:
+            self._relay.worker.wake()
+        log.info("retry of all failed deliveries requested", extra={"retried": count})
+        return JSONResponse({"retried": count})
+
+
+def encode_cursor(reference_id: str) -> str:
+    """Opaque to clients, so the paging key may change without breaking them."""
+    return base64.urlsafe_b64encode(reference_id.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None, after: str | None) -> str | None:
+    """``cursor`` is what ``next`` returned; ``after`` is the same thing (an alias)."""
+    token = cursor if cursor is not None else after
+    if token is None or token == "":
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise PayloadError("cursor: not a cursor this API returned", field="cursor") from None
+
+
+def _status(text: str | None) -> Status | None:
+    if text is None or text == "":
+        return None
+    try:
+        return Status(text)
+    except ValueError:
+        allowed = "|".join(s.value for s in Status)
+        raise PayloadError(f"status: must be one of {allowed}", field="status") from None
+
+
+def _limit(text: str | None) -> int:
+    if text is None or text == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise PayloadError(f"limit: must be an integer from 1 to {MAX_LIMIT}", field="limit")
+    return limit
+
+
+def _time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ns(ns: int | None) -> str | None:
+    return None if ns is None else iso8601(ns)
+
+
+def alert_summary(state: AlertState) -> dict[str, Any]:
+    """What the relay believes about the alert: the facts DX's incident is built from."""
+    return {
+        "alert_id": state.alert_id,
+        "message": state.message.value if state.message else None,
+        "priority": state.priority.value if state.priority else None,
+        "alias": state.alias.value if state.alias else None,
+        "entity": state.entity.value if state.entity else None,
+        "source": state.source.value if state.source else None,
+        "tiny_id": state.tiny_id.value if state.tiny_id else None,
+        "owner": state.owner.value if state.owner else None,
+        "acknowledged": state.acknowledged.value if state.acknowledged else None,
+        "created_at": _ns(state.created_at_ns),
+        "closed_at": _ns(state.closed_at_ns),
+        "deleted": state.deleted,
+        "tags": list(state.tags.members()) if state.tags.known else None,
+        "teams": list(state.teams.members()) if state.teams.known else None,
+    }
+
+
+def summary(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "reference_id": delivery.reference_id,
+        "alert_id": delivery.alert_id,
+        "service_id": delivery.service_id,
+        "status": delivery.status.value,
+        "version": delivery.version,
+        "delivered_version": delivery.delivered_version,
+        "attempts": delivery.attempts,
+        "next_attempt_at": _time(delivery.next_attempt_at),
+        "last_error_code": delivery.last_error_code,
+        "last_error": delivery.last_error,
+        "updated_at": _time(delivery.updated_at),
+        "message": delivery.state.message.value if delivery.state.message else None,
+    }
+
+
+def _json_or_text(text: str | None) -> Any:
+    """DX's answer or a raw event as JSON when it parses, else as the text received."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def detail(
+    delivery: Delivery, attempts: list[Attempt], events: list[StoredEvent]
+) -> dict[str, Any]:
+    return {
+        **summary(delivery),
+        "alert": alert_summary(delivery.state),
+        "last_request": delivery.last_request,
+        "last_response": _json_or_text(delivery.last_response),
+        "history": [
+            {
+                "at": _time(a.at),
+                "version": a.version,
+                "outcome": a.outcome,
+                "http_status": a.http_status,
+                "error_code": a.error_code,
+                "detail": a.detail,
+                "duration_seconds": a.duration_seconds,
+            }
+            for a in attempts
+        ],
+        "events": [
+            {"action": e.action, "received_at": _time(e.received_at), "raw": _json_or_text(e.raw)}
+            for e in events
+        ],
+    }
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The routes above for ``/openapi.json``."""
+    security: list[dict[str, list[str]]] = [{"apiKeyAuth": [], "appKeyAuth": []}]
+    errors = {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}
+
+    def responses(codes: dict[str, str] | None = None) -> dict[str, Any]:
+        answers: dict[str, Any] = {"200": {"description": "OK"}}
+        refusals = {"403": "Missing or wrong admin keys, or a read-only key on a write"}
+        for code, text in {**refusals, **(codes or {})}.items():
+            answers[code] = {"description": text, "content": errors}
+        return answers
+
+    reference = {
+        "name": "reference_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    query = [
+        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(Status)}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    ]
+    common = {"tags": ["Deliveries"], "security": security}
+    return {
+        PATH: {
+            "get": {
+                **common,
+                "summary": "List deliveries ({data, next}; pass next as cursor)",
+                "parameters": query,
+                "responses": responses({"400": "Bad status, limit or cursor"}),
+            }
+        },
+        PATH + "/retry-failed": {
+            "post": {**common, "summary": "Retry every failed delivery", "responses": responses()}
+        },
+        PATH + "/{reference_id}": {
+            "parameters": [reference],
+            "get": {
+                **common,
+                "summary": "One delivery: state, DX request and answer, attempts, raw events",
+                "responses": responses({"404": "Unknown reference id"}),
+            },
+        },
+        PATH + "/{reference_id}/retry": {
+            "parameters": [reference],
+            "post": {
+                **common,
+                "summary": "Make a failed or pending delivery due now",
+                "responses": responses(
+                    {
+                        "404": "Unknown reference id",
+                        "409": "Delivered or filtered: nothing to retry",
+                    }
+                ),
+            },
+        },
+    }

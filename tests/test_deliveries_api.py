@@ -1,0 +1,165 @@
+"""The operators' deliveries API: look at a delivery, page through them, retry failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.datastructures import Secret
+from starlette.testclient import TestClient
+
+from tests.conftest import auth, sample
+from tests.fakes.dx import FakeDX
+from tests.fakes.polling import wait_for
+
+URL = "/webhooks/opsgenie"
+PATH = "/api/v1/deliveries"
+CREATE = sample("Create")
+ALERT = CREATE["alert"]["alertId"]
+REF = f"opsgenie-{ALERT}"
+API_KEY = "dd-api-key-0123456789"
+APP_KEY = "dd-app-key-0123456789"
+READ_KEY = "dd-read-key-0123456789"
+FULL = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY}
+READ = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": READ_KEY}
+
+
+def create(alert_id: str = ALERT) -> dict[str, Any]:
+    body = json.loads(json.dumps(CREATE))
+    body["alert"]["alertId"] = alert_id
+    return body
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client(
+        api_key=Secret(API_KEY), app_key=Secret(APP_KEY), readonly_app_key=Secret(READ_KEY)
+    )
+
+
+def status_of(client: TestClient, reference_id: str) -> str:
+    return str(client.get(f"{PATH}/{reference_id}", headers=READ).json()["data"]["status"])
+
+
+def admin_count(client: TestClient, route: str, status: str) -> float:
+    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    labels = {"route": route, "status": status}
+    return float(registry.get_sample_value("relay_admin_requests_total", labels) or 0.0)
+
+
+def test_failed_then_retry_then_delivered(client: TestClient, fake_dx: FakeDX) -> None:
+    fake_dx.reject(REF, "invalid_arguments")
+    assert client.post(URL, json=CREATE, headers=auth()).status_code == 202
+    wait_for(lambda: status_of(client, REF) == "failed", message="delivery failed")
+
+    shown = client.get(f"{PATH}/{REF}", headers=READ).json()["data"]
+    assert shown["last_error_code"] == "invalid_arguments"
+    assert shown["last_request"]["reference_id"] == REF
+    assert shown["last_response"]  # what DX answered, for the operator to read
+    assert shown["alert"]["message"] == "asdf"
+    assert shown["history"][-1]["outcome"] != "success"
+    assert [e["action"] for e in shown["events"]] == ["Create"]
+    assert shown["events"][0]["raw"]["alert"]["alertId"] == ALERT
+    failed = client.get(PATH, params={"status": "failed"}, headers=READ).json()
+    assert [d["reference_id"] for d in failed["data"]] == [REF]
+
+    fake_dx.reset()  # DX accepts it now (the operator fixed the cause)
+    retried = client.post(f"{PATH}/{REF}/retry", headers=FULL)
+    assert retried.status_code == 200
+    assert retried.json()["data"]["status"] == "pending"
+    wait_for(lambda: status_of(client, REF) == "delivered", message="delivered after retry")
+    assert fake_dx.incident(REF) is not None
+    assert admin_count(client, "delivery_retry", "200") == 1
+
+
+def test_retry_of_a_delivered_reference_is_409(client: TestClient, fake_dx: FakeDX) -> None:
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: status_of(client, REF) == "delivered", message="delivered")
+    response = client.post(f"{PATH}/{REF}/retry", headers=FULL)
+    assert response.status_code == 409
+    assert "delivered" in response.json()["errors"][0]
+
+
+def test_retry_all_failed(client: TestClient, fake_dx: FakeDX) -> None:
+    refs = [f"opsgenie-alert-{n}" for n in range(3)]
+    for n, ref in enumerate(refs):
+        fake_dx.reject(ref)
+        client.post(URL, json=create(f"alert-{n}"), headers=auth())
+    for ref in refs:
+        wait_for(lambda ref=ref: status_of(client, ref) == "failed", message=f"{ref} failed")
+    fake_dx.reset()
+    response = client.post(f"{PATH}/retry-failed", headers=FULL)
+    assert response.json() == {"retried": 3}
+    for ref in refs:
+        wait_for(lambda ref=ref: status_of(client, ref) == "delivered", message=f"{ref} done")
+
+
+def test_unknown_reference_is_404(client: TestClient) -> None:
+    assert client.get(f"{PATH}/opsgenie-nope", headers=READ).status_code == 404
+    response = client.post(f"{PATH}/opsgenie-nope/retry", headers=FULL)
+    assert response.status_code == 404
+    assert response.json() == {"errors": ["Not Found"]}
+    assert admin_count(client, "delivery", "404") == 1
+
+
+def test_paging_with_an_opaque_cursor(client: TestClient) -> None:
+    for n in range(5):
+        client.post(URL, json=create(f"alert-{n}"), headers=auth())
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 2}
+    pages = 0
+    while True:
+        page = client.get(PATH, params=params, headers=READ).json()
+        pages += 1
+        seen += [d["reference_id"] for d in page["data"]]
+        if page["next"] is None:
+            break
+        assert "alert" not in page["next"]  # opaque, not the reference id itself
+        params = {"limit": 2, "cursor": page["next"]}
+    assert seen == [f"opsgenie-alert-{n}" for n in range(5)]
+    assert pages == 3
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "0"}, {"limit": "501"}, {"limit": "x"}, {"status": "lost"}, {"cursor": "***"}],
+)
+def test_bad_query_is_400(client: TestClient, params: dict[str, str]) -> None:
+    response = client.get(PATH, params=params, headers=READ)
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+def test_readonly_key_reads_but_cannot_retry(client: TestClient) -> None:
+    client.post(URL, json=CREATE, headers=auth())
+    assert client.get(PATH, headers=READ).status_code == 200
+    assert client.get(f"{PATH}/{REF}", headers=READ).status_code == 200
+    assert client.post(f"{PATH}/{REF}/retry", headers=READ).status_code == 403
+    assert client.post(f"{PATH}/retry-failed", headers=READ).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"DD-API-KEY": API_KEY},
+        {"DD-API-KEY": "wrong", "DD-APPLICATION-KEY": APP_KEY},
+        {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": "wrong"},
+    ],
+)
+def test_bad_or_missing_keys_are_403(client: TestClient, headers: dict[str, str]) -> None:
+    for response in (
+        client.get(PATH, headers=headers),
+        client.get(f"{PATH}/{REF}", headers=headers),
+        client.post(f"{PATH}/{REF}/retry", headers=headers),
+    ):
+        assert response.status_code == 403
+        assert response.json() == {"errors": ["Forbidden"]}
+    assert admin_count(client, "deliveries", "403") == 1
+
+
+def test_openapi_lists_the_routes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {PATH, f"{PATH}/{{reference_id}}", f"{PATH}/{{reference_id}}/retry"} <= set(paths)
