@@ -1,0 +1,119 @@
+{{/*
+Chart name, overridable with nameOverride.
+*/}}
+{{- define "opsgenie-dx-relay.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects. Truncated at 63 characters (DNS label limit); the
+release name alone when it already contains the chart name.
+*/}}
+{{- define "opsgenie-dx-relay.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "opsgenie-dx-relay.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object.
+*/}}
+{{- define "opsgenie-dx-relay.labels" -}}
+helm.sh/chart: {{ include "opsgenie-dx-relay.chart" . }}
+{{ include "opsgenie-dx-relay.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels selecting the relay's pods. Never change them: a StatefulSet's selector is immutable.
+*/}}
+{{- define "opsgenie-dx-relay.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "opsgenie-dx-relay.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount the pod runs as.
+*/}}
+{{- define "opsgenie-dx-relay.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "opsgenie-dx-relay.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret the relay's credentials come from: the user's, or the chart's own.
+*/}}
+{{- define "opsgenie-dx-relay.secretName" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecret }}
+{{- else }}
+{{- include "opsgenie-dx-relay.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image tag: image.tag, else the chart's appVersion.
+*/}}
+{{- define "opsgenie-dx-relay.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/*
+Directory and file of the mapping rules inside the container.
+*/}}
+{{- define "opsgenie-dx-relay.rulesDir" -}}
+/etc/opsgenie-dx-relay
+{{- end }}
+
+{{/*
+Whether the relay runs on the embedded SQLite database (a PVC, one replica).
+*/}}
+{{- define "opsgenie-dx-relay.sqlite" -}}
+{{- if eq .Values.database.mode "sqlite" }}true{{ end }}
+{{- end }}
+
+{{/*
+RELAY_DATABASE_URL in sqlite mode: four slashes for an absolute path.
+*/}}
+{{- define "opsgenie-dx-relay.sqliteUrl" -}}
+{{- printf "sqlite:///%s/relay.db" (trimSuffix "/" .Values.persistence.mountPath) }}
+{{- end }}
+
+{{/*
+Cross-field checks the schema cannot express clearly; included by statefulset.yaml,
+so a bad combination fails the install with a message saying what to change.
+*/}}
+{{- define "opsgenie-dx-relay.validate" -}}
+{{- if and (include "opsgenie-dx-relay.sqlite" .) (ne (int .Values.replicaCount) 1) }}
+{{- fail (printf "database.mode=sqlite runs exactly one replica (SQLite has one writer), got replicaCount=%d: set replicaCount: 1, or use database.mode: postgresql" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if eq .Values.database.mode "postgresql" }}
+{{- if not .Values.database.postgresql.existingSecret }}
+{{- fail "database.mode=postgresql needs database.postgresql.existingSecret: the name of a Secret holding the PostgreSQL URL" }}
+{{- end }}
+{{- if not (or .Values.secrets.existingSecret .Values.secrets.secretKey) }}
+{{- fail "database.mode=postgresql needs secrets.secretKey (or secrets.existingSecret with RELAY_SECRET_KEY): every replica must share the key that encrypts stored Opsgenie API keys" }}
+{{- end }}
+{{- end }}
+{{- end }}

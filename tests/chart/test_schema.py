@@ -1,0 +1,74 @@
+"""Bad values are refused by Helm itself: the schema first, then the chart's ``fail`` checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import pytest
+
+from tests.chart.helpers import render
+
+BAD_VALUES: list[tuple[dict[str, Any], str]] = [
+    # wrong types
+    ({"replicaCount": "1"}, "/replicaCount"),
+    ({"shutdownDrainSeconds": "20"}, "/shutdownDrainSeconds"),
+    ({"containerPort": 70000}, "/containerPort"),
+    ({"ingress": {"enabled": "yes"}}, "/ingress/enabled"),
+    ({"ingress": {"hosts": "relay.example.com"}}, "/ingress/hosts"),
+    ({"secrets": {"webhookTokens": "a,b"}}, "/secrets/webhookTokens"),
+    ({"secrets": {"webhookTokens": ["a,b"]}}, "/secrets/webhookTokens/0"),
+    ({"secrets": {"dxToken": 12345}}, "/secrets/dxToken"),
+    ({"rules": "services: {}"}, "/rules"),
+    ({"rules": {"delete_incidents": "yes"}}, "/rules/delete_incidents"),
+    ({"podSecurityContext": {"runAsUser": "10001"}}, "/podSecurityContext/runAsUser"),
+    ({"resources": {"limits": {"memory": True}}}, "/resources/limits/memory"),
+    # enums and patterns
+    ({"logFormat": "xml"}, "/logFormat"),
+    ({"database": {"mode": "mysql"}}, "/database/mode"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"dx": {"baseUrl": "acme.getdx.net"}}, "/dx/baseUrl"),
+    ({"opsgenie": {"webUrl": "app.opsgenie.com"}}, "/opsgenie/webUrl"),
+    ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
+    ({"persistence": {"mountPath": "data"}}, "/persistence/mountPath"),
+    # unknown keys, top level and nested
+    ({"replicas": 1}, "additional properties 'replicas'"),
+    ({"logformat": "json"}, "additional properties 'logformat'"),
+    ({"ingress": {"path": "/"}}, "additional properties 'path'"),
+    ({"secrets": {"token": "x"}}, "additional properties 'token'"),
+    ({"rules": {"service": {}}}, "additional properties 'service'"),
+]
+
+
+@pytest.mark.parametrize(("values", "where"), BAD_VALUES, ids=[w for _, w in BAD_VALUES])
+def test_schema_rejects(chart: helm.Chart, values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match="values don't meet the specifications") as e:
+        render(chart, values)
+    assert where in str(e.value)
+
+
+def test_sqlite_mode_refuses_more_than_one_replica(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"database\.mode=sqlite .*replicaCount=2"):
+        render(chart, {"replicaCount": 2})
+
+
+def test_postgresql_mode_needs_the_url_secret(chart: helm.Chart) -> None:
+    values = {"database": {"mode": "postgresql"}, "replicaCount": 2}
+    with pytest.raises(helm.HelmRenderError, match=r"database\.postgresql\.existingSecret"):
+        render(chart, values)
+
+
+def test_postgresql_mode_needs_a_shared_secret_key(chart: helm.Chart) -> None:
+    values = {
+        "database": {"mode": "postgresql", "postgresql": {"existingSecret": "pg"}},
+        "replicaCount": 2,
+    }
+    with pytest.raises(helm.HelmRenderError, match=r"secrets\.secretKey"):
+        render(chart, values)
+    render(chart, {**values, "secrets": {"secretKey": "k"}})
+    render(chart, {**values, "secrets": {"existingSecret": "mine"}})
+
+
+def test_schema_accepts_the_defaults_explicitly(chart: helm.Chart) -> None:
+    """The chart's own values.yaml, passed back in full, passes its schema."""
+    chart.validate_schema(chart.values)
