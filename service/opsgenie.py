@@ -313,17 +313,23 @@ def event_from_api_alert(data: Mapping[str, Any], *, received_ns: int) -> Opsgen
     )
 
 
-def _api_teams(value: object) -> tuple[str, ...]:
-    """``teams`` of the Alert API: ``[{"id": ..., "name": ...}]``; names where given."""
+def _api_teams(value: object) -> tuple[str, ...] | None:
+    """``teams`` of the Alert API: ``[{"id": ..., "name": ...}]``.
+
+    The API often returns ids only, while webhooks name teams. A set of ids would replace
+    the names learned from webhooks and break team-to-service rules, so without a name
+    for every team the fetch says nothing about teams.
+    """
     if value is None:
-        return ()
+        return None
     if not isinstance(value, list):
         raise PayloadError("data.teams: expected a list", field="data.teams")
     names: list[str] = []
     for team in value:
         if not isinstance(team, dict):
             raise PayloadError("data.teams: expected a list of objects", field="data.teams")
-        label = team.get("name") or team.get("id")
-        if isinstance(label, str) and label.strip():
-            names.append(label.strip())
+        name = team.get("name")
+        if not isinstance(name, str) or not name.strip():
+            return None
+        names.append(name.strip())
     return tuple(dict.fromkeys(names))

@@ -252,12 +252,19 @@ def test_list_alerts_pages_until_paging_has_no_next(
 # --- parsing a fetched alert -----------------------------------------------------------
 
 
+def test_fetched_teams_without_names_say_nothing_about_teams() -> None:
+    """Ids would replace the names webhooks taught and break team-to-service rules."""
+    data = api_alert(ALERT, created_ms=CREATED_MS, updated_ms=CREATED_MS + 5000)
+    data["teams"] = [{"id": "t1", "name": "Payments"}, {"id": "t2"}]
+    assert event_from_api_alert(data, received_ns=1).teams is None
+
+
 def test_fetched_alert_becomes_a_full_event() -> None:
     data = api_alert(
         ALERT,
         created_ms=CREATED_MS,
         updated_ms=CREATED_MS + 5000,
-        teams=[{"id": "t1", "name": "Payments"}, {"id": "t2"}],
+        teams=[{"id": "t1", "name": "Payments"}, {"id": "t2", "name": "Auth"}],
         owner="ann@example.com",
         acknowledged=True,
     )
@@ -267,7 +274,7 @@ def test_fetched_alert_becomes_a_full_event() -> None:
     assert event.created_at_ns == CREATED_MS * 10**6
     assert event.priority == "P2"
     assert event.tags == ("service:payments", "env:prod")
-    assert event.teams == ("Payments", "t2")
+    assert event.teams == ("Payments", "Auth")
     assert event.owner == "ann@example.com"
     assert event.acknowledged is True
     assert event.closed_at_ns is None

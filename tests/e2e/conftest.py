@@ -35,10 +35,10 @@ class RelayProcess:
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
 
     def start(self) -> RelayProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(RELAY), "serve"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [str(RELAY), "serve"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
+            )
         wait_for(self._ready, timeout=20.0, message=f"relay ready at {self.url}")
         return self
 
