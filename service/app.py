@@ -32,6 +32,7 @@ from service.errors import RelayError, StoreUnavailable
 from service.mapping import Rules, load_rules
 from service.metrics import Metrics
 from service.relay import Relay
+from service.retention import Pruner
 from service.services_api import ServicesAPI
 from service.settings import Settings
 from service.store import Store
@@ -89,6 +90,12 @@ def create_app(
         clock=clock,
         enrich=enrich,
     )
+    pruner = Pruner(
+        store,
+        retention_seconds=settings.event_retention_seconds,
+        pruned=metrics.events_pruned,
+        clock=clock,
+    )
     relay = Relay(
         settings=settings,
         rules=rules,
@@ -105,6 +112,7 @@ def create_app(
         await store.open()
         _warn_about(settings)
         worker.start()
+        pruner.start()
         log.info(
             "relay started",
             extra={"version": __version__, "database": str(settings.database_path)},
@@ -112,6 +120,7 @@ def create_app(
         try:
             yield
         finally:
+            await pruner.stop()
             await worker.stop(settings.shutdown_deadline_seconds)
             await http.aclose()
             await store.close()

@@ -132,6 +132,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.events_pruned = Counter(
+            "relay_events_pruned",
+            "Raw webhook events deleted after RELAY_EVENT_RETENTION (alert state is kept).",
+            registry=r,
+        )
         self._initialise()
 
     def _initialise(self) -> None:

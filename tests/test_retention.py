@@ -1,0 +1,151 @@
+"""Raw events expire in small batches; alert state stays, so late events still fold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter
+from starlette.testclient import TestClient
+
+from service.opsgenie import parse_event
+from service.retention import BATCH, Pruner
+from service.store import Incoming
+from service.store.sqlite import SQLiteStore
+from service.translate import fold
+from tests.conftest import auth, sample
+
+DAY = 86400.0
+T = TypeVar("T")
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def event(alert_id: str, action: str, n: int) -> dict[str, Any]:
+    body = json.loads(json.dumps(sample("Create")))
+    body["action"] = action
+    body["alert"]["alertId"] = alert_id
+    body["alert"]["updatedAt"] += n * 10**9
+    return body
+
+
+async def accept(store: SQLiteStore, body: dict[str, Any], received_at: float, key: str) -> None:
+    raw = json.dumps(body).encode()
+    parsed = parse_event(raw, received_ns=int(received_at * 1e9))
+    incoming = Incoming(
+        reference_id=f"opsgenie-{parsed.alert_id}",
+        alert_id=parsed.alert_id,
+        action=body["action"],
+        service_id=None,
+        dedup_key=key,
+        raw=raw.decode(),
+        received_at=received_at,
+    )
+    await store.accept(incoming, lambda old: fold(old, parsed))
+
+
+def with_store(tmp_path: Path, clock: Clock, scenario: Callable[[SQLiteStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = SQLiteStore(tmp_path / "relay.db", clock=clock)
+        await store.open()
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def counter() -> Counter:
+    return Counter("relay_events_pruned", "test", registry=CollectorRegistry())
+
+
+def total(pruned: Counter) -> float:
+    return sum(s.value for m in pruned.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def test_prunes_only_expired_events_and_keeps_alert_state(tmp_path: Path) -> None:
+    clock = Clock(100 * DAY)
+    pruned = counter()
+
+    async def scenario(store: SQLiteStore) -> tuple[int, list[str], str | None, list[str]]:
+        await accept(store, event("old", "Create", 0), clock.now - 8 * DAY, "a")
+        await accept(store, event("old", "Acknowledge", 1), clock.now - 6 * DAY, "b")
+        pruner = Pruner(store, retention_seconds=7 * DAY, pruned=pruned, clock=clock)
+        count = await pruner.prune_once()
+        left = [e.action for e in await store.events("old", limit=10)]
+        # A late event folds onto the kept state: the message from Create is still known.
+        await accept(store, event("old", "Close", 2), clock.now, "c")
+        delivery = await store.get("opsgenie-old")
+        assert delivery is not None
+        assert delivery.state.closed
+        message = delivery.state.message.value if delivery.state.message else None
+        after = [e.action for e in await store.events("old", limit=10)]
+        return count, left, message, after
+
+    count, left, message, after = with_store(tmp_path, clock, scenario)
+    assert count == 1
+    assert left == ["Acknowledge"]
+    assert message == "asdf"
+    assert after == ["Acknowledge", "Close"]
+    assert total(pruned) == 1
+
+
+def test_prunes_in_batches(tmp_path: Path) -> None:
+    clock = Clock(100 * DAY)
+    pruned = counter()
+    calls: list[int] = []
+
+    async def scenario(store: SQLiteStore) -> int:
+        for n in range(BATCH * 2 + 5):
+            await accept(store, event(f"a{n}", "Create", 0), clock.now - 30 * DAY, f"k{n}")
+        original = store.prune_events
+
+        async def counting(*, before: float) -> int:
+            deleted = await original(before=before)
+            calls.append(deleted)
+            return deleted
+
+        store.prune_events = counting  # type: ignore[method-assign]
+        pruner = Pruner(store, retention_seconds=7 * DAY, pruned=pruned, clock=clock)
+        return await pruner.prune_once()
+
+    assert with_store(tmp_path, clock, scenario) == BATCH * 2 + 5
+    assert calls == [BATCH, BATCH, 5]
+    assert total(pruned) == BATCH * 2 + 5
+
+
+def test_background_task_runs_and_stops(tmp_path: Path) -> None:
+    clock = Clock(100 * DAY)
+
+    async def scenario(store: SQLiteStore) -> int:
+        await accept(store, event("x", "Create", 0), clock.now - 8 * DAY, "a")
+        pruner = Pruner(
+            store, retention_seconds=7 * DAY, pruned=counter(), clock=clock, interval_seconds=0.01
+        )
+        pruner.start()
+        assert pruner.running
+        for _ in range(200):
+            if not await store.events("x", limit=1):
+                break
+            await asyncio.sleep(0.01)
+        await pruner.stop()
+        assert not pruner.running
+        return len(await store.events("x", limit=10))
+
+    assert with_store(tmp_path, clock, scenario) == 0
+
+
+def test_app_exports_the_metric(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    client.post("/webhooks/opsgenie", json=sample("Create"), headers=auth())
+    assert "relay_events_pruned_total 0.0" in client.get("/metrics").text
