@@ -97,3 +97,69 @@ def test_invalid_environment_stops_with_one_line(
     assert code == 2
     assert err.count("\n") == 1
     assert err.startswith("opsgenie-dx-relay: configuration error: RELAY_PORT")
+
+
+def test_check_config_describes_a_good_setup(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("reference_prefix: og-\n")
+    for name, value in {
+        "RELAY_CONFIG": str(rules),
+        "RELAY_DX_BASE_URL": "https://acme.getdx.net",
+        "RELAY_DX_TOKEN": "dx-secret-token",
+        "RELAY_WEBHOOK_TOKENS": "one,two",
+        "RELAY_API_KEY": "api",
+        "RELAY_APP_KEY": "app",
+        "RELAY_PORT": "9000",
+    }.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, "check-config")
+    assert code == 0, err
+    assert "http://127.0.0.1:9000" in out
+    assert "https://acme.getdx.net/api/incidents.upsert" in out
+    assert "webhook tokens:  2" in out
+    assert "admin API:       enabled" in out
+    assert "og-<alertId>" in out
+    assert "dx-secret-token" not in out
+
+
+def test_check_config_says_when_deliveries_are_paused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check-config")
+    assert code == 0
+    assert "deliveries paused" in out
+    assert "webhook tokens:  0 (every webhook is refused with 401)" in out
+    assert "admin API:       disabled" in out
+
+
+def test_check_config_lists_every_problem_one_line_each(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("priorities: [not, a, map]\n")
+    monkeypatch.setenv("RELAY_PORT", "eighty")
+    monkeypatch.setenv("RELAY_DX_BASE_URL", "ftp://dx")
+    monkeypatch.setenv("RELAY_CONFIG", str(rules))
+    code, out, err = run(capsys, "check-config")
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 3
+    named = {line.split(": ")[2] for line in lines}
+    assert named == {"RELAY_PORT", "RELAY_DX_BASE_URL", "RELAY_CONFIG"}
+
+
+def test_check_config_missing_rules_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_CONFIG", str(tmp_path / "missing.yaml"))
+    code, _, err = run(capsys, "check-config")
+    assert code == 2
+    assert "missing.yaml" in err
+    assert err.count("\n") == 1
+
+
+def test_client_commands_need_admin_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "deliveries")
+    assert code == 2
+    assert "RELAY_API_KEY" in err

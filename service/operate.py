@@ -1,0 +1,299 @@
+"""The operator commands: ``deliveries``, ``delivery``, ``retry`` and ``check-config``.
+
+``deliveries``/``delivery``/``retry`` talk to the RUNNING relay over its admin API (the
+``/api/v1/deliveries`` routes), never to the database: the relay owns its single SQLite
+writer, and an operator at 3 a.m. should not need to know where the file lives. The URL
+comes from ``--url``, else ``RELAY_URL``, else ``http://RELAY_HOST:RELAY_PORT``; the keys
+from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or ``RELAY_READONLY_APP_KEY`` to read).
+
+Exit codes: 0 done, 1 not found or the relay refused or failed, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import httpx
+
+from service.deliveries_api import DEFAULT_LIMIT, MAX_LIMIT, PATH
+from service.errors import ConfigError, Conflict, NotFound, RelayError
+from service.mapping import Rules, load_rules
+from service.settings import Settings
+from service.store import Status
+
+TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+
+
+class CommandFailed(RelayError):
+    """The relay could not be reached or answered something other than success (exit 1)."""
+
+
+class RelayAPI:
+    """The admin API of a running relay; HTTP errors become the relay's named errors."""
+
+    def __init__(self, base_url: str, api_key: str, app_key: str) -> None:
+        self.base_url = base_url
+        self._client = httpx.Client(
+            base_url=base_url,
+            timeout=TIMEOUT,
+            headers={"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key},
+        )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], url: str | None) -> RelayAPI:
+        settings = Settings.from_environ(environ)
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+        base = url or environ.get("RELAY_URL") or f"http://{host}:{settings.port}"
+        app_key = settings.app_key or settings.readonly_app_key
+        if settings.api_key is None or app_key is None:
+            raise ConfigError("RELAY_API_KEY and RELAY_APP_KEY must be set to call the relay")
+        return cls(base.rstrip("/"), str(settings.api_key), str(app_key))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(self, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._client.request(method, path, params=params)
+        except httpx.HTTPError as exc:
+            raise CommandFailed(f"cannot reach the relay at {self.base_url}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        errors = body.get("errors") if isinstance(body, dict) else None
+        message = errors[0] if errors else f"HTTP {response.status_code}"
+        if response.status_code == 403:
+            raise ConfigError(f"the relay refused the admin keys ({message})")
+        if response.status_code == 404:
+            raise NotFound(message)
+        if response.status_code == 409:
+            raise Conflict(message)
+        if response.status_code != 200:
+            raise CommandFailed(f"the relay answered {response.status_code}: {message}")
+        return body
+
+
+def list_deliveries(api: RelayAPI, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Follow ``next`` until ``limit`` deliveries are in hand or there are no more."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while len(found) < limit:
+        params: dict[str, Any] = {"limit": min(MAX_LIMIT, limit - len(found))}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        page = api.call("GET", PATH, params)
+        found += page["data"]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    return found
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(h) for h in header], *[["-" if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def deliveries_table(deliveries: list[dict[str, Any]]) -> str:
+    if not deliveries:
+        return "no deliveries"
+    header = ("REFERENCE_ID", "STATUS", "VERSION", "DELIVERED", "ATTEMPTS", "NEXT", "LAST_ERROR")
+    rows = [
+        (
+            d["reference_id"],
+            d["status"],
+            d["version"],
+            d["delivered_version"],
+            d["attempts"],
+            d["next_attempt_at"],
+            d["last_error_code"],
+        )
+        for d in deliveries
+    ]
+    return table(rows, header)
+
+
+def delivery_text(d: dict[str, Any]) -> str:
+    """One delivery as an operator reads it: where it stands, why, and how it got there."""
+    fields = [
+        "reference_id",
+        "alert_id",
+        "service_id",
+        "status",
+        "version",
+        "delivered_version",
+        "attempts",
+        "next_attempt_at",
+        "last_error_code",
+        "last_error",
+        "updated_at",
+    ]
+    lines = [f"{name + ':':<19}{'-' if d[name] is None else d[name]}" for name in fields]
+    alert = {k: v for k, v in d["alert"].items() if v not in (None, [], False)}
+    lines += ["", "alert: " + json.dumps(alert, sort_keys=True)]
+    lines += ["last DX request: " + json.dumps(d["last_request"], sort_keys=True)]
+    lines += ["last DX answer:  " + json.dumps(d["last_response"], sort_keys=True)]
+    attempts = [
+        (a["at"], a["version"], a["outcome"], a["http_status"], a["error_code"], a["detail"])
+        for a in d["history"]
+    ]
+    header = ("AT", "VERSION", "OUTCOME", "HTTP", "CODE", "DETAIL")
+    lines += ["", "attempts:", table(attempts, header) if attempts else "none"]
+    events = [(e["received_at"], e["action"]) for e in d["events"]]
+    lines += ["", "events:", table(events, ("RECEIVED_AT", "ACTION")) if events else "none"]
+    return "\n".join(lines)
+
+
+# ---- check-config --------------------------------------------------------------------
+
+#: More than this many bad variables is a broken deployment; stop listing.
+MAX_PROBLEMS = 20
+
+
+def _settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, list[str]]:
+    """Every bad ``RELAY_*`` variable, not just the first: each found one is set aside
+    and the rest read again, so a broken deployment is fixed in one pass."""
+    env = dict(environ)
+    problems: list[str] = []
+    while len(problems) < MAX_PROBLEMS:
+        try:
+            settings = Settings.from_environ(env)
+        except ConfigError as error:
+            problems.append(error.message)
+            name = error.message.partition(":")[0]
+            if name not in env:
+                return None, problems
+            del env[name]
+        else:
+            return (settings if not problems else None), problems
+    return None, problems
+
+
+def check_config(environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """Print what the relay would do with this environment; 2 when something is wrong."""
+    settings, problems = _settings_problems(environ)
+    rules: Rules | None = None
+    # The rules file is checked even when other variables are wrong.
+    named = environ.get("RELAY_CONFIG", "").strip()
+    try:
+        rules = load_rules(settings.config_path if settings else Path(named) if named else None)
+    except ConfigError as error:
+        problems.append(error.message)
+    if problems or settings is None or rules is None:
+        for problem in problems:
+            err.write(f"opsgenie-dx-relay: configuration error: {problem}\n")
+        return 2
+    out.write(describe(settings, rules) + "\n")
+    return 0
+
+
+def describe(settings: Settings, rules: Rules) -> str:
+    dx = (
+        f"{settings.dx_base_url}/api/incidents.upsert"
+        if settings.delivery_enabled
+        else "deliveries paused (RELAY_DX_BASE_URL and RELAY_DX_TOKEN are needed)"
+    )
+    admin = "enabled" if settings.api_key and settings.app_key else "disabled (no keys)"
+    if settings.api_key and settings.readonly_app_key:
+        admin += ", read-only key set"
+    criteria = rules.filter
+    lines = [
+        f"listen:          http://{settings.host}:{settings.port}",
+        f"database:        {settings.database_path}",
+        f"DX:              {dx}",
+        f"webhook tokens:  {len(settings.webhook_tokens)}"
+        + ("" if settings.webhook_tokens else " (every webhook is refused with 401)"),
+        f"admin API:       {admin}",
+        f"event retention: {settings.event_retention_seconds:g}s",
+        f"rules:           {settings.config_path or 'built-in defaults'}",
+        f"  reference ids: {rules.reference_prefix}<alertId>",
+        f"  filter:        priorities={sorted(criteria.priorities) or 'any'}"
+        f" tags={sorted(criteria.tags) or 'any'} teams={sorted(criteria.teams) or 'any'}",
+        f"  services from: tag prefix {rules.tag_prefix!r}, details {list(rules.detail_keys)},"
+        f" {len(rules.team_services)} team maps, {len(rules.service_map)} explicit maps,"
+        f" {len(rules.fallback)} fallbacks",
+        f"  priority map:  {dict(rules.priority_map) or 'none'}",
+        f"  Delete:        {'deletes the incident' if rules.delete_incidents else 'ignored'}",
+    ]
+    return "\n".join(lines)
+
+
+# ---- wiring into the ``opsgenie-dx-relay`` parser ------------------------------------
+
+COMMANDS = ("deliveries", "delivery", "retry", "check-config")
+
+
+def add_commands(commands: Any) -> None:
+    """Add the operator commands to ``main``'s subparsers."""
+
+    def with_client(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument(
+            "--url",
+            help="the relay's base URL (default RELAY_URL, else http://RELAY_HOST:RELAY_PORT)",
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON, not a table")
+        return parser
+
+    listing = with_client(commands.add_parser("deliveries", help="list deliveries"))
+    listing.add_argument("--status", choices=[s.value for s in Status])
+    listing.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="at most this many")
+    show = with_client(commands.add_parser("delivery", help="show one delivery and its story"))
+    show.add_argument("reference_id")
+    retry = with_client(commands.add_parser("retry", help="retry a failed or pending delivery"))
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("reference_id", nargs="?")
+    target.add_argument("--all-failed", action="store_true", help="retry every failed delivery")
+    commands.add_parser("check-config", help="validate the environment and the rules file")
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """Run one operator command; the exit code says how it went."""
+    if args.command == "check-config":
+        return check_config(environ, out, err)
+    try:
+        api = RelayAPI.from_environ(environ, args.url)
+        try:
+            out.write(_call(api, args) + "\n")
+        finally:
+            api.close()
+    except ConfigError as error:
+        err.write(f"opsgenie-dx-relay: configuration error: {error.message}\n")
+        return 2
+    except RelayError as error:
+        err.write(f"opsgenie-dx-relay: {error.message}\n")
+        return 1
+    return 0
+
+
+def _call(api: RelayAPI, args: argparse.Namespace) -> str:
+    if args.command == "deliveries":
+        if args.limit < 1:
+            raise ConfigError("--limit: must be at least 1")
+        found = list_deliveries(api, args.status, args.limit)
+        return json.dumps(found, indent=2) if args.json else deliveries_table(found)
+    if args.command == "delivery":
+        shown = api.call("GET", f"{PATH}/{quote(args.reference_id, safe='')}")["data"]
+        return json.dumps(shown, indent=2) if args.json else delivery_text(shown)
+    if args.all_failed:
+        answer = api.call("POST", f"{PATH}/retry-failed")
+        return (
+            json.dumps(answer) if args.json else f"retrying {answer['retried']} failed deliveries"
+        )
+    answer = api.call("POST", f"{PATH}/{quote(args.reference_id, safe='')}/retry")["data"]
+    return (
+        json.dumps(answer)
+        if args.json
+        else f"{answer['reference_id']}: {answer['status']}, due now"
+    )
