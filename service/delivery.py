@@ -255,7 +255,12 @@ class Worker:
             self._metrics.lag.observe(max(0.0, now - pending.pending_since))
         log.info(
             "delivered to DX",
-            extra={"reference_id": ref, "version": pending.version, "outcome": "delivered"},
+            extra={
+                "reference_id": ref,
+                "action": method,
+                "version": pending.version,
+                "outcome": "delivered",
+            },
         )
 
     async def _record_unchanged(self, pending: Pending, body: dict[str, Any]) -> None:
@@ -291,7 +296,12 @@ class Worker:
                     self._limiter.hold(error.retry_after)
                 log.warning(
                     "DX attempt failed",
-                    extra={"reference_id": ref, "outcome": _outcome(error), "code": _code(error)},
+                    extra={
+                        "reference_id": ref,
+                        "action": method,
+                        "outcome": _outcome(error),
+                        "code": _code(error),
+                    },
                 )
                 raise
             self._observe(method, None, time.monotonic() - started)
@@ -329,7 +339,12 @@ class Worker:
             await self._store.record_failed(pending, request=body, attempt=attempt)
             log.error(
                 "DX rejected the incident; marked failed",
-                extra={"reference_id": ref, "outcome": "failed", "code": error.code},
+                extra={
+                    "reference_id": ref,
+                    "action": method,
+                    "outcome": "failed",
+                    "code": error.code,
+                },
             )
             return
         if isinstance(error, DXAuthError):
@@ -339,7 +354,13 @@ class Worker:
             self._metrics.paused.labels("not_authed").set(1)
             log.error(
                 "DX rejected the token (not_authed): all deliveries paused",
-                extra={"reference_id": ref, "code": "not_authed", "pause_seconds": pause},
+                extra={
+                    "reference_id": ref,
+                    "action": method,
+                    "outcome": "paused",
+                    "code": "not_authed",
+                    "pause_seconds": pause,
+                },
             )
             next_at = self._paused_until
         else:
@@ -353,7 +374,12 @@ class Worker:
         )
         log.warning(
             "DX delivery will be retried",
-            extra={"reference_id": ref, "outcome": "retry", "next_attempt_at": next_at},
+            extra={
+                "reference_id": ref,
+                "action": method,
+                "outcome": "retry",
+                "next_attempt_at": next_at,
+            },
         )
 
 

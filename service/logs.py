@@ -65,9 +65,10 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[Secret | None]) -> None:
         super().__init__()
-        self._secrets = sorted(
-            {str(s) for s in secrets if s is not None and str(s)}, key=len, reverse=True
-        )
+        plain = {str(s) for s in secrets if s is not None and str(s)}
+        # A JSON line spells quotes, backslashes and non-ASCII escaped: redact that too.
+        escaped = {json.dumps(s)[1:-1] for s in plain}
+        self._secrets = sorted(plain | escaped, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

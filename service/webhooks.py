@@ -58,7 +58,12 @@ async def receive(request: Request) -> JSONResponse:
             metrics.webhooks.labels(action_label(action), "ignored").inc()
             log.info(
                 "webhook ignored",
-                extra={"alert_id": event.alert_id, "action": action, "outcome": "ignored"},
+                extra={
+                    "reference_id": reference_id(event.alert_id, relay.rules),
+                    "alert_id": event.alert_id,
+                    "action": action,
+                    "outcome": "ignored",
+                },
             )
             return JSONResponse({"outcome": "ignored"}, status_code=202)
         ref = reference_id(event.alert_id, relay.rules)
