@@ -125,7 +125,7 @@ def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         raise PayloadError("body is not valid JSON", field="body") from None
     if not isinstance(document, dict):
         raise PayloadError("body must be a JSON object", field="body")
