@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,20 +27,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import Access, admin_access
+from service.backfill import backfill
 from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
 from service.relay import Relay
+from service.settings import parse_duration
 from service.store import Attempt, Delivery, Status, StoredEvent
 from service.translate import AlertState, iso8601
+from service.webhooks import read_body
 
 log = logging.getLogger("service.deliveries_api")
 
 PATH = "/api/v1/deliveries"
+BACKFILL_PATH = "/api/v1/backfill"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 #: How much history one ``GET /{reference_id}`` shows; enough for any night's story.
 HISTORY_LIMIT = 200
-ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed")
-STATUSES = ("200", "400", "403", "404", "409", "500", "503")
+ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed", "backfill")
+STATUSES = ("200", "400", "403", "404", "409", "413", "500", "502", "503")
 
 Handler = Callable[[Request, Access], Awaitable[Response]]
 
@@ -60,6 +65,7 @@ class DeliveriesAPI:
             Route(PATH + "/retry-failed", self.retry_failed, methods=["POST"]),
             Route(PATH + "/{reference_id}", self.show, methods=["GET"]),
             Route(PATH + "/{reference_id}/retry", self.retry, methods=["POST"]),
+            Route(BACKFILL_PATH, self.backfill, methods=["POST"]),
         ]
 
     async def index(self, request: Request) -> Response:
@@ -73,6 +79,9 @@ class DeliveriesAPI:
 
     async def retry_failed(self, request: Request) -> Response:
         return await self._serve(request, "delivery_retry_failed", self._retry_failed)
+
+    async def backfill(self, request: Request) -> Response:
+        return await self._serve(request, "backfill", self._backfill)
 
     async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
         try:
@@ -147,6 +156,38 @@ class DeliveriesAPI:
             self._relay.worker.wake()
         log.info("retry of all failed deliveries requested", extra={"retried": count})
         return JSONResponse({"retried": count})
+
+    async def _backfill(self, request: Request, access: Access) -> Response:
+        body = await read_body(request, self._relay.settings.max_body_bytes)
+        service, since, dry_run = _backfill_request(body)
+        report = await backfill(self._relay, service=service, since_seconds=since, dry_run=dry_run)
+        return JSONResponse({"data": report.as_json()})
+
+
+def _backfill_request(body: bytes) -> tuple[str, float, bool]:
+    """``{"service": NAME, "since": "7d" or seconds, "dry_run": false}``."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise PayloadError("body: not valid JSON", field="body") from None
+    if not isinstance(document, dict):
+        raise PayloadError("body: must be a JSON object", field="body")
+    service = document.get("service")
+    if not isinstance(service, str) or not service.strip():
+        raise PayloadError("service: required, a service object name or id", field="service")
+    since = document.get("since")
+    seconds = 0.0
+    if isinstance(since, int | float) and not isinstance(since, bool):
+        seconds = float(since)
+    elif isinstance(since, str):
+        with contextlib.suppress(ValueError):
+            seconds = parse_duration(since)
+    if not seconds > 0:
+        raise PayloadError("since: required, a positive duration (e.g. 7d)", field="since")
+    dry_run = document.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise PayloadError("dry_run: must be a boolean", field="dry_run")
+    return service.strip(), seconds, dry_run
 
 
 def encode_cursor(reference_id: str) -> str:
@@ -304,6 +345,21 @@ def openapi_paths() -> dict[str, Any]:
                 "summary": "List deliveries ({data, next}; pass next as cursor)",
                 "parameters": query,
                 "responses": responses({"400": "Bad status, limit or cursor"}),
+            }
+        },
+        BACKFILL_PATH: {
+            "post": {
+                **common,
+                "summary": "Fold a service object's alerts since a time into the outbox",
+                "description": 'Body: {"service": NAME, "since": "7d", "dry_run": false}',
+                "responses": responses(
+                    {
+                        "400": "Bad body",
+                        "404": "Unknown service object",
+                        "409": "The service object has no Opsgenie API key",
+                        "502": "Opsgenie did not list the alerts",
+                    }
+                ),
             }
         },
         PATH + "/retry-failed": {

@@ -20,13 +20,15 @@ from urllib.parse import quote
 
 import httpx
 
-from service.deliveries_api import DEFAULT_LIMIT, MAX_LIMIT, PATH
+from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, PATH
 from service.errors import ConfigError, Conflict, NotFound, RelayError
 from service.mapping import Rules, load_rules
 from service.settings import Settings
 from service.store import Status
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+#: A backfill pages through Opsgenie before it answers.
+BACKFILL_TIMEOUT = httpx.Timeout(300.0, connect=3.0)
 
 
 class CommandFailed(RelayError):
@@ -57,9 +59,17 @@ class RelayAPI:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        body: dict[str, Any] | None = None,
+        timeout: httpx.Timeout = TIMEOUT,
+    ) -> Any:
         try:
-            response = self._client.request(method, path, params=params)
+            response = self._client.request(method, path, params=params, json=body, timeout=timeout)
         except httpx.HTTPError as exc:
             raise CommandFailed(f"cannot reach the relay at {self.base_url}: {exc}") from None
         try:
@@ -156,6 +166,16 @@ def delivery_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def backfill_text(report: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in report["counts"].items()) or "none"
+    mode = "would fold" if report["dry_run"] else "folded"
+    lines = [f"{report['service']}: alerts created since {report['since']} {mode}: {counts}"]
+    rows = [(a["reference_id"], a["outcome"]) for a in report["alerts"]]
+    if rows:
+        lines += ["", table(rows, ("REFERENCE_ID", "OUTCOME"))]
+    return "\n".join(lines)
+
+
 # ---- check-config --------------------------------------------------------------------
 
 #: More than this many bad variables is a broken deployment; stop listing.
@@ -232,7 +252,7 @@ def describe(settings: Settings, rules: Rules) -> str:
 
 # ---- wiring into the ``opsgenie-dx-relay`` parser ------------------------------------
 
-COMMANDS = ("deliveries", "delivery", "retry", "check-config")
+COMMANDS = ("deliveries", "delivery", "retry", "backfill", "check-config")
 
 
 def add_commands(commands: Any) -> None:
@@ -255,6 +275,12 @@ def add_commands(commands: Any) -> None:
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("reference_id", nargs="?")
     target.add_argument("--all-failed", action="store_true", help="retry every failed delivery")
+    backfill = with_client(
+        commands.add_parser("backfill", help="fold a service object's recent alerts into DX")
+    )
+    backfill.add_argument("--service", required=True, help="service object name or id")
+    backfill.add_argument("--since", required=True, help="how far back, e.g. 7d or 12h")
+    backfill.add_argument("--dry-run", action="store_true", help="only list what it would do")
     commands.add_parser("check-config", help="validate the environment and the rules file")
 
 
@@ -286,6 +312,10 @@ def _call(api: RelayAPI, args: argparse.Namespace) -> str:
     if args.command == "delivery":
         shown = api.call("GET", f"{PATH}/{quote(args.reference_id, safe='')}")["data"]
         return json.dumps(shown, indent=2) if args.json else delivery_text(shown)
+    if args.command == "backfill":
+        document = {"service": args.service, "since": args.since, "dry_run": args.dry_run}
+        report = api.call("POST", BACKFILL_PATH, body=document, timeout=BACKFILL_TIMEOUT)["data"]
+        return json.dumps(report, indent=2) if args.json else backfill_text(report)
     if args.all_failed:
         answer = api.call("POST", f"{PATH}/retry-failed")
         return (

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import sample
 from tests.e2e.conftest import RELAY, RelayProcess
 from tests.fakes.dx import FakeDX
+from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
+from tests.fakes.servers import UvicornThread
+from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +96,58 @@ def test_not_found_and_config_errors(started: RelayProcess) -> None:
     assert readonly.returncode == 2
     assert cli(started, "deliveries", RELAY_URL="http://127.0.0.1:1").returncode == 1
     assert cli(started, "deliveries").stdout.strip() == "no deliveries"
+
+
+@pytest.fixture
+def opsgenie() -> FakeOpsgenie:
+    return FakeOpsgenie(api_key="genie-key-cli")
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TLSFiles:
+    return self_signed(tmp_path)
+
+
+@pytest.fixture
+def opsgenie_server(opsgenie: FakeOpsgenie, tls: TLSFiles) -> Iterator[UvicornThread]:
+    with https_server(opsgenie.app, tls) as server:
+        yield server
+
+
+def test_backfill_recovers_missed_webhooks(
+    relay: Callable[..., RelayProcess],
+    tls: TLSFiles,
+    opsgenie: FakeOpsgenie,
+    opsgenie_server: UvicornThread,
+    fake_dx: FakeDX,
+) -> None:
+    started = relay(**KEYS, SSL_CERT_FILE=str(tls.cert))
+    headers = {"DD-API-KEY": KEYS["RELAY_API_KEY"], "DD-APPLICATION-KEY": KEYS["RELAY_APP_KEY"]}
+    attributes = {
+        "name": "payments",
+        "region": "custom",
+        "custom_url": https_url(opsgenie_server),
+        "opsgenie_api_key": "genie-key-cli",
+    }
+    created = started.client.post(
+        "/api/v2/integration/opsgenie/services",
+        headers=headers,
+        json={"data": {"type": "opsgenie-service", "attributes": attributes}},
+    )
+    assert created.status_code == 201, created.text
+    opsgenie.add(api_alert("missed-1", created_ms=int(time.time() * 1000) - 60_000))
+
+    dry = cli(started, "backfill", "--service", "payments", "--since", "1d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would fold: 1 new" in dry.stdout
+    assert "opsgenie-missed-1" in dry.stdout
+    assert fake_dx.incident("opsgenie-missed-1") is None
+
+    real = cli(started, "backfill", "--service", "payments", "--since", "1d", "--json")
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["counts"] == {"accepted": 1}
+    wait_for(lambda: fake_dx.incident("opsgenie-missed-1"), message="backfilled incident")
+
+    unknown = cli(started, "backfill", "--service", "nobody", "--since", "1d")
+    assert unknown.returncode == 1
+    assert "unknown service object" in unknown.stderr
