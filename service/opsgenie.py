@@ -121,12 +121,27 @@ def parse_iso_ns(value: object, *, field: str) -> int:
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _utf8_encodable(document: object) -> bool:
+    """False when a decoded string holds a lone surrogate (checked only if one may be there)."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
 def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         raise PayloadError("body is not valid JSON", field="body") from None
+    if _SURROGATE_ESCAPE.search(body) and not _utf8_encodable(document):
+        # "\ud800" is valid JSON but no UTF-8 text: SQLite and DX could never take it.
+        raise PayloadError("body has an unpaired UTF-16 surrogate escape", field="body")
     if not isinstance(document, dict):
         raise PayloadError("body must be a JSON object", field="body")
     action = document.get("action")
