@@ -1,0 +1,487 @@
+"""Benchmark the relay's intake against a bare baseline, then delivery, coalescing and memory.
+
+Not part of CI: numbers depend on the machine. One command, from the repository root:
+
+    .venv/bin/python bench/run.py            # about 3 minutes
+
+It prints a table and writes everything to ``bench/results/<UTC timestamp>.json``.
+Load comes from ``wrk`` (Debian: ``apt-get install -y wrk``) running ``bench/webhooks.lua``,
+so the load generator is not a Python process competing for the GIL of the thing measured.
+See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.fakes: the same FakeDX the e2e tests use
+
+from tests.fakes.dx import FakeDX  # noqa: E402
+from tests.fakes.servers import UvicornThread, free_port  # noqa: E402
+
+BENCH = ROOT / "bench"
+LUA = BENCH / "webhooks.lua"
+RELAY = Path(sys.executable).with_name("opsgenie-dx-relay")
+TOKEN = "bench-token-0123456789"
+DX_TOKEN = "bench-dx-token"
+TARGET_RATIO = 0.60
+TARGET_P99_MS = 25.0
+
+
+@dataclass
+class WrkResult:
+    """One wrk run, as `done()` in webhooks.lua reports it."""
+
+    requests: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: int
+
+
+def run_wrk(url: str, seconds: float, *, connections: int, prefix: str, alerts: int) -> WrkResult:
+    """Run wrk with the webhook mix and parse its BENCH_JSON line."""
+    env = {**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_PREFIX": prefix, "BENCH_ALERTS": str(alerts)}
+    threads = min(2, connections)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
+    out = subprocess.run(
+        [*command, "--latency", "-s", str(LUA), url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    duration = data["duration_us"] / 1e6
+    return WrkResult(
+        requests=data["requests"],
+        seconds=round(duration, 2),
+        requests_per_second=round(data["requests"] / duration, 1),
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        non_2xx=data["errors_status"],
+        socket_errors=data["errors_connect"]
+        + data["errors_read"]
+        + data["errors_write"]
+        + data["errors_timeout"],
+    )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll with a deadline; the benchmark fails loudly instead of hanging."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[int]:
+    """Start a server process, wait until `ready_url` answers 200, yield its pid, stop it."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, cwd=log.parent)
+    try:
+        wait_until(lambda: proc.poll() is None and answers(ready_url), 30, ready_url)
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def relay_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(
+        RELAY_PORT=str(port),
+        RELAY_DATABASE_URL=f"sqlite:///{workdir / 'relay.db'}",
+        RELAY_WEBHOOK_TOKENS=TOKEN,
+        RELAY_LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size from /proc, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmRSS")
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One sample from the relay's /metrics (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    prefix = f"{name}{{{wanted}}} " if labels else f"{name} "
+    for line in httpx.get(f"{url}/metrics", timeout=10.0).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def stored(url: str) -> int:
+    """Webhooks the relay answered 202 for and stored (accepted or unchanged)."""
+    return int(
+        sum(
+            metric(url, "relay_webhooks_received_total", action=action, outcome=outcome)
+            for action in ("Create", "Acknowledge", "AddNote", "Close")
+            for outcome in ("accepted", "unchanged")
+        )
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# -- phases ---------------------------------------------------------------------------------
+
+
+def bench_baseline(workdir: Path, args: argparse.Namespace) -> WrkResult:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, str(BENCH / "baseline.py"), str(port)]
+    with process(cmd, dict(os.environ), workdir / "baseline.log", f"{url}/healthz"):
+        run_wrk(url, args.warmup, connections=args.connections, prefix="warm", alerts=5000)
+        return run_wrk(url, args.duration, connections=args.connections, prefix="b", alerts=5000)
+
+
+def bench_relay_intake(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Intake only (DX not configured), then top up to `args.events` stored events for RSS."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = relay_env(workdir, port)
+    with process([str(RELAY), "serve"], env, workdir / "relay.log", f"{url}/readyz") as pid:
+        time.sleep(1.0)  # let start-up allocation settle before reading idle RSS
+        idle = rss_mib(pid)
+        run_wrk(url, args.warmup, connections=args.connections, prefix="warm", alerts=5000)
+        result = run_wrk(url, args.duration, connections=args.connections, prefix="r", alerts=5000)
+        if args.profile:
+            profile(pid, url, workdir, args)
+        rate = max(result.requests_per_second, 100.0)
+        batch = 0
+        while (count := stored(url)) < args.events:
+            batch += 1
+            seconds = max(2.0, (args.events - count) / rate + 1.0)
+            run_wrk(url, seconds, connections=args.connections, prefix=f"m{batch}", alerts=20000)
+        after = rss_mib(pid)
+        db_bytes = sum(p.stat().st_size for p in workdir.glob("relay.db*"))
+        return {
+            "intake": result,
+            "rss_idle_mib": idle,
+            "rss_after_events_mib": after,
+            "stored_events": count,
+            "database_mib": round(db_bytes / 2**20, 1),
+        }
+
+
+def profile(pid: int, url: str, workdir: Path, args: argparse.Namespace) -> None:
+    """py-spy the relay under the same load; top frames land in the results directory."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        print("bench: --profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
+        return
+    out = args.results / f"profile-{args.stamp}.txt"
+    spy = subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(args.duration)),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+            "--threads",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_wrk(url, args.duration, connections=args.connections, prefix="p", alerts=5000)
+    spy.wait(timeout=60)
+    print(f"bench: py-spy folded stacks in {out}")
+
+
+def bench_delivery(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Relay + FakeDX (20 ms latency): steady-state lag, drain rate, coalescing."""
+    fake = FakeDX(token=DX_TOKEN)
+    fake.latency = args.dx_latency
+    with UvicornThread(fake.app) as dx:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = relay_env(
+            workdir,
+            port,
+            RELAY_DX_BASE_URL=dx.url,
+            RELAY_DX_TOKEN=DX_TOKEN,
+            RELAY_DX_RATE_LIMIT=str(args.dx_rate),
+        )
+        with process([str(RELAY), "serve"], env, workdir / "relay.log", f"{url}/readyz"):
+            client = httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10.0
+            )
+            lag = steady_lag(client, fake, args)
+            drain = drain_rate(url, fake, args)
+            coalesce = coalescing(client, fake, url, args)
+            client.close()
+    return {"steady_lag": lag, "drain": drain, "coalescing": coalesce}
+
+
+def create_body(alert_id: str, stamp_ns: int, *, action: str = "Create", note: str = "") -> bytes:
+    alert: dict[str, Any] = {
+        "alertId": alert_id,
+        "message": f"Disk almost full {note}".strip(),
+        "tags": ["service:checkout", "env:prod"],
+        "tinyId": "1",
+        "entity": "host-1",
+        "alias": alert_id,
+        "createdAt": stamp_ns // 10**6,
+        "updatedAt": stamp_ns,
+        "priority": "P2",
+        "source": "datadog",
+    }
+    if note:
+        alert["note"] = note
+    return json.dumps({"action": action, "alert": alert, "integrationName": "Datadog"}).encode()
+
+
+def steady_lag(client: httpx.Client, fake: FakeDX, args: argparse.Namespace) -> dict[str, Any]:
+    """One new alert every 1/rate seconds; lag = DX arrival minus post time, per alert."""
+    posted: dict[str, float] = {}
+    interval = 1.0 / args.steady_rate
+    start = time.monotonic()
+    for i in range(int(args.steady_rate * args.steady_seconds)):
+        time.sleep(max(0.0, start + i * interval - time.monotonic()))
+        alert_id = f"steady-{i}"
+        sent = time.monotonic()
+        response = client.post("/webhooks/opsgenie", content=create_body(alert_id, time.time_ns()))
+        assert response.status_code == 202, response.text
+        posted[f"opsgenie-{alert_id}"] = sent
+    wait_until(lambda: all(fake.incident(ref) for ref in posted), 120, "steady alerts in DX")
+    arrivals: dict[str, float] = {}
+    for request in list(fake.requests):
+        ref = (request.json or {}).get("reference_id")
+        if ref in posted and request.status == 200 and ref not in arrivals:
+            arrivals[ref] = request.received_at
+    lags = [(arrivals[ref] - sent) * 1000 for ref, sent in posted.items()]
+    return {
+        "events": len(posted),
+        "rate_per_second": args.steady_rate,
+        "lag_p50_ms": round(percentile(lags, 50), 1),
+        "lag_p99_ms": round(percentile(lags, 99), 1),
+    }
+
+
+def drain_rate(url: str, fake: FakeDX, args: argparse.Namespace) -> dict[str, Any]:
+    """Saturate intake with wrk over many alerts, then time until DX holds everything."""
+    before = fake.status_counts[200]
+    start = time.monotonic()
+    load = run_wrk(
+        url, args.drain_load_seconds, connections=args.connections, prefix="d", alerts=2000
+    )
+    wait_until(
+        lambda: metric(url, "relay_outbox_pending") == 0, args.drain_timeout, "outbox to drain"
+    )
+    seconds = time.monotonic() - start
+    upserts = fake.status_counts[200] - before
+    count = metric(url, "relay_delivery_lag_seconds_count")
+    total = metric(url, "relay_delivery_lag_seconds_sum")
+    return {
+        "webhooks_posted": load.requests,
+        "dx_upserts": upserts,
+        "seconds_until_drained": round(seconds, 1),
+        "dx_upserts_per_second": round(upserts / seconds, 1),
+        "lag_histogram_mean_s": round(total / count, 2) if count else None,
+        "lag_histogram": histogram(url, "relay_delivery_lag_seconds"),
+    }
+
+
+def histogram(url: str, name: str) -> dict[str, float]:
+    """Approximate p50/p99 from the cumulative buckets (upper bound of the bucket)."""
+    buckets: list[tuple[float, float]] = []
+    for line in httpx.get(f"{url}/metrics", timeout=10.0).text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.split()[-1])))
+    total = buckets[-1][1] if buckets else 0
+    out: dict[str, float] = {}
+    for q in (50, 99):
+        bound = next((le for le, n in buckets if total and n >= total * q / 100), float("nan"))
+        out[f"p{q}_le_s"] = bound
+    return out
+
+
+def coalescing(
+    client: httpx.Client, fake: FakeDX, url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """N changing events for one alert as fast as one client posts: how many DX calls?"""
+    alert_id = "coalesce-1"
+    ref = f"opsgenie-{alert_id}"
+    stamp = time.time_ns()
+    for i in range(args.coalesce_events):
+        body = create_body(alert_id, stamp + i * 1000, action="AddNote", note=f"n{i}")
+        assert client.post("/webhooks/opsgenie", content=body).status_code == 202
+    last = f"Disk almost full n{args.coalesce_events - 1}"
+    wait_until(lambda: (fake.incident(ref) or {}).get("name") == last, 60, "last state in DX")
+    wait_until(lambda: metric(url, "relay_outbox_pending") == 0, 60, "outbox to drain")
+    calls = sum(1 for r in list(fake.requests) if (r.json or {}).get("reference_id") == ref)
+    return {"events": args.coalesce_events, "dx_calls": calls, "dx_latency_s": fake.latency}
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Any]) -> str:
+    base: WrkResult = results["baseline"]
+    intake: WrkResult = results["relay"]["intake"]
+    ratio = intake.requests_per_second / base.requests_per_second
+    results["ratio"] = round(ratio, 3)
+    results["targets"] = {
+        "ratio_ok": ratio >= TARGET_RATIO,
+        "p99_ok": intake.p99_ms < TARGET_P99_MS,
+    }
+    rows = [
+        ("", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx", "sock err"),
+        *(
+            (
+                name,
+                f"{r.requests_per_second:,.0f}",
+                f"{r.p50_ms:.2f}",
+                f"{r.p99_ms:.2f}",
+                f"{r.max_ms:.1f}",
+                str(r.non_2xx),
+                str(r.socket_errors),
+            )
+            for name, r in (("baseline", base), ("relay", intake))
+        ),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    mark = {True: "ok", False: "MISSED"}
+    relay = results["relay"]
+    delivery = results["delivery"]
+    lag = delivery["steady_lag"]
+    lines += [
+        "",
+        f"relay/baseline throughput: {ratio:.0%} (target >= {TARGET_RATIO:.0%}: "
+        f"{mark[ratio >= TARGET_RATIO]}); relay p99 {intake.p99_ms:.1f} ms "
+        f"(target < {TARGET_P99_MS:.0f} ms: {mark[intake.p99_ms < TARGET_P99_MS]})",
+        f"memory: RSS idle {relay['rss_idle_mib']} MiB, after {relay['stored_events']:,} "
+        f"stored events {relay['rss_after_events_mib']} MiB (database {relay['database_mib']} MiB)",
+        f"delivery (DX latency {results['config']['dx_latency_s'] * 1000:.0f} ms, "
+        f"RELAY_DX_RATE_LIMIT={results['config']['dx_rate']}, concurrency 4):",
+        f"  steady {lag['rate_per_second']}/s new alerts: post -> DX receives the upsert "
+        f"p50 {lag['lag_p50_ms']} ms, p99 {lag['lag_p99_ms']} ms",
+        f"  backlog: {delivery['drain']['webhooks_posted']:,} webhooks -> "
+        f"{delivery['drain']['dx_upserts']:,} DX upserts in "
+        f"{delivery['drain']['seconds_until_drained']} s = "
+        f"{delivery['drain']['dx_upserts_per_second']} upserts/s",
+        f"  coalescing: {delivery['coalescing']['events']} events for one alert -> "
+        f"{delivery['coalescing']['dx_calls']} DX calls",
+    ]
+    return "\n".join(lines)
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, WrkResult):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--events", type=int, default=100_000, help="stored events before RSS")
+    parser.add_argument("--dx-latency", type=float, default=0.020)
+    parser.add_argument("--dx-rate", type=float, default=1000.0, help="RELAY_DX_RATE_LIMIT")
+    parser.add_argument("--steady-rate", type=float, default=50.0)
+    parser.add_argument("--steady-seconds", type=float, default=10.0)
+    parser.add_argument("--drain-load-seconds", type=float, default=5.0)
+    parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--coalesce-events", type=int, default=100)
+    parser.add_argument("--profile", action="store_true", help="py-spy the relay's intake")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk not found; install it with: apt-get install -y wrk")
+    args.results = BENCH / "results"
+    args.results.mkdir(exist_ok=True)
+    args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results: dict[str, Any] = {
+        "started_at": args.stamp,
+        "config": {
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "dx_latency_s": args.dx_latency,
+            "dx_rate": args.dx_rate,
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        workdir = Path(tmp)
+        print("bench: baseline ...", flush=True)
+        results["baseline"] = bench_baseline(workdir, args)
+        (workdir / "intake").mkdir()
+        print("bench: relay intake and memory ...", flush=True)
+        results["relay"] = bench_relay_intake(workdir / "intake", args)
+        (workdir / "delivery").mkdir()
+        print("bench: delivery to FakeDX ...", flush=True)
+        results["delivery"] = bench_delivery(workdir / "delivery", args)
+    table = report(results)
+    print(table)
+    out = args.results / f"{args.stamp}.json"
+    out.write_text(json.dumps(to_json(results), indent=2) + "\n")
+    print(f"\nresults: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()
