@@ -243,6 +243,35 @@ def profile(pid: int, url: str, workdir: Path, args: argparse.Namespace) -> None
     run_wrk(url, args.duration, connections=args.connections, prefix="p", alerts=5000)
     spy.wait(timeout=60)
     print(f"bench: py-spy folded stacks in {out}")
+    if out.exists():
+        print(summarise_profile(out.read_text()))
+
+
+def summarise_profile(raw: str, top: int = 15) -> str:
+    """Top frames by own samples from py-spy's folded stacks, and samples per thread.
+
+    py-spy does not sample a thread waiting for the GIL or in epoll, so a thread's share of
+    samples is how busy it is; the two threads' shares together show how close the process
+    is to one core of Python.
+    """
+    own: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        threads[frames[0]] = threads.get(frames[0], 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    lines = [f"py-spy: {total} samples"]
+    lines += [
+        f"  {n / total:6.1%}  {name}" for name, n in sorted(threads.items(), key=lambda i: -i[1])
+    ]
+    lines.append("  own time (top frames):")
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in ranked]
+    return "\n".join(lines)
 
 
 def bench_delivery(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
