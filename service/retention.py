@@ -44,6 +44,7 @@ class Pruner:
         self._clock = clock
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -57,7 +58,7 @@ class Pruner:
             deleted = await self._store.prune_events(before=before)
             total += deleted
             self._pruned.inc(deleted)
-            if deleted < BATCH:
+            if deleted < BATCH or self._stopping.is_set():
                 break
             await asyncio.sleep(0)  # let queued intake writes go first
         if total:
@@ -68,19 +69,20 @@ class Pruner:
         self._task = asyncio.create_task(self._run(), name="event-pruner")
 
     async def stop(self) -> None:
-        """Cancel between batches or sleeps; a batch already sent to the writer completes."""
+        """Stop after the batch in flight, never cancelling it: a write job abandoned
+        mid-way leaves the store's writer answering a future nobody awaits."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stopping.set()
+        await self._task
         self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.prune_once()
             except StoreUnavailable as exc:
                 # Pruning can wait for the next round; intake and delivery matter more.
                 log.warning("pruning raw events failed", extra={"error": exc.message})
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
