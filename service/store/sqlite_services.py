@@ -1,0 +1,155 @@
+"""Service objects in SQLite: one Opsgenie account per row, its API key encrypted.
+
+Opsgenie keys enter and leave as ``Secret`` plaintext; only Fernet tokens are written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+from uuid import UUID
+
+from starlette.datastructures import Secret
+
+from service.crypto import KeyCipher
+from service.errors import Conflict, PayloadError
+from service.store import Region, ServiceObject, ServiceObjectChanges
+from service.store.sqlite_engine import SQLiteEngine
+
+
+class SQLiteServiceObjects(SQLiteEngine):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float],
+        max_batch: int = 512,
+        cipher: KeyCipher | None = None,
+    ) -> None:
+        super().__init__(path, clock=clock, max_batch=max_batch)
+        #: Encrypts service objects' Opsgenie keys; the key file beside the database if None.
+        self._cipher = cipher
+
+    def _key_cipher(self) -> KeyCipher:
+        if self._cipher is None:
+            self._cipher = KeyCipher.for_database(self.path, None)
+        return self._cipher
+
+    def _service_object(self, row: sqlite3.Row) -> ServiceObject:
+        token = row["api_key"]
+        return ServiceObject(
+            id=row["id"],
+            name=row["name"],
+            region=cast(Region, row["region"]),
+            custom_url=row["custom_url"],
+            api_key=None if token is None else Secret(self._key_cipher().decrypt(token)),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    async def create_service_object(
+        self, *, id: str, name: str, region: Region, custom_url: str | None, api_key: Secret
+    ) -> ServiceObject:
+        token = self._key_cipher().encrypt(str(api_key))
+        now = self._clock()
+
+        def run(conn: sqlite3.Connection) -> sqlite3.Row:
+            try:
+                conn.execute(
+                    "INSERT INTO service_objects (id, name, name_key, region, custom_url,"
+                    " api_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (id, name, _name_key(name), region, custom_url, token, now, now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a service object named {name!r} already exists") from None
+            return _service_row(conn, id)
+
+        return self._service_object(await self._write(run))
+
+    async def list_service_objects(self) -> list[ServiceObject]:
+        def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute("SELECT * FROM service_objects ORDER BY created_at, id").fetchall()
+
+        return [self._service_object(row) for row in await self._read(run)]
+
+    async def get_service_object(self, id: str) -> ServiceObject | None:
+        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute(
+                "SELECT * FROM service_objects WHERE id = ?", (id,)
+            ).fetchone()
+            return row
+
+        row = await self._read(run)
+        return None if row is None else self._service_object(row)
+
+    async def find_service_object(self, id_or_name: str) -> ServiceObject | None:
+        canonical = _canonical_uuid(id_or_name)
+        if canonical is not None and (found := await self.get_service_object(canonical)):
+            return found
+
+        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute(
+                "SELECT * FROM service_objects WHERE name_key = ?", (_name_key(id_or_name),)
+            ).fetchone()
+            return row
+
+        row = await self._read(run)
+        return None if row is None else self._service_object(row)
+
+    async def update_service_object(
+        self, id: str, changes: ServiceObjectChanges
+    ) -> ServiceObject | None:
+        api_key = changes.get("api_key")
+        token = None if api_key is None else self._key_cipher().encrypt(str(api_key))
+        now = self._clock()
+
+        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row = conn.execute("SELECT * FROM service_objects WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return None
+            name = changes.get("name", row["name"])
+            region = changes.get("region", row["region"])
+            custom_url = changes.get("custom_url", row["custom_url"])
+            if region == "custom" and custom_url is None:
+                raise PayloadError(
+                    "data.attributes.custom_url: required when region is custom",
+                    field="data.attributes.custom_url",
+                )
+            try:
+                conn.execute(
+                    "UPDATE service_objects SET name = ?, name_key = ?, region = ?,"
+                    " custom_url = ?, api_key = coalesce(?, api_key), updated_at = ?"
+                    " WHERE id = ?",
+                    (name, _name_key(name), region, custom_url, token, now, id),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a service object named {name!r} already exists") from None
+            return _service_row(conn, id)
+
+        row = await self._write(run)
+        return None if row is None else self._service_object(row)
+
+    async def delete_service_object(self, id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM service_objects WHERE id = ?", (id,)).rowcount > 0
+
+        return await self._write(run)
+
+
+def _name_key(name: str) -> str:
+    """Names are unique case-insensitively; casefold also folds non-ASCII letters."""
+    return name.casefold()
+
+
+def _canonical_uuid(text: str) -> str | None:
+    try:
+        return str(UUID(text))
+    except ValueError:
+        return None
+
+
+def _service_row(conn: sqlite3.Connection, id: str) -> sqlite3.Row:
+    row: sqlite3.Row = conn.execute("SELECT * FROM service_objects WHERE id = ?", (id,)).fetchone()
+    return row

@@ -1,0 +1,90 @@
+"""The SQLite writer thread: group commit, isolation of bad jobs, cancelled callers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.errors import StoreUnavailable
+from service.store.sqlite_engine import SQLiteEngine
+
+
+def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
+    """A webhook whose client hung up cancels its write; the next write must still work."""
+    started, release = threading.Event(), threading.Event()
+
+    def block(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    async def scenario() -> int:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        try:
+            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            blocker = asyncio.ensure_future(engine._write(block))
+            await asyncio.to_thread(started.wait, 10)  # the writer is busy with the blocker
+            queued = asyncio.ensure_future(
+                engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+            )
+            await asyncio.sleep(0)  # queued behind the blocker...
+            queued.cancel()  # ...and cancelled there, as by a client hanging up
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            release.set()
+            await blocker
+            await engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (2)"))
+            return await engine._read(
+                lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
+            )
+        finally:
+            await engine.close()
+
+    # Without the fix the writer thread dies and the next write waits forever.
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 2  # the cancelled insert: unwritten
+
+
+def test_a_failing_job_does_not_sink_its_batch(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[object], int]:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        try:
+            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+
+            def bad(conn: sqlite3.Connection) -> None:
+                conn.execute("INSERT INTO t VALUES (100)")
+                raise ValueError("bug in one job")
+
+            results = await asyncio.gather(
+                engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (1)").rowcount),
+                engine._write(bad),
+                engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (2)").rowcount),
+                return_exceptions=True,
+            )
+            total = await engine._read(
+                lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
+            )
+            return results, total
+        finally:
+            await engine.close()
+
+    results, total = asyncio.run(scenario())
+    assert results[0] == 1
+    assert isinstance(results[1], ValueError)
+    assert results[2] == 1
+    assert total == 3  # the bad job's own insert was rolled back, the others committed
+
+
+def test_writes_after_close_are_refused(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        await engine.close()
+        with pytest.raises(StoreUnavailable):
+            await engine.ping()
+
+    asyncio.run(scenario())
