@@ -100,6 +100,8 @@ def load_rules(path: Path | None) -> Rules:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"RELAY_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: would escape as is
+        raise ConfigError(f"RELAY_CONFIG: {path} is not UTF-8 text: {exc.reason}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"RELAY_CONFIG: {path} is not valid YAML: {exc}") from None
     try:
@@ -132,7 +134,7 @@ def parse_rules(document: object) -> Rules:
             services.get("detail_keys", ["service", "services"]), "services.detail_keys"
         ),
         team_services={
-            _string(team, "services.teams"): _strings(
+            _string(team, "services.teams"): _identifiers(
                 [ids] if isinstance(ids, str) else ids, f"services.teams.{team}"
             )
             for team, ids in _mapping(services.get("teams", {}), "services.teams").items()
@@ -173,14 +175,24 @@ def _strings(value: object, where: str) -> tuple[str, ...]:
     return tuple(_string(item, where) for item in _list(value, where))
 
 
+def _identifier(value: object, where: str) -> str:
+    """A DX service identifier. A blank one names no service: say so at start-up, not never."""
+    identifier = _string(value, where)
+    if not identifier.strip():
+        raise ValueError(f"{where}: must not be empty")
+    return identifier
+
+
+def _identifiers(value: object, where: str) -> tuple[str, ...]:
+    return tuple(_identifier(item, where) for item in _list(value, where))
+
+
 def _service_ref(value: object, where: str) -> ServiceRef:
-    if isinstance(value, str) and value:
-        return ServiceRef(identifier=value)
+    if isinstance(value, str):
+        return ServiceRef(identifier=_identifier(value, where))
     ref = _mapping(value, where, {"identifier", "name"})
-    identifier = _string(ref.get("identifier"), f"{where}.identifier")
     name = ref.get("name")
-    if not identifier:
-        raise ValueError(f"{where}.identifier: must not be empty")
     return ServiceRef(
-        identifier=identifier, name=None if name is None else _string(name, f"{where}.name")
+        identifier=_identifier(ref.get("identifier"), f"{where}.identifier"),
+        name=None if name is None else _string(name, f"{where}.name"),
     )

@@ -136,7 +136,9 @@ def _utf8_encodable(document: object) -> bool:
 def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
     try:
-        document = json.loads(body)
+        # Strict UTF-8 (a BOM allowed): ``json.loads(bytes)`` decodes with "surrogatepass",
+        # which would let UTF-8-encoded surrogates through as lone surrogates.
+        document = json.loads(body.decode("utf-8-sig"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         raise PayloadError("body is not valid JSON", field="body") from None
     if _SURROGATE_ESCAPE.search(body) and not _utf8_encodable(document):
@@ -166,10 +168,13 @@ def _event_from_alert(
     updated = alert.get("updatedAt")
     stamp = received_ns if updated is None else parse_timestamp_ns(updated, field="alert.updatedAt")
     created = alert.get("createdAt")
-    username = _text(alert, "username")
-    owner = _text(alert, "owner")
-    if action == Action.TAKE_OWNERSHIP and owner is None:
-        owner = username
+    # Read only where they mean an ownership change: a stray type in them on any other
+    # action is in a field the relay does not use, so it is not the sender's error.
+    owner = None
+    if action in (Action.ASSIGN_OWNERSHIP, Action.TAKE_OWNERSHIP):
+        owner = _text(alert, "owner")
+        if action == Action.TAKE_OWNERSHIP and owner is None:
+            owner = _text(alert, "username")
     acknowledged = (
         True if action == Action.ACKNOWLEDGE else False if action == Action.UNACKNOWLEDGE else None
     )
@@ -191,7 +196,7 @@ def _event_from_alert(
         removed_tags=_comma_list(alert, "removedTags"),
         teams=_teams(alert) if action == Action.CREATE else None,
         added_team=_text(alert, "team") if action == Action.ADD_TEAM else None,
-        owner=owner if action in (Action.ASSIGN_OWNERSHIP, Action.TAKE_OWNERSHIP) else None,
+        owner=owner,
         acknowledged=acknowledged,
         closed_at_ns=stamp if action == Action.CLOSE else None,
         details=_details(alert.get("details")),
