@@ -64,7 +64,7 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
     if status_code == 429 or 500 <= status_code <= 599:
         raise RetryableError(
             f"DX answered {status_code}",
-            retry_after=retry_after_seconds(headers.get("retry-after"), now=now),
+            retry_after=retry_after_seconds(_header(headers, "retry-after"), now=now),
             code=code or f"http_{status_code}",
         )
     if code == "not_authed" or status_code in (401, 403):
@@ -80,6 +80,11 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
             raise PermanentError(f"DX answered ok=false: {code}", code=code)
         raise RetryableError(f"DX answered ok=false: {code}", code=code or "ok_false")
     raise RetryableError(f"unexpected DX answer {status_code}: {text[:200]}", code="bad_response")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Header names are case-insensitive, whatever mapping the caller passes."""
+    return next((value for key, value in headers.items() if key.lower() == name), None)
 
 
 def make_http_client(
@@ -123,4 +128,8 @@ class DXClient:
             raise RetryableError(f"DX timed out: {type(exc).__name__}", code="timeout") from None
         except httpx.TransportError as exc:
             raise RetryableError(f"DX unreachable: {type(exc).__name__}", code="network") from None
+        except httpx.RequestError as exc:  # e.g. DecodingError: a body that is not what it says
+            raise RetryableError(
+                f"unusable DX answer: {type(exc).__name__}", code="bad_response"
+            ) from None
         return classify(response.status_code, response.headers, response.content, now=time.time())

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TextIO
 
 from starlette.datastructures import Secret
 
@@ -21,8 +22,12 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "asctime",
     "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
+# The value stops at a quote or backslash, so redacting a finished JSON line (or a repr)
+# never eats the closing quote; a value already redacted is left as it is (the separator
+# is possessive, so backtracking cannot get around that).
 _AUTH_HEADER = re.compile(
-    r"(?i)\b(authorization|dd-api-key|dd-application-key|geniekey)([\"':= ]+)(\S+(?: \S+)?)"
+    r"(?i)\b(authorization|dd-api-key|dd-application-key|geniekey)([\"':= ]++)"
+    r"(?!\[redacted\])([^\s\"'\\]+(?: [^\s\"'\\]+)?)"
 )
 REDACTED = "[redacted]"
 
@@ -76,7 +81,11 @@ class RedactingFilter(logging.Filter):
         return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad %-format must not raise into the code that logged
+            message = f"{record.msg} {record.args!r}"
+        record.msg = self.redact(message)
         record.args = None
         for key, value in _fields(record).items():
             if isinstance(value, str):
@@ -87,8 +96,8 @@ class RedactingFilter(logging.Filter):
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Redacts the formatted line too, which covers tracebacks."""
 
-    def __init__(self, redactor: RedactingFilter) -> None:
-        super().__init__(sys.stderr)
+    def __init__(self, redactor: RedactingFilter, stream: TextIO | None = None) -> None:
+        super().__init__(sys.stderr if stream is None else stream)
         self._redactor = redactor
         self.addFilter(redactor)
 
@@ -96,9 +105,14 @@ class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return self._redactor.redact(super().format(record))
 
 
-def configure(*, fmt: str, level: str, secrets: Iterable[Secret | None]) -> None:
-    """Route every logger (ours, uvicorn's, httpx's) through one redacting handler."""
-    handler = _RedactingHandler(RedactingFilter(secrets))
+def configure(
+    *, fmt: str, level: str, secrets: Iterable[Secret | None], stream: TextIO | None = None
+) -> None:
+    """Route every logger (ours, uvicorn's, httpx's) through one redacting handler.
+
+    Lines go to ``stream`` (standard error when ``None``).
+    """
+    handler = _RedactingHandler(RedactingFilter(secrets), stream)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from starlette.config import Config
-from starlette.datastructures import CommaSeparatedStrings, Secret
+from starlette.datastructures import Secret
 
 from service.errors import ConfigError
 
@@ -85,7 +85,9 @@ class Settings:
         database_path = get("DATABASE_URL", _sqlite_path, "sqlite:///relay.db")
         dx_base_url = get("DX_BASE_URL", _optional_http_url, "")
         web_url = get("OPSGENIE_WEB_URL", _http_url, "https://app.opsgenie.com")
-        tokens = CommaSeparatedStrings(config("WEBHOOK_TOKENS", default=""))
+        # Not CommaSeparatedStrings: it splits with shlex, which drops everything after a
+        # "#", eats backslashes and quotes, and raises on an unpaired quote. Secrets are opaque.
+        tokens = [t.strip() for t in config("WEBHOOK_TOKENS", default="").split(",")]
         config_path = config("CONFIG", default="").strip()
         default_format = "text" if isatty else "json"
         return cls(

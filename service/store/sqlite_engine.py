@@ -132,6 +132,26 @@ class _Writer(threading.Thread):
         self._max_batch = max_batch
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.ready: Future[None] = Future()
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def submit(self, job: _Job) -> None:
+        with self._lock:
+            if self._stopped:
+                raise StoreUnavailable("store is closed")
+            self.jobs.put(job)
+
+    def _refuse_rest(self) -> None:
+        """Stop taking jobs; fail those queued behind the stop instead of leaving them hanging."""
+        with self._lock:
+            self._stopped = True
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(StoreUnavailable("store is closed"))
 
     def run(self) -> None:
         try:
@@ -139,6 +159,7 @@ class _Writer(threading.Thread):
             migrate(conn)
         except (sqlite3.Error, StoreUnavailable, OSError) as exc:
             self.ready.set_exception(StoreUnavailable(f"cannot open database: {exc}"))
+            self._refuse_rest()
             return
         self.ready.set_result(None)
         try:
@@ -150,6 +171,7 @@ class _Writer(threading.Thread):
                     self._commit(conn, live)
         finally:
             conn.close()
+            self._refuse_rest()
 
     def _next_batch(self) -> list[_Job] | None:
         first = self.jobs.get()
@@ -228,6 +250,7 @@ class SQLiteEngine:
         if self._reader is not None:
             if self._reader_conn is not None:
                 self._reader.submit(self._reader_conn.close).result()
+                self._reader_conn = None  # a later open() connects afresh
             self._reader.shutdown(wait=True)
             self._reader = None
 
@@ -235,7 +258,7 @@ class SQLiteEngine:
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("store is not open")
         future: Future[R] = Future()
-        self._writer.jobs.put(_Job(run, future))
+        self._writer.submit(_Job(run, future))
         return await asyncio.wrap_future(future)
 
     async def _read(self, run: Callable[[sqlite3.Connection], R]) -> R:

@@ -1,0 +1,357 @@
+"""DX answers classified as a table, and the client over ``httpx.MockTransport``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+import pytest
+
+from service.dx import PERMANENT_CODES, Answer, DXClient, classify, make_http_client
+from service.errors import DeliveryError, DXAuthError, PermanentError, RetryableError
+from service.translate import IncidentUpsert
+
+NOW = 1_700_000_000.0
+BASE = "https://acme.getdx.net"
+TOKEN = "dx-token-0123"
+BODY: IncidentUpsert = {
+    "reference_id": "opsgenie-abc",
+    "name": "Invalid argument broke settings page",
+    "started_at": "2024-01-01T11:22:33Z",
+    "resolved_at": None,
+}
+
+
+def dx_json(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def raised(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> DeliveryError | Answer:
+    try:
+        return classify(status, headers or {}, body, now=NOW)
+    except DeliveryError as error:
+        return error
+
+
+# ---- classify --------------------------------------------------------------------------
+
+
+def test_200_ok_true_is_an_answer_holding_the_body() -> None:
+    body = dx_json({"ok": True, "incident": {"reference_id": "opsgenie-abc"}})
+    answer = classify(200, {}, body, now=NOW)
+    assert answer == Answer(200, body.decode())
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["invalid_arguments", "invalid_timestamp", "metadata_invalid", "invalid_json", "not_found"],
+)
+def test_200_ok_false_with_a_permanent_code(code: str) -> None:
+    assert code in PERMANENT_CODES
+    with pytest.raises(PermanentError) as caught:
+        classify(200, {}, dx_json({"ok": False, "error": code}), now=NOW)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (dx_json({"ok": False, "error": "ratelimited_internal"}), "ratelimited_internal"),
+        (dx_json({"ok": False}), "ok_false"),
+        (dx_json({"ok": False, "error": ""}), "ok_false"),
+        (dx_json({"ok": False, "error": 42}), "ok_false"),
+    ],
+)
+def test_200_ok_false_with_an_unknown_code_is_retryable(body: bytes, code: str) -> None:
+    with pytest.raises(RetryableError) as caught:
+        classify(200, {}, body, now=NOW)
+    assert caught.value.code == code
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, b""),
+        (401, dx_json({"ok": False, "error": "not_authed"})),
+        (403, b"forbidden"),
+        (200, dx_json({"ok": False, "error": "not_authed"})),
+        (400, dx_json({"ok": False, "error": "not_authed"})),
+    ],
+)
+def test_not_authed_is_an_auth_error(status: int, body: bytes) -> None:
+    with pytest.raises(DXAuthError) as caught:
+        classify(status, {}, body, now=NOW)
+    assert caught.value.code == "not_authed"
+    # Not a PermanentError: a bad token pauses everyone instead of failing each reference.
+    assert not isinstance(caught.value, PermanentError | RetryableError)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        httpx.Headers({"Retry-After": "7"}),
+        {"retry-after": "7"},
+        {"Retry-After": "7"},  # a plain mapping spelled as servers send it
+        {"RETRY-AFTER": "7"},
+    ],
+    ids=["httpx-headers", "lower", "canonical", "upper"],
+)
+def test_429_with_retry_after_seconds(headers: Mapping[str, str]) -> None:
+    with pytest.raises(RetryableError) as caught:
+        classify(429, headers, dx_json({"ok": False, "error": "rate_limited"}), now=NOW)
+    assert caught.value.retry_after == 7.0
+    assert caught.value.code == "rate_limited"
+
+
+def test_429_with_retry_after_as_an_http_date() -> None:
+    date = formatdate(NOW + 42, usegmt=True)  # e.g. "Tue, 14 Nov 2023 22:14:02 GMT"
+    with pytest.raises(RetryableError) as caught:
+        classify(429, httpx.Headers({"Retry-After": date}), b"", now=NOW)
+    assert caught.value.retry_after == pytest.approx(42.0)
+    assert caught.value.code == "http_429"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("-3", 0.0),  # never a negative wait
+        ("nan", 0.0),
+        ("999999", 3600.0),  # capped at an hour
+        (formatdate(NOW - 60, usegmt=True), 0.0),  # a date in the past
+    ],
+)
+def test_429_retry_after_edge_values(value: str | None, expected: float | None) -> None:
+    headers = {} if value is None else {"Retry-After": value}
+    error = raised(429, b"", headers)
+    assert isinstance(error, RetryableError)
+    assert error.retry_after == expected
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 599])
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html>Bad Gateway</html>", dx_json({"ok": False})],
+    ids=["empty", "html", "json"],
+)
+def test_5xx_is_retryable(status: int, body: bytes) -> None:
+    with pytest.raises(RetryableError) as caught:
+        classify(status, {}, body, now=NOW)
+    assert caught.value.code == f"http_{status}"
+    assert caught.value.retry_after is None
+
+
+def test_503_keeps_dx_code_and_retry_after() -> None:
+    body = dx_json({"ok": False, "error": "maintenance"})
+    with pytest.raises(RetryableError) as caught:
+        classify(503, httpx.Headers({"Retry-After": "30"}), body, now=NOW)
+    assert (caught.value.code, caught.value.retry_after) == ("maintenance", 30.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (400, dx_json({"ok": False, "error": "invalid_json"}), "invalid_json"),
+        (400, b"", "http_400"),
+        (404, dx_json({"ok": False, "error": "not_found"}), "not_found"),
+        (404, b"<html>Not Found</html>", "http_404"),
+        (422, dx_json({"ok": False, "error": "invalid_timestamp"}), "invalid_timestamp"),
+        (422, dx_json({"ok": False, "error": "metadata_invalid"}), "metadata_invalid"),
+        (422, dx_json(["not", "an", "object"]), "http_422"),
+        (422, dx_json({"ok": False, "error": None}), "http_422"),
+        (409, dx_json({"detail": "conflict"}), "http_409"),
+    ],
+)
+def test_other_4xx_is_permanent_with_dx_code_or_http_status(
+    status: int, body: bytes, code: str
+) -> None:
+    with pytest.raises(PermanentError) as caught:
+        classify(status, {}, body, now=NOW)
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"OK", b"<html>hello</html>", b"\xff\xfe garbage", b"null", b"[]", b'{"ok": "yes"}'],
+)
+def test_a_2xx_that_is_not_a_dx_answer_is_retryable(body: bytes) -> None:
+    """DX says to check ``ok`` in every answer: a 2xx without ``ok: true`` is not success."""
+    with pytest.raises(RetryableError) as caught:
+        classify(200, {}, body, now=NOW)
+    assert caught.value.code == "bad_response"
+
+
+def test_a_long_error_body_is_kept_short_in_the_message() -> None:
+    with pytest.raises(PermanentError) as caught:
+        classify(400, {}, b"x" * 100_000, now=NOW)
+    assert len(caught.value.message) < 2100
+
+
+# ---- DXClient ----------------------------------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def call(handler: Handler, method: str = "upsert", base_url: str = BASE) -> Answer:
+    async def run() -> Answer:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            dx = DXClient(client, base_url=base_url, token=TOKEN)
+            return await (dx.upsert(BODY) if method == "upsert" else dx.delete("opsgenie-abc"))
+
+    return asyncio.run(run())
+
+
+def test_upsert_posts_the_body_with_the_bearer_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    answer = call(handler, base_url=BASE + "/")  # a trailing slash makes no double slash
+    assert answer.status_code == 200
+    [request] = seen
+    assert request.method == "POST"
+    assert str(request.url) == f"{BASE}/api/incidents.upsert"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.content) == BODY
+    # ``resolved_at: null`` is sent as null, not dropped: omitted and null differ at DX.
+    assert "resolved_at" in json.loads(request.content)
+
+
+def test_delete_posts_to_incidents_delete() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    call(handler, method="delete")
+    [request] = seen
+    assert str(request.url) == f"{BASE}/api/incidents.delete"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == {"reference_id": "opsgenie-abc"}
+
+
+def test_the_answer_is_classified() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429, headers={"Retry-After": "3"}, json={"ok": False, "error": "rate_limited"}
+        )
+
+    with pytest.raises(RetryableError) as caught:
+        call(handler)
+    assert (caught.value.code, caught.value.retry_after) == ("rate_limited", 3.0)
+
+
+def test_ok_false_in_a_200_is_a_failure() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": False, "error": "invalid_timestamp"})
+
+    with pytest.raises(PermanentError) as caught:
+        call(handler)
+    assert caught.value.code == "invalid_timestamp"
+
+
+@pytest.mark.parametrize(
+    "exception", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.WriteTimeout, httpx.PoolTimeout]
+)
+def test_timeouts_are_retryable(exception: type[httpx.TimeoutException]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exception("timed out", request=request)
+
+    with pytest.raises(RetryableError) as caught:
+        call(handler)
+    assert caught.value.code == "timeout"
+
+
+@pytest.mark.parametrize(
+    "exception", [httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError]
+)
+def test_network_errors_are_retryable(exception: type[httpx.TransportError]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exception("connection refused", request=request)
+
+    with pytest.raises(RetryableError) as caught:
+        call(handler)
+    assert caught.value.code == "network"
+
+
+def test_an_undecodable_answer_is_a_delivery_error_not_an_httpx_one() -> None:
+    """A body that claims gzip but is not: the worker only handles ``DeliveryError``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+
+    with pytest.raises(RetryableError) as caught:
+        call(handler)
+    assert caught.value.code == "bad_response"
+
+
+def test_the_token_is_not_in_an_error_message() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"refused {request.headers['authorization']}", request=request)
+
+    with pytest.raises(RetryableError) as caught:
+        call(handler)
+    assert TOKEN not in str(caught.value)
+
+
+# ---- make_http_client --------------------------------------------------------------------
+
+
+def test_make_http_client_has_explicit_timeouts_and_limits(
+    make_settings: Callable[..., Any],
+) -> None:
+    settings = make_settings(dx_timeout_seconds=12.0, dx_concurrency=3)
+
+    async def run() -> tuple[httpx.Timeout, bool, str, Any]:
+        client = make_http_client(settings)
+        try:
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            return client.timeout, client.follow_redirects, client.headers["User-Agent"], pool
+        finally:
+            await client.aclose()
+
+    timeout, follows, agent, pool = asyncio.run(run())
+    assert timeout == httpx.Timeout(connect=5.0, read=12.0, write=12.0, pool=12.0)
+    assert follows is False
+    assert agent == "opsgenie-dx-relay"
+    assert pool._max_connections == 6
+    assert pool._max_keepalive_connections == 3
+    assert pool._keepalive_expiry == 30.0
+
+
+def test_make_http_client_connect_timeout_never_exceeds_the_total(
+    make_settings: Callable[..., Any],
+) -> None:
+    async def run() -> httpx.Timeout:
+        client = make_http_client(make_settings(dx_timeout_seconds=2.0))
+        await client.aclose()
+        return client.timeout
+
+    assert asyncio.run(run()) == httpx.Timeout(connect=2.0, read=2.0, write=2.0, pool=2.0)
+
+
+def test_make_http_client_uses_the_given_transport(make_settings: Callable[..., Any]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": True})
+
+    async def run() -> Answer:
+        client = make_http_client(make_settings(), transport=httpx.MockTransport(handler))
+        async with client:
+            return await DXClient(client, base_url=BASE, token=TOKEN).upsert(BODY)
+
+    assert asyncio.run(run()).status_code == 200

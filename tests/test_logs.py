@@ -1,0 +1,343 @@
+"""Structured log lines, and secrets redacted from every part of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.datastructures import Secret
+
+from service.logs import REDACTED, JSONFormatter, RedactingFilter, TextFormatter, configure
+
+WEBHOOK = "hook-secret-5e1d0c7b"
+DX = "dx-secret-9a8b7c6d"
+QUOTED = 'app"key\\with-escapes'  # a JSON line spells it escaped
+SECRETS = (Secret(WEBHOOK), Secret(DX), Secret(QUOTED), None)
+ROUTED = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
+
+
+def record(
+    msg: str = "hello",
+    *args: object,
+    level: int = logging.INFO,
+    exc: BaseException | None = None,
+    **extra: Any,
+) -> logging.LogRecord:
+    exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
+    rec = logging.LogRecord("service.test", level, __file__, 1, msg, args or None, exc_info)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def raised(message: str) -> BaseException:
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as exc:
+        return exc
+
+
+# ---- formatters ----------------------------------------------------------------------------
+
+
+def test_json_formatter_emits_one_object_per_line_with_extra_fields() -> None:
+    line = JSONFormatter().format(
+        record("webhook %s", "stored", reference_id="opsgenie-abc", outcome="accepted")
+    )
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "webhook stored"
+    assert entry["level"] == "info"
+    assert entry["logger"] == "service.test"
+    assert entry["reference_id"] == "opsgenie-abc"
+    assert entry["outcome"] == "accepted"
+    assert entry["time"].endswith("+00:00")
+    # LogRecord internals are not fields.
+    for internal in ("args", "msg", "levelno", "pathname", "exc_info", "thread"):
+        assert internal not in entry
+
+
+def test_json_formatter_keeps_multiline_messages_on_one_line() -> None:
+    line = JSONFormatter().format(record("first\nsecond", extra_field="a\nb"))
+    assert "\n" not in line
+    assert json.loads(line)["message"] == "first\nsecond"
+
+
+def test_json_formatter_serialises_any_extra_value() -> None:
+    entry = json.loads(JSONFormatter().format(record(version=3, when=object(), ok=True)))
+    assert entry["version"] == 3
+    assert entry["ok"] is True
+    assert entry["when"].startswith("<object object")
+
+
+def test_json_formatter_carries_the_exception() -> None:
+    entry = json.loads(JSONFormatter().format(record("boom", exc=raised("went wrong"))))
+    assert entry["error"] == "RuntimeError: went wrong"
+    assert "Traceback (most recent call last)" in entry["traceback"]
+    assert "went wrong" in entry["traceback"]
+
+
+def test_text_formatter_appends_fields() -> None:
+    line = TextFormatter().format(record("delivered", reference_id="opsgenie-abc", version=2))
+    assert line.endswith("INFO    service.test: delivered reference_id=opsgenie-abc version=2")
+
+
+# ---- RedactingFilter -----------------------------------------------------------------------
+
+
+def filtered(rec: logging.LogRecord) -> logging.LogRecord:
+    assert RedactingFilter(SECRETS).filter(rec) is True  # redacts, never drops
+    return rec
+
+
+def test_redacts_the_message() -> None:
+    rec = filtered(record(f"token {WEBHOOK} and {DX} seen"))
+    assert rec.getMessage() == f"token {REDACTED} and {REDACTED} seen"
+
+
+def test_redacts_args() -> None:
+    rec = filtered(record("token %s in %r", WEBHOOK, {"dx": DX}))
+    assert rec.getMessage() == f"token {REDACTED} in {{'dx': '{REDACTED}'}}"
+    assert rec.args is None
+
+
+def test_redacts_extra_fields() -> None:
+    rec = filtered(record("x", token=WEBHOOK, url=f"https://x/?t={DX}", count=3))
+    assert rec.token == REDACTED  # type: ignore[attr-defined]
+    assert rec.url == f"https://x/?t={REDACTED}"  # type: ignore[attr-defined]
+    assert rec.count == 3  # type: ignore[attr-defined]
+
+
+def test_leaves_other_text_alone() -> None:
+    rec = filtered(record("delivered opsgenie-abc in 0.2 s", reference_id="opsgenie-abc"))
+    assert rec.getMessage() == "delivered opsgenie-abc in 0.2 s"
+    assert rec.reference_id == "opsgenie-abc"  # type: ignore[attr-defined]
+
+
+def test_unset_and_empty_secrets_redact_nothing() -> None:
+    redactor = RedactingFilter([None, Secret(""), None])
+    assert redactor.redact("nothing to hide") == "nothing to hide"
+
+
+def test_the_longest_secret_wins_when_secrets_overlap() -> None:
+    redactor = RedactingFilter([Secret("abc"), Secret("abcdef")])
+    assert redactor.redact("x abcdef y abc") == f"x {REDACTED} y {REDACTED}"
+    assert "def" not in redactor.redact("abcdef")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer opaque-value-1",
+        "authorization=Bearer opaque-value-1",
+        "headers {'Authorization': 'Basic b3BhcXVlLXZhbHVlLTE='}",
+        '{"authorization": "Bearer opaque-value-1"}',
+        "Proxy-Authorization: Bearer opaque-value-1",
+        "DD-API-KEY: opaque-value-1",
+        "dd-api-key=opaque-value-1",
+        "{'DD-APPLICATION-KEY': 'opaque-value-1'}",
+        "Authorization: GenieKey opaque-value-1",
+        "GenieKey opaque-value-1",
+        "geniekey: opaque-value-1",
+    ],
+)
+def test_redacts_credential_header_values_it_was_not_told_about(text: str) -> None:
+    redacted = RedactingFilter([]).redact(text)
+    assert "opaque-value-1" not in redacted
+    assert "b3BhcXVlLXZhbHVlLTE" not in redacted
+    assert REDACTED in redacted
+
+
+def test_header_names_stay_readable() -> None:
+    redacted = RedactingFilter([]).redact("DD-API-KEY: opaque-value-1 then more")
+    assert redacted.startswith(f"DD-API-KEY: {REDACTED}")
+
+
+def test_a_bad_format_call_does_not_raise_into_the_caller() -> None:
+    """Plain logging reports a bad ``%s`` call on stderr; the filter must not turn it into
+    an exception in the code that logged (uvicorn's, httpx's or ours)."""
+    rec = filtered(record(f"two %s %s but one arg {WEBHOOK}", DX))
+    message = rec.getMessage()
+    assert WEBHOOK not in message
+    assert DX not in message
+
+
+# ---- configure -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``configure`` replaces the root handlers; put back what pytest and others had."""
+    root = logging.getLogger()
+    saved_root = (root.handlers[:], root.level)
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate, lg.disabled)
+        for name in ROUTED
+        for lg in [logging.getLogger(name)]
+    }
+    # Start as a fresh process does: earlier tests ran uvicorn, which sets its own levels.
+    for name in ROUTED:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger(name).disabled = False
+    yield
+    root.handlers[:] = saved_root[0]
+    root.setLevel(saved_root[1])
+    for name, (handlers, level, propagate, disabled) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers[:], lg.propagate, lg.disabled = handlers, propagate, disabled
+        lg.setLevel(level)  # setLevel also clears the logging module's level cache
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in (WEBHOOK, DX, QUOTED, json.dumps(QUOTED)[1:-1]):
+        assert secret not in text
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_routes_uvicorn_and_httpx_through_the_redacting_handler() -> None:
+    # uvicorn's own config would have given these loggers handlers of their own.
+    stray = logging.StreamHandler(sys.stdout)
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addHandler(stray)
+        logging.getLogger(name).propagate = False
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+
+    for name in ROUTED:
+        assert logging.getLogger(name).handlers == []
+        assert logging.getLogger(name).propagate is True
+    logging.getLogger("uvicorn.error").warning("bad header Authorization: Bearer %s", WEBHOOK)
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "10.0.0.1", "POST", f"/hook?token={WEBHOOK}", "1.1", 202
+    )
+    logging.getLogger("httpx").warning("HTTP Request failed, token %s", DX)
+    logging.getLogger("service.delivery").info(
+        "delivered", extra={"reference_id": "opsgenie-abc", "outcome": "delivered", "t": DX}
+    )
+
+    output = lines(stream)
+    assert len(output) == 4
+    entries = [json.loads(line) for line in output]
+    assert [e["logger"] for e in entries] == [
+        "uvicorn.error",
+        "uvicorn.access",
+        "httpx",
+        "service.delivery",
+    ]
+    assert entries[0]["message"] == f"bad header Authorization: {REDACTED}"
+    assert entries[1]["message"] == f'10.0.0.1 - "POST /hook?token={REDACTED} HTTP/1.1" 202'
+    assert entries[3]["reference_id"] == "opsgenie-abc"
+    assert entries[3]["outcome"] == "delivered"
+    assert entries[3]["t"] == REDACTED
+    assert_no_secret(stream.getvalue())
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_keeps_httpx_request_lines_out_at_info() -> None:
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    logging.getLogger("httpx").info('HTTP Request: POST https://dx/api "HTTP/1.1 200 OK"')
+    logging.getLogger("httpcore").info("connection opened")
+    logging.getLogger("service").debug("not at INFO")
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_redacts_exception_tracebacks(fmt: str) -> None:
+    stream = io.StringIO()
+    configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
+    try:
+        raise ValueError(f"DX refused {DX} for {WEBHOOK} and {QUOTED}")
+    except ValueError:
+        logging.getLogger("service.delivery").exception("DX attempt failed")
+    text = stream.getvalue()
+    assert "DX attempt failed" in text
+    assert "Traceback (most recent call last)" in text
+    assert "ValueError: DX refused" in text
+    assert_no_secret(text)
+    if fmt == "json":
+        [line] = lines(stream)
+        entry = json.loads(line)
+        assert entry["error"] == f"ValueError: DX refused {REDACTED} for {REDACTED} and {REDACTED}"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_redacts_the_json_escaped_spelling_of_a_secret() -> None:
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    logging.getLogger("service").info("keys", extra={"headers": {"x-key": QUOTED}})
+    [line] = lines(stream)
+    assert json.loads(line)["headers"] == {"x-key": REDACTED}
+    assert_no_secret(line)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Authorization: Bearer opaque-value-1",
+        'sent "Authorization: Bearer opaque-value-1" to DX',
+        "headers={'DD-API-KEY': 'opaque-value-1', 'Accept': 'application/json'}",
+        'headers={"GenieKey": "opaque-value-1"}',
+        "dd-application-key=opaque-value-1",
+    ],
+)
+@pytest.mark.usefixtures("restore_logging")
+def test_header_redaction_keeps_every_json_line_valid(message: str) -> None:
+    """The header pattern runs again on the finished line: it must not eat closing quotes."""
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    logging.getLogger("uvicorn.error").info(message, extra={"detail": message})
+    [line] = lines(stream)
+    entry = json.loads(line)
+    assert "opaque-value-1" not in line
+    expected = RedactingFilter([]).redact(message)
+    assert entry["message"] == entry["detail"] == expected
+    assert expected.count(REDACTED) == 1
+
+
+def test_header_redaction_is_idempotent() -> None:
+    redactor = RedactingFilter([])
+    once = redactor.redact("Authorization: Bearer opaque-value-1 then the rest")
+    assert once == f"Authorization: {REDACTED} then the rest"
+    assert redactor.redact(once) == once
+    assert redactor.redact(redactor.redact("{'Authorization': 'Bearer x'}")) == (
+        f"{{'Authorization': '{REDACTED}'}}"
+    )
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_text_format() -> None:
+    stream = io.StringIO()
+    configure(fmt="text", level="DEBUG", secrets=SECRETS, stream=stream)
+    logging.getLogger("service.webhooks").debug(
+        "webhook stored", extra={"reference_id": "opsgenie-abc", "token": WEBHOOK}
+    )
+    [line] = lines(stream)
+    assert " DEBUG   service.webhooks: webhook stored" in line
+    assert line.endswith(f"reference_id=opsgenie-abc token={REDACTED}")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_without_a_stream_writes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    configure(fmt="json", level="INFO", secrets=SECRETS)
+    logging.getLogger("service").info("to stderr %s", WEBHOOK)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert json.loads(captured.err)["message"] == f"to stderr {REDACTED}"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_bad_format_call_through_configure_does_not_raise() -> None:
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    logging.getLogger("uvicorn.error").info("%s and %s", WEBHOOK)  # one argument short
+    assert_no_secret(stream.getvalue())

@@ -1,0 +1,275 @@
+"""Settings from ``RELAY_*`` variables: defaults, every variable, one clear error per bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.datastructures import Secret
+
+from service.errors import ConfigError
+from service.settings import Settings, parse_duration
+
+
+def test_defaults_from_an_empty_environ() -> None:
+    settings = Settings.from_environ({})
+    assert settings == Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8080
+    assert settings.database_path == Path("relay.db")
+    assert settings.dx_base_url is None
+    assert settings.dx_token is None
+    assert settings.webhook_tokens == ()
+    assert settings.api_key is None
+    assert settings.app_key is None
+    assert settings.readonly_app_key is None
+    assert settings.secret_key is None
+    assert settings.config_path is None
+    assert settings.opsgenie_web_url == "https://app.opsgenie.com"
+    assert settings.log_format == "json"
+    assert settings.log_level == "INFO"
+    assert settings.access_log is False
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.event_retention_seconds == 7 * 86400.0
+    assert settings.dx_rate_limit == 10.0
+    assert settings.dx_concurrency == 4
+    assert settings.dx_timeout_seconds == 10.0
+    assert settings.retry_max_backoff_seconds == 300.0
+    assert settings.shutdown_deadline_seconds == 20.0
+    assert settings.keep_alive_seconds == 75
+    assert settings.admin_rate_limit == 60
+    assert settings.delivery_enabled is False
+
+
+def test_variables_without_the_prefix_are_ignored() -> None:
+    assert Settings.from_environ({"PORT": "1", "DX_TOKEN": "x", "HOST": "0.0.0.0"}) == Settings()
+
+
+def test_every_variable_is_parsed() -> None:
+    settings = Settings.from_environ(
+        {
+            "RELAY_HOST": "0.0.0.0",
+            "RELAY_PORT": "9090",
+            "RELAY_DATABASE_URL": "sqlite:////var/lib/relay/relay.db",
+            "RELAY_DX_BASE_URL": "https://acme.getdx.net/",
+            "RELAY_DX_TOKEN": "dx-token",
+            "RELAY_WEBHOOK_TOKENS": "old-token, new-token",
+            "RELAY_API_KEY": "api-key",
+            "RELAY_APP_KEY": "app-key",
+            "RELAY_READONLY_APP_KEY": "ro-key",
+            "RELAY_SECRET_KEY": "secret-key",
+            "RELAY_CONFIG": "/etc/relay/rules.yaml",
+            "RELAY_OPSGENIE_WEB_URL": "https://acme.app.opsgenie.com/",
+            "RELAY_LOG_FORMAT": "text",
+            "RELAY_LOG_LEVEL": "debug",
+            "RELAY_ACCESS_LOG": "yes",
+            "RELAY_MAX_BODY_BYTES": "2048",
+            "RELAY_EVENT_RETENTION": "30d",
+            "RELAY_DX_RATE_LIMIT": "2.5",
+            "RELAY_DX_CONCURRENCY": "8",
+            "RELAY_DX_TIMEOUT": "1500ms",
+            "RELAY_RETRY_MAX_BACKOFF": "1h",
+            "RELAY_SHUTDOWN_DEADLINE": "45",
+            "RELAY_KEEP_ALIVE": "90",
+            "RELAY_ADMIN_RATE_LIMIT": "5",
+        }
+    )
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 9090
+    assert settings.database_path == Path("/var/lib/relay/relay.db")
+    assert settings.dx_base_url == "https://acme.getdx.net"  # no trailing slash
+    assert str(settings.dx_token) == "dx-token"
+    assert [str(t) for t in settings.webhook_tokens] == ["old-token", "new-token"]
+    assert str(settings.api_key) == "api-key"
+    assert str(settings.app_key) == "app-key"
+    assert str(settings.readonly_app_key) == "ro-key"
+    assert str(settings.secret_key) == "secret-key"
+    assert settings.config_path == Path("/etc/relay/rules.yaml")
+    assert settings.opsgenie_web_url == "https://acme.app.opsgenie.com"
+    assert settings.log_format == "text"
+    assert settings.log_level == "DEBUG"
+    assert settings.access_log is True
+    assert settings.max_body_bytes == 2048
+    assert settings.event_retention_seconds == 30 * 86400.0
+    assert settings.dx_rate_limit == 2.5
+    assert settings.dx_concurrency == 8
+    assert settings.dx_timeout_seconds == 1.5
+    assert settings.retry_max_backoff_seconds == 3600.0
+    assert settings.shutdown_deadline_seconds == 45.0
+    assert settings.keep_alive_seconds == 90
+    assert settings.admin_rate_limit == 5
+    assert settings.delivery_enabled is True
+
+
+def test_a_relative_sqlite_path() -> None:
+    settings = Settings.from_environ({"RELAY_DATABASE_URL": "sqlite:///data/relay.db"})
+    assert settings.database_path == Path("data/relay.db")
+
+
+@pytest.mark.parametrize(
+    ("environ", "enabled"),
+    [
+        ({"RELAY_DX_BASE_URL": "https://acme.getdx.net"}, False),
+        ({"RELAY_DX_TOKEN": "t"}, False),
+        ({"RELAY_DX_BASE_URL": "http://dx.local:8000", "RELAY_DX_TOKEN": "t"}, True),
+        ({"RELAY_DX_BASE_URL": "  ", "RELAY_DX_TOKEN": "  "}, False),
+    ],
+)
+def test_delivery_needs_both_url_and_token(environ: dict[str, str], enabled: bool) -> None:
+    assert Settings.from_environ(environ).delivery_enabled is enabled
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RELAY_PORT", "http"),
+        ("RELAY_PORT", "80.5"),
+        ("RELAY_PORT", "-1"),
+        ("RELAY_PORT", "65536"),
+        ("RELAY_DATABASE_URL", "postgresql://relay@db/relay"),
+        ("RELAY_DATABASE_URL", "postgres://relay@db/relay"),
+        ("RELAY_DATABASE_URL", "sqlite:///"),
+        ("RELAY_DATABASE_URL", "sqlite://relay.db"),
+        ("RELAY_DATABASE_URL", "/var/lib/relay.db"),
+        ("RELAY_DATABASE_URL", "mysql://db/relay"),
+        ("RELAY_DX_BASE_URL", "acme.getdx.net"),
+        ("RELAY_DX_BASE_URL", "ftp://acme.getdx.net"),
+        ("RELAY_DX_BASE_URL", "https://"),
+        ("RELAY_OPSGENIE_WEB_URL", "app.opsgenie.com"),
+        ("RELAY_LOG_FORMAT", "yaml"),
+        ("RELAY_LOG_FORMAT", "JSON "),
+        ("RELAY_LOG_LEVEL", "verbose"),
+        ("RELAY_ACCESS_LOG", "maybe"),
+        ("RELAY_MAX_BODY_BYTES", "0"),
+        ("RELAY_MAX_BODY_BYTES", "1MiB"),
+        ("RELAY_DX_RATE_LIMIT", "0"),
+        ("RELAY_DX_RATE_LIMIT", "-2"),
+        ("RELAY_DX_RATE_LIMIT", "nan"),
+        ("RELAY_DX_RATE_LIMIT", "fast"),
+        ("RELAY_DX_CONCURRENCY", "0"),
+        ("RELAY_DX_CONCURRENCY", "2.5"),
+        ("RELAY_EVENT_RETENTION", "forever"),
+        ("RELAY_EVENT_RETENTION", "0d"),
+        ("RELAY_EVENT_RETENTION", "-7d"),
+        ("RELAY_EVENT_RETENTION", "1w"),
+        ("RELAY_DX_TIMEOUT", "0s"),
+        ("RELAY_DX_TIMEOUT", "ten"),
+        ("RELAY_RETRY_MAX_BACKOFF", ""),
+        ("RELAY_SHUTDOWN_DEADLINE", "soon"),
+        ("RELAY_KEEP_ALIVE", "0"),
+        ("RELAY_ADMIN_RATE_LIMIT", "lots"),
+    ],
+)
+def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({variable: value})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert "\n" not in message  # one clear line
+    assert "Traceback" not in message
+
+
+def test_postgresql_says_it_is_not_supported_yet() -> None:
+    with pytest.raises(ConfigError, match=r"^RELAY_DATABASE_URL: PostgreSQL is not supported"):
+        Settings.from_environ({"RELAY_DATABASE_URL": "postgresql://relay@db/relay"})
+
+
+def test_the_first_bad_variable_wins_and_good_ones_do_not_matter() -> None:
+    with pytest.raises(ConfigError, match=r"^RELAY_PORT: "):
+        Settings.from_environ({"RELAY_PORT": "x", "RELAY_DX_TOKEN": "fine"})
+
+
+def test_webhook_tokens_are_secrets_that_hide_their_value() -> None:
+    settings = Settings.from_environ(
+        {"RELAY_WEBHOOK_TOKENS": "tok-alpha-1111,tok-beta-2222", "RELAY_DX_TOKEN": "dx-3333"}
+    )
+    assert all(isinstance(t, Secret) for t in settings.webhook_tokens)
+    assert [str(t) for t in settings.webhook_tokens] == ["tok-alpha-1111", "tok-beta-2222"]
+    text = repr(settings) + str(settings) + repr(settings.webhook_tokens)
+    for value in ("tok-alpha-1111", "tok-beta-2222", "dx-3333"):
+        assert value not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [
+        ("", []),
+        ("   ", []),
+        (",,", []),
+        ("one", ["one"]),
+        (" one , two ,, three ", ["one", "two", "three"]),
+        # Secrets are opaque: no comment, quote or escape processing.
+        ("abc#def", ["abc#def"]),
+        ("ab#cd,ef", ["ab#cd", "ef"]),
+        ('ab"cd', ['ab"cd']),
+        ("it's", ["it's"]),
+        ("back\\slash", ["back\\slash"]),
+        ("with space inside", ["with space inside"]),
+    ],
+)
+def test_comma_separated_webhook_tokens(value: str, tokens: list[str]) -> None:
+    settings = Settings.from_environ({"RELAY_WEBHOOK_TOKENS": value})
+    assert [str(t) for t in settings.webhook_tokens] == tokens
+
+
+@pytest.mark.parametrize(
+    "name", ["DX_TOKEN", "API_KEY", "APP_KEY", "READONLY_APP_KEY", "SECRET_KEY"]
+)
+def test_an_empty_secret_is_unset(name: str) -> None:
+    settings = Settings.from_environ({f"RELAY_{name}": "  "})
+    assert getattr(settings, name.lower()) is None
+
+
+@pytest.mark.parametrize(
+    ("isatty", "environ", "expected"),
+    [
+        (True, {}, "text"),
+        (False, {}, "json"),
+        (True, {"RELAY_LOG_FORMAT": "json"}, "json"),
+        (False, {"RELAY_LOG_FORMAT": "text"}, "text"),
+    ],
+)
+def test_log_format_default_depends_on_the_terminal(
+    isatty: bool, environ: dict[str, str], expected: str
+) -> None:
+    assert Settings.from_environ(environ, isatty=isatty).log_format == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("ON", True), ("0", False), ("off", False), ("No", False)],
+)
+def test_access_log_booleans(value: str, expected: bool) -> None:
+    assert Settings.from_environ({"RELAY_ACCESS_LOG": value}).access_log is expected
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_environ({})
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("7d", 7 * 86400.0),
+        ("90s", 90.0),
+        ("15m", 900.0),
+        ("1.5h", 5400.0),
+        ("250ms", 0.25),
+        ("30", 30.0),
+        ("0", 0.0),
+        (" 2 m ", 120.0),
+        ("0.5d", 43200.0),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "d", "7 days", "1w", "-5s", "1e3s", "5M", "1h30m", ".5s"]
+)
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
