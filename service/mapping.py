@@ -121,11 +121,14 @@ def parse_rules(document: object) -> Rules:
     return Rules(
         reference_prefix=_string(top.get("reference_prefix", "opsgenie-"), "reference_prefix"),
         priority_map={
-            _string(k, "priorities"): _string(v, f"priorities.{k}")
+            _priority(k, "priorities"): _nonempty(v, f"priorities.{k}")
             for k, v in _mapping(top.get("priorities", {}), "priorities").items()
         },
         filter=Filter(
-            priorities=frozenset(_strings(filters.get("priorities", []), "filter.priorities")),
+            priorities=frozenset(
+                _priority(p, "filter.priorities")
+                for p in _list(filters.get("priorities", []), "filter.priorities")
+            ),
             tags=frozenset(_strings(filters.get("tags", []), "filter.tags")),
             teams=frozenset(_strings(filters.get("teams", []), "filter.teams")),
         ),
@@ -196,3 +199,18 @@ def _service_ref(value: object, where: str) -> ServiceRef:
         identifier=_identifier(ref.get("identifier"), f"{where}.identifier"),
         name=None if name is None else _string(name, f"{where}.name"),
     )
+
+
+def _priority(value: object, where: str) -> str:
+    """Opsgenie's P1..P5, any case; anything else could never match and would drop alerts."""
+    text = _string(value, where).strip().upper()
+    if text not in ("P1", "P2", "P3", "P4", "P5"):
+        raise ValueError(f"{where}: expected one of P1..P5, got {value!r}")
+    return text
+
+
+def _nonempty(value: object, where: str) -> str:
+    text = _string(value, where)
+    if not text.strip():
+        raise ValueError(f"{where}: must not be empty")
+    return text

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar
+from urllib.parse import quote
 
 from service.mapping import Rules, ServiceRef, services_for
 from service.opsgenie import Action, OpsgenieEvent
@@ -128,6 +129,8 @@ class AlertState:
 
 def fold(state: AlertState | None, event: OpsgenieEvent) -> AlertState:
     """The state after ``event``; callers fold ``Delete`` only when configured to act on it."""
+    if state is not None and state.alert_id != event.alert_id:
+        raise ValueError(f"event for alert {event.alert_id} folded into {state.alert_id}")
     s = event.stamp_ns
     if state is None:
         state = AlertState(alert_id=event.alert_id, first_seen_ns=s)
@@ -210,15 +213,18 @@ def render(state: AlertState, rules: Rules, account: Account) -> IncidentUpsert:
         reference_id=reference_id(state.alert_id, rules),
         started_at=iso8601(state.created_at_ns or state.first_seen_ns),
         resolved_at=iso8601(state.closed_at_ns) if state.closed_at_ns is not None else None,
-        source_url=f"{account.web_url}/alert/detail/{state.alert_id}/details",
+        source_url=f"{account.web_url}/alert/detail/{quote(state.alert_id, safe='')}/details",
     )
     if state.message is not None:
         body["name"] = state.message.value
     if state.priority is not None:
         body["priority"] = rules.priority_map.get(state.priority.value, state.priority.value)
     if state.tags.known:
-        body["services"] = [_dx_service(ref) for ref in services_for(state, rules)]
         body["metadata"] = metadata(state)
+        # Team rules need the full team list too (a Create or a fetch), or the services
+        # would be a partial view that DX takes as the whole.
+        if state.teams.known or not rules.team_services:
+            body["services"] = [_dx_service(ref) for ref in services_for(state, rules)]
     return body
 
 

@@ -54,7 +54,9 @@ async def receive(request: Request) -> JSONResponse:
         event = parse_event(body, received_ns=int(received * 1e9))
         action = event.action
         kind = event.known_action
-        if kind is None or (kind is Action.DELETE and not relay.rules.delete_incidents):
+        if kind in (None, Action.FETCHED) or (
+            kind is Action.DELETE and not relay.rules.delete_incidents
+        ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
             metrics.webhooks.labels(action_label(action), "ignored").inc()
             log.info(
                 "webhook ignored",

@@ -464,3 +464,23 @@ def test_team_added_later_satisfies_the_team_filter() -> None:
     rules = Rules(filter=Filter(teams=frozenset({"team2"})))
     assert not wanted(folded(payload("create-int-priority")), rules)
     assert wanted(folded(payload("create-int-priority"), sample("AddTeam")), rules)
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ({"filter": {"priorities": ["P6"]}}, "filter.priorities"),
+        ({"filter": {"priorities": ["urgent"]}}, "filter.priorities"),
+        ({"priorities": {"P9": "SEV9"}}, "priorities"),
+        ({"priorities": {"P1": "  "}}, "priorities.P1"),
+    ],
+)
+def test_priorities_that_could_never_match_are_refused(document: dict, where: str) -> None:
+    with pytest.raises(ValueError, match=where):
+        parse_rules(document)
+
+
+def test_priorities_are_normalised_to_opsgenie_case() -> None:
+    rules = parse_rules({"filter": {"priorities": ["p1"]}, "priorities": {"p2": "SEV2"}})
+    assert rules.filter.priorities == frozenset({"P1"})
+    assert rules.priority_map == {"P2": "SEV2"}

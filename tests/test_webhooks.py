@@ -193,3 +193,13 @@ def test_errors_never_leak_a_stack_trace(client: TestClient) -> None:
     assert response.status_code == 400
     assert "Traceback" not in response.text
     assert response.json() == {"errors": ["alert.alertId: expected a string"]}
+
+
+def test_the_relays_internal_fetched_action_is_not_accepted_from_outside(
+    client: TestClient, db: Path
+) -> None:
+    spoof = {**CREATE, "action": "Fetched"}
+    response = client.post(URL, json=spoof, headers=auth())
+    assert response.status_code == 202
+    assert response.json() == {"outcome": "ignored"}
+    assert rows(db, "events") == 0
