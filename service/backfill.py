@@ -6,21 +6,35 @@ single writer may write the database. Each listed alert is folded into the outbo
 ``Fetched`` event, exactly as enrichment does, so the delivery worker sends it with the
 usual filter, coalescing and retries; alerts DX already holds unchanged cost no request.
 A dry run only lists what it would fold, and whether the relay knew each alert.
+
+Opsgenie rate-limits the Alert API: a 429 (or a 5xx, or a network error) is waited out
+(``Retry-After``, else jittered backoff) and the same page asked again a few times
+before the run fails with 502; rerunning is always safe. A ``Progress`` after each page
+lets the route stream a progress line to the ``backfill`` command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Conflict, NotFound, OpsgenieAPIError, PayloadError, RelayError
+from service.errors import (
+    Conflict,
+    NotFound,
+    OpsgenieAPIError,
+    OpsgenieRetryable,
+    PayloadError,
+    RelayError,
+)
 from service.opsgenie import Action, event_from_api_alert
-from service.opsgenie_api import OpsgenieAPI, api_for
+from service.opsgenie_api import AlertPage, OpsgenieAPI, api_for
 from service.relay import Relay
 from service.store import Incoming
 from service.translate import fold, iso8601, reference_id
@@ -30,6 +44,13 @@ log = logging.getLogger("service.backfill")
 PAGE_SIZE = 100  # Opsgenie's maximum
 #: Opsgenie refuses offsets past 20,000; a week that busy needs a narrower --since.
 MAX_ALERTS = 20_000
+#: Attempts per page before a 429/5xx/network error becomes a 502; an operator reruns.
+PAGE_ATTEMPTS = 5
+#: Backoff ceiling when Opsgenie gives no ``Retry-After``; and the longest it may ask for
+#: (an operator is watching the progress line, and the run is safe to repeat later).
+#: All waits of one page stay under the CLI's 300 s read timeout between lines.
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 60.0
 
 
 class OpsgenieUnavailable(RelayError):
@@ -56,42 +77,133 @@ class Report:
         }
 
 
-async def backfill(relay: Relay, *, service: str, since_seconds: float, dry_run: bool) -> Report:
-    """Fold every alert created in the last ``since_seconds`` into the outbox (or list them)."""
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """After each page: what a progress line shows while a long backfill runs."""
+
+    page: int
+    alerts_seen: int
+    counts: dict[str, int]
+    retries: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "page": self.page,
+            "alerts_seen": self.alerts_seen,
+            "counts": dict(sorted(self.counts.items())),
+            "retries": self.retries,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The service object to backfill and a client for its Opsgenie account."""
+
+    id: str
+    name: str
+    api: OpsgenieAPI
+
+
+def retry_delay(attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:
+    """Seconds before asking for the same page again (``attempt`` counts from 0).
+
+    Opsgenie's ``Retry-After`` is honoured (bounded, so a bogus hour does not hang the
+    command); without one, exponential backoff with full jitter so parallel runs spread.
+    """
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+    return rng() * min(MAX_BACKOFF, 0.5 * 2.0**attempt)
+
+
+async def resolve(relay: Relay, service: str) -> Target:
+    """The service object by name or id, with an API key: 404/409 before any work starts."""
     found = await relay.store.find_service_object(service)
     if found is None:
         raise NotFound(f"unknown service object: {service}")
     api = api_for(relay.http, found)
     if api is None:
         raise Conflict(f"service object {found.name} has no Opsgenie API key")
+    return Target(id=found.id, name=found.name, api=api)
+
+
+async def backfill(relay: Relay, *, service: str, since_seconds: float, dry_run: bool) -> Report:
+    """Fold every alert created in the last ``since_seconds`` into the outbox (or list them)."""
+    target = await resolve(relay, service)
+    steps = backfill_steps(relay, target, since_seconds=since_seconds, dry_run=dry_run)
+    last = [step async for step in steps][-1]
+    assert isinstance(last, Report)  # backfill_steps always ends with its report
+    return last
+
+
+async def backfill_steps(
+    relay: Relay,
+    target: Target,
+    *,
+    since_seconds: float,
+    dry_run: bool,
+) -> AsyncIterator[Progress | Report]:
+    """A ``Progress`` after each page, then the ``Report``: streamed to a watching operator.
+
+    Pages are asked oldest first from a fixed ``createdAt`` lower bound, so alerts created
+    while it runs land after the last offset instead of shifting earlier pages; folding
+    is idempotent, so a rerun or a webhook racing a page changes nothing twice.
+    """
     now = relay.clock()
     since_ns = int((now - since_seconds) * 1e9)
-    report = Report(service=found.name, since=iso8601(since_ns), dry_run=dry_run)
-    # Opsgenie's search syntax takes epoch milliseconds for createdAt.
-    query = f"createdAt >= {since_ns // 1_000_000}"
-    async for data in _alerts(api, query):
-        report.alerts.append(await _fold(relay, data, service_id=found.id, dry_run=dry_run))
-    if not dry_run and any(a["outcome"] == "accepted" for a in report.alerts):
-        relay.worker.wake()
+    report = Report(service=target.name, since=iso8601(since_ns), dry_run=dry_run)
+    # Opsgenie's search syntax: "createdAt : Unix timestamp in milliseconds", with < and >.
+    query = f"createdAt>{since_ns // 1_000_000 - 1}"
+    counts: Counter[str] = Counter()
+    retries = 0
+    offset = 0
+    page_number = 0
+    while offset < MAX_ALERTS:
+        page, attempts = await _page(target.api, query, offset)
+        retries += attempts
+        page_number += 1
+        for data in page.alerts:
+            folded = await _fold(relay, data, service_id=target.id, dry_run=dry_run)
+            counts[folded["outcome"]] += 1
+            report.alerts.append(folded)
+        if not dry_run and counts["accepted"]:
+            relay.worker.wake()  # deliver as pages land, not only at the end
+        yield Progress(page_number, len(report.alerts), dict(counts), retries)
+        if not page.has_more or not page.alerts:
+            break
+        offset += PAGE_SIZE
     log.info(
         "backfill finished",
-        extra={"service_id": found.id, "dry_run": dry_run, **report.as_json()["counts"]},
+        extra={
+            "service_id": target.id,
+            "dry_run": dry_run,
+            "pages": page_number,
+            "retries": retries,
+            **report.as_json()["counts"],
+        },
     )
-    return report
+    yield report
 
 
-async def _alerts(api: OpsgenieAPI, query: str) -> AsyncIterator[dict[str, Any]]:
-    offset = 0
-    while offset < MAX_ALERTS:
+async def _page(api: OpsgenieAPI, query: str, offset: int) -> tuple[AlertPage, int]:
+    """One page and how many retries it took; a 429/5xx/network error is asked again."""
+    attempt = 0
+    while True:
         try:
-            page = await api.list_alerts(query, limit=PAGE_SIZE, offset=offset)
+            return await api.list_alerts(query, limit=PAGE_SIZE, offset=offset), attempt
+        except OpsgenieRetryable as error:
+            if attempt + 1 >= PAGE_ATTEMPTS:
+                raise OpsgenieUnavailable(
+                    f"Opsgenie alert list failed {PAGE_ATTEMPTS} times: {error.message}"
+                ) from None
+            delay = retry_delay(attempt, error.retry_after, random.random)
+            log.warning(
+                "Opsgenie alert list failed, retrying",
+                extra={"offset": offset, "error": error.message, "delay": delay},
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
         except OpsgenieAPIError as error:
             raise OpsgenieUnavailable(f"Opsgenie alert list failed: {error.message}") from None
-        for data in page.alerts:
-            yield data
-        if not page.has_more or not page.alerts:
-            return
-        offset += PAGE_SIZE
 
 
 async def _fold(

@@ -18,16 +18,16 @@ import binascii
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from service.auth import Access, admin_access
-from service.backfill import backfill
+from service.backfill import Progress, Target, backfill, backfill_steps, resolve
 from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.settings import parse_duration
@@ -39,6 +39,8 @@ log = logging.getLogger("service.deliveries_api")
 
 PATH = "/api/v1/deliveries"
 BACKFILL_PATH = "/api/v1/backfill"
+#: ``Accept`` of a backfill that wants a progress line per page (the CLI's progress bar).
+NDJSON = "application/x-ndjson"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 #: How much history one ``GET /{reference_id}`` shows; enough for any night's story.
@@ -160,8 +162,29 @@ class DeliveriesAPI:
     async def _backfill(self, request: Request, access: Access) -> Response:
         body = await read_body(request, self._relay.settings.max_body_bytes)
         service, since, dry_run = _backfill_request(body)
-        report = await backfill(self._relay, service=service, since_seconds=since, dry_run=dry_run)
-        return JSONResponse({"data": report.as_json()})
+        if NDJSON not in request.headers.get("accept", ""):
+            report = await backfill(
+                self._relay, service=service, since_seconds=since, dry_run=dry_run
+            )
+            return JSONResponse({"data": report.as_json()})
+        # Resolved before the 200 is sent, so an unknown service is still a plain 404.
+        target = await resolve(self._relay, service)
+        lines = self._backfill_lines(target, since_seconds=since, dry_run=dry_run)
+        return StreamingResponse(lines, media_type=NDJSON)
+
+    async def _backfill_lines(
+        self, target: Target, *, since_seconds: float, dry_run: bool
+    ) -> AsyncIterator[str]:
+        """``{"progress": ...}`` per page, then ``{"data": report}`` or ``{"errors": [...]}``:
+        once the 200 is sent, a failure can only be told in the last line."""
+        steps = backfill_steps(self._relay, target, since_seconds=since_seconds, dry_run=dry_run)
+        try:
+            async for step in steps:
+                key = "progress" if isinstance(step, Progress) else "data"
+                yield json.dumps({key: step.as_json()}) + "\n"
+        except RelayError as exc:
+            log.error("backfill failed", extra={"route": "backfill", "error": exc.message})
+            yield json.dumps({"errors": [exc.message], "status": exc.status_code}) + "\n"
 
 
 def _backfill_request(body: bytes) -> tuple[str, float, bool]:
@@ -351,15 +374,30 @@ def openapi_paths() -> dict[str, Any]:
             "post": {
                 **common,
                 "summary": "Fold a service object's alerts since a time into the outbox",
-                "description": 'Body: {"service": NAME, "since": "7d", "dry_run": false}',
-                "responses": responses(
-                    {
-                        "400": "Bad body",
-                        "404": "Unknown service object",
-                        "409": "The service object has no Opsgenie API key",
-                        "502": "Opsgenie did not list the alerts",
-                    }
+                "description": (
+                    'Body: {"service": NAME, "since": "7d", "dry_run": false}. With'
+                    f" Accept: {NDJSON} the 200 streams one line per page"
+                    ' ({"progress": {page, alerts_seen, counts, retries}}), then'
+                    ' {"data": report}, or {"errors": [...], "status": 502} if Opsgenie'
+                    " fails after streaming began."
                 ),
+                "responses": {
+                    **responses(
+                        {
+                            "400": "Bad body",
+                            "404": "Unknown service object",
+                            "409": "The service object has no Opsgenie API key",
+                            "502": "Opsgenie did not list the alerts",
+                        }
+                    ),
+                    "200": {
+                        "description": "The report, or (NDJSON) progress lines then the report",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            NDJSON: {"schema": {"type": "string"}},
+                        },
+                    },
+                },
             }
         },
         PATH + "/retry-failed": {

@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
 import httpx
 
-from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, PATH
+from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, NDJSON, PATH
 from service.errors import ConfigError, Conflict, NotFound, RelayError
 from service.mapping import Rules, load_rules
 from service.settings import Settings
 from service.store import Status
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
-#: A backfill pages through Opsgenie before it answers.
+#: A backfill streams a line per Opsgenie page; a page may wait out rate limits.
 BACKFILL_TIMEOUT = httpx.Timeout(300.0, connect=3.0)
 
 
@@ -76,17 +76,46 @@ class RelayAPI:
             body = response.json()
         except ValueError:
             body = {}
-        errors = body.get("errors") if isinstance(body, dict) else None
-        message = errors[0] if errors else f"HTTP {response.status_code}"
-        if response.status_code == 403:
-            raise ConfigError(f"the relay refused the admin keys ({message})")
-        if response.status_code == 404:
-            raise NotFound(message)
-        if response.status_code == 409:
-            raise Conflict(message)
-        if response.status_code != 200:
-            raise CommandFailed(f"the relay answered {response.status_code}: {message}")
+        _raise_for(response.status_code, body)
         return body
+
+    def stream(
+        self, path: str, body: dict[str, Any], *, timeout: httpx.Timeout
+    ) -> Iterator[dict[str, Any]]:
+        """POST asking for NDJSON and yield each line's object as it arrives."""
+        headers = {"Accept": NDJSON}
+        try:
+            with self._client.stream(
+                "POST", path, json=body, headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    try:
+                        refusal = response.json()
+                    except ValueError:
+                        refusal = {}
+                    _raise_for(response.status_code, refusal)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise CommandFailed(f"lost the relay at {self.base_url}: {exc}") from None
+        except ValueError:
+            raise CommandFailed("the relay streamed a line that is not JSON") from None
+
+
+def _raise_for(status_code: int, body: Any) -> None:
+    """The relay's refusal as the named error the exit code follows."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    message = errors[0] if errors else f"HTTP {status_code}"
+    if status_code == 403:
+        raise ConfigError(f"the relay refused the admin keys ({message})")
+    if status_code == 404:
+        raise NotFound(message)
+    if status_code == 409:
+        raise Conflict(message)
+    if status_code != 200:
+        raise CommandFailed(f"the relay answered {status_code}: {message}")
 
 
 def list_deliveries(api: RelayAPI, status: str | None, limit: int) -> list[dict[str, Any]]:
@@ -164,6 +193,41 @@ def delivery_text(d: dict[str, Any]) -> str:
     events = [(e["received_at"], e["action"]) for e in d["events"]]
     lines += ["", "events:", table(events, ("RECEIVED_AT", "ACTION")) if events else "none"]
     return "\n".join(lines)
+
+
+def progress_line(progress: dict[str, Any]) -> str:
+    """The status line redrawn in place (carriage return): a busy week takes minutes."""
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in progress["counts"].items())
+    line = f"backfill: page {progress['page']}, {progress['alerts_seen']} alerts"
+    if counts:
+        line += f" ({counts})"
+    if progress.get("retries"):
+        line += f", {progress['retries']} retries"
+    return line
+
+
+def run_backfill(api: RelayAPI, document: dict[str, Any], err: TextIO) -> dict[str, Any]:
+    """Stream the backfill; redraw a progress line on ``err`` only when it is a terminal."""
+    draw = err.isatty()
+    width = 0
+    report: dict[str, Any] | None = None
+    try:
+        for line in api.stream(BACKFILL_PATH, document, timeout=BACKFILL_TIMEOUT):
+            if "progress" in line and draw:
+                text = progress_line(line["progress"])
+                err.write("\r" + text.ljust(width))
+                err.flush()
+                width = len(text)
+            elif "data" in line:
+                report = line["data"]
+            elif "errors" in line:
+                raise CommandFailed(f"backfill failed: {line['errors'][0]}")
+    finally:
+        if width:
+            err.write("\n")
+    if report is None:
+        raise CommandFailed("the relay ended the backfill without a report")
+    return report
 
 
 def backfill_text(report: dict[str, Any]) -> str:
@@ -291,7 +355,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: 
     try:
         api = RelayAPI.from_environ(environ, args.url)
         try:
-            out.write(_call(api, args) + "\n")
+            out.write(_call(api, args, err) + "\n")
         finally:
             api.close()
     except ConfigError as error:
@@ -303,7 +367,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: 
     return 0
 
 
-def _call(api: RelayAPI, args: argparse.Namespace) -> str:
+def _call(api: RelayAPI, args: argparse.Namespace, err: TextIO) -> str:
     if args.command == "deliveries":
         if args.limit < 1:
             raise ConfigError("--limit: must be at least 1")
@@ -314,7 +378,7 @@ def _call(api: RelayAPI, args: argparse.Namespace) -> str:
         return json.dumps(shown, indent=2) if args.json else delivery_text(shown)
     if args.command == "backfill":
         document = {"service": args.service, "since": args.since, "dry_run": args.dry_run}
-        report = api.call("POST", BACKFILL_PATH, body=document, timeout=BACKFILL_TIMEOUT)["data"]
+        report = run_backfill(api, document, err)
         return json.dumps(report, indent=2) if args.json else backfill_text(report)
     if args.all_failed:
         answer = api.call("POST", f"{PATH}/retry-failed")

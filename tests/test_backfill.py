@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import io
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,9 +15,13 @@ from prometheus_client import CollectorRegistry
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+import service.backfill
 from service.app import create_app
+from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
+from service.deliveries_api import NDJSON
+from service.operate import CommandFailed, progress_line, run_backfill
 from service.settings import Settings
-from tests.conftest import DX_TOKEN
+from tests.conftest import DX_TOKEN, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
@@ -88,7 +95,9 @@ def test_dry_run_then_backfill_delivers(
     assert report["counts"] == {"new": 3}
     assert fake_dx.requests == []
     query = opsgenie.seen("/v2/alerts")[0].query["query"]
-    assert query.startswith("createdAt >= ")
+    assert query.startswith("createdAt>")
+    assert int(query.removeprefix("createdAt>")) < now_ms - 6 * 86400_000  # since 7d
+    assert opsgenie.seen("/v2/alerts")[0].query["order"] == "asc"
 
     real = run(client).json()["data"]
     assert real["counts"] == {"accepted": 3}
@@ -117,7 +126,237 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
     assert run(client, since=-5).status_code == 400
     assert run(client, dry_run="yes").status_code == 400
     assert run(client, headers=READ).status_code == 403
-    opsgenie.fail_next(1, status=500)
+    opsgenie.fail_next(1, status=400, path="/v2/alerts")  # not worth asking again: at once
     failed = run(client)
     assert failed.status_code == 502
     assert "Opsgenie" in failed.json()["errors"][0]
+    opsgenie.rate_limit_next(service.backfill.PAGE_ATTEMPTS, retry_after=0, path="/v2/alerts")
+    exhausted = run(client)
+    assert exhausted.status_code == 502
+    assert f"failed {service.backfill.PAGE_ATTEMPTS} times" in exhausted.json()["errors"][0]
+
+
+def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:
+    assert retry_delay(0, 2.5, lambda: 0.99) == 2.5
+    assert retry_delay(3, 0.0, lambda: 0.99) == 0.0
+    assert retry_delay(0, 10_000.0, lambda: 0.5) == MAX_RETRY_AFTER
+    assert retry_delay(0, None, lambda: 1.0) == 0.5
+    assert retry_delay(2, None, lambda: 1.0) == 2.0
+    assert retry_delay(2, None, lambda: 0.25) == 0.5  # full jitter
+    assert retry_delay(20, None, lambda: 1.0) == MAX_BACKOFF
+    assert retry_delay(20, None, lambda: 0.0) == 0.0
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Five alerts a page, so a dozen alerts make several pages."""
+    monkeypatch.setattr(service.backfill, "PAGE_SIZE", 5)
+    return 5
+
+
+def test_rate_limit_and_outage_mid_way_are_waited_out(
+    client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie, small_pages: int
+) -> None:
+    now_ms = int(time.time() * 1000)
+    for n in range(12):
+        opsgenie.add(api_alert(f"r-{n:02}", created_ms=now_ms - 3600_000 + n))
+    answered: dict[int, float] = {}
+
+    async def before_list(offset: int) -> None:
+        answered.setdefault(offset, time.monotonic())
+        if offset == small_pages:  # page 2 answers; page 3 is refused twice first
+            opsgenie.rate_limit_next(1, retry_after=1.0, path="/v2/alerts")
+            opsgenie.fail_next(1, status=503, path="/v2/alerts")
+
+    opsgenie.before_list = before_list
+    response = run(client)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["counts"] == {"accepted": 12}
+    offsets = [r.query["offset"] for r in opsgenie.seen("/v2/alerts")]
+    assert offsets == ["0", "5", "10", "10", "10"]
+    assert answered[10] - answered[5] >= 1.0  # Retry-After honoured (then a short backoff)
+    for n in range(12):
+        wait_for(lambda n=n: fake_dx.incident(f"opsgenie-r-{n:02}"), message=f"r-{n:02}")
+
+
+def webhook(action: str, alert_id: str, created_ms: int, updated_ms: int) -> dict[str, Any]:
+    """Opsgenie's sample ``action`` webhook for ``alert_id`` (``updatedAt`` in nanoseconds)."""
+    body = copy.deepcopy(sample(action))
+    body["alert"].update(
+        alertId=alert_id,
+        alias=f"alias-{alert_id}",
+        createdAt=created_ms,
+        updatedAt=updated_ms * 1_000_000,
+        message="disk full on db-1",
+    )
+    return body
+
+
+def test_webhooks_racing_the_backfill_leave_each_alert_once_in_its_latest_state(
+    client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie, small_pages: int
+) -> None:
+    base_ms = int(time.time() * 1000) - 3600_000
+    created = {f"w-{n:02}": base_ms + n * 1000 for n in range(12)}
+    for alert_id, created_ms in created.items():
+        opsgenie.add(api_alert(alert_id, created_ms=created_ms))
+    # Opsgenie's copy is newer than the Create webhook that arrived before the backfill.
+    opsgenie.add(
+        api_alert(
+            "w-02", created_ms=created["w-02"], updated_ms=created["w-02"] + 500, message="new"
+        )
+    )
+
+    def send(action: str, alert_id: str, after_ms: int) -> dict[str, Any]:
+        """Close in Opsgenie's copy too (as the real account would), then the webhook."""
+        created_ms = created[alert_id]
+        if action == "Close":
+            closed = api_alert(
+                alert_id,
+                created_ms=created_ms,
+                updated_ms=created_ms + after_ms,
+                status="closed",
+                close_after_ms=after_ms,
+            )
+            opsgenie.add(closed)
+        return webhook(action, alert_id, created_ms, created_ms + after_ms)
+
+    for alert_id in ("w-00", "w-01", "w-02", "w-08"):
+        stale = webhook("Create", alert_id, created[alert_id], created[alert_id])
+        assert client.post("/webhooks/opsgenie", json=stale, headers=auth()).status_code < 300
+
+    async def during(offset: int) -> None:
+        """Between pages: w-01 (already folded) and w-08 (on this page) close meanwhile."""
+        if offset != small_pages:
+            return
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as relay:
+            for alert_id in ("w-01", "w-08"):
+                answer = await relay.post(
+                    "/webhooks/opsgenie", json=send("Close", alert_id, 2000), headers=auth()
+                )
+                assert answer.status_code < 300
+
+    opsgenie.before_list = during
+    first = run(client).json()["data"]
+    assert "invalid" not in first["counts"]
+    assert len(first["alerts"]) == 12
+    opsgenie.before_list = None
+    # Opsgenie's copy of w-01 changed after its page was read: the next run learns it...
+    again = run(client).json()["data"]
+    assert [a["alert_id"] for a in again["alerts"] if a["outcome"] == "accepted"] == ["w-01"]
+    # ...and a run with nothing new in Opsgenie changes nothing.
+    third = run(client).json()["data"]
+    assert "accepted" not in third["counts"]
+    closed_after = send("Close", "w-10", 3000)
+    assert client.post("/webhooks/opsgenie", json=closed_after, headers=auth()).status_code < 300
+
+    resolved = {"w-01", "w-08", "w-10"}
+
+    def latest() -> bool:
+        for alert_id in created:
+            incident = fake_dx.incident(f"opsgenie-{alert_id}")
+            if incident is None or (incident["resolved_at"] is not None) != (alert_id in resolved):
+                return False
+        return True
+
+    wait_for(latest, message="every alert in DX in its latest state")
+    assert sorted(fake_dx.incidents) == sorted(f"opsgenie-{a}" for a in created)
+    incident = fake_dx.incident("opsgenie-w-02")
+    assert incident is not None
+    assert incident["name"] == "new"
+
+
+def test_streams_a_progress_line_per_page(
+    client: TestClient, opsgenie: FakeOpsgenie, small_pages: int
+) -> None:
+    now_ms = int(time.time() * 1000)
+    for n in range(7):
+        opsgenie.add(api_alert(f"s-{n}", created_ms=now_ms - 1000 + n))
+    body = {"service": "payments", "since": "7d"}
+    response = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(NDJSON)
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["progress"]["page"] for line in lines[:-1]] == [1, 2]
+    assert lines[1]["progress"] == {
+        "page": 2,
+        "alerts_seen": 7,
+        "counts": {"accepted": 7},
+        "retries": 0,
+    }
+    assert lines[-1]["data"]["counts"] == {"accepted": 7}
+    unknown = client.post(
+        PATH, json={**body, "service": "nobody"}, headers={"Accept": NDJSON, **FULL}
+    )
+    assert unknown.status_code == 404  # refused before streaming starts
+
+    opsgenie.before_list = None
+    opsgenie.fail_next(1, status=400, path="/v2/alerts")
+    failed = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
+    assert failed.status_code == 200  # the first page failed after the 200 was sent
+    last = json.loads(failed.text.splitlines()[-1])
+    assert last["status"] == 502
+    assert "Opsgenie" in last["errors"][0]
+
+
+class Terminal(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+class StreamingRelay:
+    """``RelayAPI.stream`` replaying lines, for the CLI's renderer."""
+
+    def __init__(self, lines: list[dict[str, Any]]) -> None:
+        self.lines = lines
+
+    def stream(self, path: str, body: dict[str, Any], **_: Any) -> Iterator[dict[str, Any]]:
+        yield from self.lines
+
+
+PROGRESS = [
+    {"progress": {"page": 1, "alerts_seen": 100, "counts": {"accepted": 100}, "retries": 0}},
+    {
+        "progress": {
+            "page": 2,
+            "alerts_seen": 130,
+            "counts": {"accepted": 120, "unchanged": 10},
+            "retries": 1,
+        }
+    },
+]
+REPORT = {"data": {"counts": {"accepted": 120, "unchanged": 10}}}
+
+
+def test_progress_line() -> None:
+    assert progress_line(PROGRESS[0]["progress"]) == "backfill: page 1, 100 alerts (100 accepted)"
+    assert progress_line(PROGRESS[1]["progress"]) == (
+        "backfill: page 2, 130 alerts (120 accepted, 10 unchanged), 1 retries"
+    )
+
+
+def test_cli_draws_progress_only_on_a_terminal() -> None:
+    tty = Terminal(tty=True)
+    report = run_backfill(StreamingRelay([*PROGRESS, REPORT]), {}, tty)  # type: ignore[arg-type]
+    assert report == REPORT["data"]
+    drawn = tty.getvalue()
+    assert drawn.count("\r") == 2
+    assert drawn.endswith("10 unchanged), 1 retries\n")
+
+    piped = Terminal(tty=False)
+    run_backfill(StreamingRelay([*PROGRESS, REPORT]), {}, piped)  # type: ignore[arg-type]
+    assert piped.getvalue() == ""
+
+
+def test_cli_fails_on_an_error_line_after_progress() -> None:
+    failure = {"errors": ["Opsgenie alert list failed 5 times: Opsgenie answered 503"]}
+    tty = Terminal(tty=True)
+    with pytest.raises(CommandFailed, match="backfill failed: Opsgenie"):
+        run_backfill(StreamingRelay([PROGRESS[0], failure]), {}, tty)  # type: ignore[arg-type]
+    assert tty.getvalue().endswith("\n")  # the prompt does not land on the progress line
+    with pytest.raises(CommandFailed, match="without a report"):
+        run_backfill(StreamingRelay(PROGRESS), {}, tty)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,34 @@ def cli(relay: RelayProcess, *args: str, **env: str) -> subprocess.CompletedProc
     return subprocess.run(
         [str(RELAY), *args], env=environ, capture_output=True, text=True, timeout=30, check=False
     )
+
+
+def cli_on_terminal(relay: RelayProcess, *args: str) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal, as in an operator's shell: (code, out, err)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    environ.update({"RELAY_URL": relay.url, **KEYS})
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [str(RELAY), *args],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+    drawn = b""
+    try:
+        while chunk := os.read(controller, 4096):
+            drawn += chunk
+    except OSError:  # EIO: the terminal side is closed and drained
+        pass
+    finally:
+        os.close(controller)
+    return result.returncode, result.stdout, drawn.decode()
 
 
 @pytest.fixture
@@ -146,7 +175,15 @@ def test_backfill_recovers_missed_webhooks(
     real = cli(started, "backfill", "--service", "payments", "--since", "1d", "--json")
     assert real.returncode == 0, real.stderr
     assert json.loads(real.stdout)["counts"] == {"accepted": 1}
+    assert "\r" not in real.stderr  # no progress line into a pipe or a log file
     wait_for(lambda: fake_dx.incident("opsgenie-missed-1"), message="backfilled incident")
+
+    code, out, drawn = cli_on_terminal(
+        started, "backfill", "--service", "payments", "--since", "1d"
+    )
+    assert code == 0, drawn
+    assert "\rbackfill: page 1, 1 alerts (1 duplicate)" in drawn
+    assert "folded: 1 duplicate" in out
 
     unknown = cli(started, "backfill", "--service", "nobody", "--since", "1d")
     assert unknown.returncode == 1

@@ -8,7 +8,9 @@ Serve it in-process (``httpx.ASGITransport``) or on a socket (``UvicornThread``)
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 JSONObject = dict[str, Any]
+#: The part of Opsgenie's search syntax the relay uses: ``createdAt>MS [AND createdAt<MS]``.
+CREATED_TERM = re.compile(r"^createdAt\s*([<>])\s*(\d+)$")
 
 
 def iso(ms: int) -> str:
@@ -88,7 +92,11 @@ class FakeOpsgenie:
         self.account = account
         self.alerts: dict[str, JSONObject] = {}
         self.requests: list[SeenRequest] = []
-        self._failures: list[tuple[int, float | None]] = []
+        #: Queued ``(status, retry_after, path)``; a ``path`` failure waits for that path.
+        self._failures: list[tuple[int, float | None, str | None]] = []
+        #: Awaited with the offset before each list page is answered (not for failures):
+        #: lets a test change the account, or post webhooks, between pages.
+        self.before_list: Callable[[int], Awaitable[None]] | None = None
         self._lock = threading.Lock()
         self.app = Starlette(
             routes=[
@@ -102,15 +110,15 @@ class FakeOpsgenie:
         with self._lock:
             self.alerts[alert["id"]] = alert
 
-    def fail_next(self, n: int, status: int = 503) -> None:
-        """The next ``n`` requests answer ``status`` (a 5xx)."""
+    def fail_next(self, n: int, status: int = 503, *, path: str | None = None) -> None:
+        """The next ``n`` requests (to ``path`` only, if given) answer ``status`` (a 5xx)."""
         with self._lock:
-            self._failures.extend([(status, None)] * n)
+            self._failures.extend([(status, None, path)] * n)
 
-    def rate_limit_next(self, n: int, retry_after: float = 1.0) -> None:
-        """The next ``n`` requests answer 429 with ``Retry-After``."""
+    def rate_limit_next(self, n: int, retry_after: float = 1.0, *, path: str | None = None) -> None:
+        """The next ``n`` requests (to ``path`` only, if given) answer 429 with ``Retry-After``."""
         with self._lock:
-            self._failures.extend([(429, retry_after)] * n)
+            self._failures.extend([(429, retry_after, path)] * n)
 
     def seen(self, path: str) -> list[SeenRequest]:
         with self._lock:
@@ -125,11 +133,13 @@ class FakeOpsgenie:
                     request.method, request.url.path, dict(request.query_params), authorization
                 )
             )
-            failure = self._failures.pop(0) if self._failures else None
+            failure = next((f for f in self._failures if f[2] in (None, request.url.path)), None)
+            if failure is not None:
+                self._failures.remove(failure)
         if authorization != f"GenieKey {self.api_key}":
             return _error(401, "Could not authenticate")
         if failure is not None:
-            status, retry_after = failure
+            status, retry_after, _ = failure
             headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
             return _error(
                 status, "Rate limit exceeded" if status == 429 else "Server error", headers
@@ -162,13 +172,44 @@ class FakeOpsgenie:
             return _error(422, "limit and offset must be integers")
         if not 0 < limit <= 100 or offset < 0:
             return _error(422, "limit must be 1..100 and offset >= 0")
+        if request.query_params.get("sort", "createdAt") != "createdAt":
+            return _error(422, "only sort=createdAt is faked")
+        bounds = _created_bounds(request.query_params.get("query", ""))
+        if bounds is None:
+            return _error(422, "only createdAt>MS and createdAt<MS terms are faked")
+        if self.before_list is not None:
+            await self.before_list(offset)
+        low, high = bounds
         with self._lock:
-            everything = sorted(self.alerts.values(), key=lambda a: (a["createdAt"], a["id"]))
+            everything = sorted(
+                (a for a in self.alerts.values() if low < _created_ms(a) < high),
+                key=lambda a: (a["createdAt"], a["id"]),
+                reverse=request.query_params.get("order", "desc") == "desc",
+            )
         page = everything[offset : offset + limit]
         paging: JSONObject = {"first": str(request.url.include_query_params(offset=0))}
         if offset + limit < len(everything):
             paging["next"] = str(request.url.include_query_params(offset=offset + limit))
         return JSONResponse({"data": page, "paging": paging, "took": 0.01, "requestId": "r"})
+
+
+def _created_bounds(query: str) -> tuple[int, int] | None:
+    """``(after, before)`` epoch ms of an ``AND`` of createdAt terms; ``None``: unfaked."""
+    low, high = -1, 2**63
+    for term in filter(None, (t.strip() for t in query.split(" AND "))):
+        match = CREATED_TERM.match(term)
+        if match is None:
+            return None
+        if match[1] == ">":
+            low = max(low, int(match[2]))
+        else:
+            high = min(high, int(match[2]))
+    return low, high
+
+
+def _created_ms(alert: JSONObject) -> int:
+    moment = datetime.fromisoformat(alert["createdAt"].replace("Z", "+00:00"))
+    return round(moment.timestamp() * 1000)
 
 
 def _ok(data: Any) -> JSONResponse:
