@@ -28,12 +28,12 @@ from starlette.routing import Route
 
 from service.auth import Access, admin_access
 from service.backfill import Progress, Target, backfill, backfill_steps, resolve
+from service.bodies import read_json_object
 from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.settings import parse_duration
 from service.store import Attempt, Delivery, Status, StoredEvent
 from service.translate import AlertState, iso8601
-from service.webhooks import read_body
 
 log = logging.getLogger("service.deliveries_api")
 
@@ -160,8 +160,8 @@ class DeliveriesAPI:
         return JSONResponse({"retried": count})
 
     async def _backfill(self, request: Request, access: Access) -> Response:
-        body = await read_body(request, self._relay.settings.max_body_bytes)
-        service, since, dry_run = _backfill_request(body)
+        document = await read_json_object(request, self._relay.settings.max_body_bytes)
+        service, since, dry_run = _backfill_request(document)
         if NDJSON not in request.headers.get("accept", ""):
             report = await backfill(
                 self._relay, service=service, since_seconds=since, dry_run=dry_run
@@ -187,14 +187,8 @@ class DeliveriesAPI:
             yield json.dumps({"errors": [exc.message], "status": exc.status_code}) + "\n"
 
 
-def _backfill_request(body: bytes) -> tuple[str, float, bool]:
+def _backfill_request(document: dict[str, Any]) -> tuple[str, float, bool]:
     """``{"service": NAME, "since": "7d" or seconds, "dry_run": false}``."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise PayloadError("body: not valid JSON", field="body") from None
-    if not isinstance(document, dict):
-        raise PayloadError("body: must be a JSON object", field="body")
     service = document.get("service")
     if not isinstance(service, str) or not service.strip():
         raise PayloadError("service: required, a service object name or id", field="service")

@@ -10,7 +10,6 @@ carries the ``X-RateLimit-*`` headers Datadog clients read.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import uuid
@@ -25,10 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import Access, admin_access
+from service.bodies import read_json_object
 from service.errors import AuthError, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
-from service.webhooks import read_body
 
 log = logging.getLogger("service.services_api")
 
@@ -226,14 +225,7 @@ class ServicesAPI:
         return Response(status_code=204)
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        body = await read_body(request, self._relay.settings.max_body_bytes)
-        try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
-            raise PayloadError("body: not valid JSON", field="body") from None
-        if not isinstance(document, dict):
-            raise PayloadError("body: must be a JSON object", field="body")
-        return document
+        return await read_json_object(request, self._relay.settings.max_body_bytes)
 
     def _log(self, message: str, obj: ServiceObject, caller: Caller, **extra: Any) -> None:
         # Never the Opsgenie key: only what identifies the object and who changed it.

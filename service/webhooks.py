@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.auth import webhook_token_ok
-from service.errors import AuthError, BodyTooLarge, NotFound, RelayError
+from service.bodies import read_body
+from service.errors import AuthError, NotFound, RelayError
 from service.metrics import action_label
 from service.opsgenie import Action, parse_event
 from service.relay import Relay
@@ -22,21 +23,6 @@ from service.store import Incoming, Outcome
 from service.translate import fold, reference_id
 
 log = logging.getLogger("service.webhooks")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or ``BodyTooLarge`` as soon as it is known to exceed ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def receive(request: Request) -> JSONResponse:
