@@ -194,7 +194,7 @@ class Worker:
         return min(1.0, max(next_due - self._clock(), 0.0)) or 0.05
 
     def _launch(self, pending: Pending) -> None:
-        task = asyncio.create_task(self._deliver(pending), name=f"deliver {pending.reference_id}")
+        task = asyncio.create_task(self._guarded(pending), name=f"deliver {pending.reference_id}")
         self._inflight[pending.reference_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -202,6 +202,36 @@ class Worker:
             self._wakeup.set()
 
         task.add_done_callback(done)
+
+    async def _guarded(self, pending: Pending) -> None:
+        """A bug or a store hiccup in one delivery must not stop the others, nor leave the
+        reference due at once (the worker would spin on it): schedule it with backoff."""
+        try:
+            await self._deliver(pending)
+        except Exception as exc:
+            log.exception(
+                "delivery failed unexpectedly",
+                extra={"reference_id": pending.reference_id, "outcome": "error"},
+            )
+            now = self._clock()
+            delay = next_attempt_delay(
+                pending.attempts + 1, None, cap=self._max_backoff, rng=self._rng
+            )
+            with contextlib.suppress(Exception):
+                await self._store.record_retry(
+                    pending,
+                    request=pending.delivered_request or {},
+                    next_attempt_at=now + delay,
+                    attempt=Attempt(
+                        at=now,
+                        version=pending.version,
+                        outcome="error",
+                        http_status=None,
+                        error_code="internal_error",
+                        detail=type(exc).__name__,
+                        duration_seconds=0.0,
+                    ),
+                )
 
     async def _deliver(self, pending: Pending) -> None:
         assert self._dx is not None
