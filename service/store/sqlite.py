@@ -216,7 +216,8 @@ class SQLiteStore(SQLiteServiceObjects):
         def run(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "UPDATE alerts SET status = 'pending', attempts = 0, next_attempt_at = ?,"
-                " pending_since = ?, updated_at = ? WHERE status = 'failed'",
+                " pending_since = coalesce(pending_since, ?), updated_at = ?"
+                " WHERE status = 'failed'",
                 (now, now, now),
             ).rowcount
 
