@@ -220,7 +220,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self._store.record_retry(
                     pending,
-                    request=pending.delivered_request or {},
+                    request=None,
                     next_attempt_at=now + delay,
                     attempt=Attempt(
                         at=now,

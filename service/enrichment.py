@@ -194,7 +194,7 @@ class Enricher:
         status = error.http_status
         await self._store.record_retry(
             pending,
-            request=pending.delivered_request or {},
+            request=None,
             next_attempt_at=now + delay,
             attempt=Attempt(
                 at=now,

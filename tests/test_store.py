@@ -493,7 +493,7 @@ def test_record_retry_schedules_and_counts(db: Path) -> None:
 
         await store.record_retry(
             again,
-            request={"v": 1},
+            request=None,  # no DX request this time (Opsgenie enrichment waits)
             next_attempt_at=T0 + 90,
             attempt=attempt(again, T0 + 31, "retry", error_code="timeout"),
         )
@@ -501,6 +501,7 @@ def test_record_retry_schedules_and_counts(db: Path) -> None:
         assert delivery is not None
         assert (delivery.attempts, delivery.next_attempt_at) == (2, T0 + 90)
         assert delivery.last_error_code == "timeout"
+        assert delivery.last_request == {"v": 1}  # the last DX request is still the one shown
         # The alert is still pending: stats count it, from when it first became pending.
         stats = await store.stats()
         assert (stats.pending, stats.oldest_pending_since) == (1, T0)

@@ -158,8 +158,15 @@ class Store(Protocol):
     ) -> None: ...
 
     async def record_retry(
-        self, pending: Pending, *, request: dict[str, Any], next_attempt_at: float, attempt: Attempt
-    ) -> None: ...
+        self,
+        pending: Pending,
+        *,
+        request: dict[str, Any] | None,
+        next_attempt_at: float,
+        attempt: Attempt,
+    ) -> None:
+        """Schedule another try; ``request`` is None when no DX request was made."""
+        ...
 
     async def record_failed(
         self, pending: Pending, *, request: dict[str, Any], attempt: Attempt

@@ -142,14 +142,20 @@ class SQLiteStore(SQLiteServiceObjects):
         await self._write(run)
 
     async def record_retry(
-        self, pending: Pending, *, request: dict[str, Any], next_attempt_at: float, attempt: Attempt
+        self,
+        pending: Pending,
+        *,
+        request: dict[str, Any] | None,
+        next_attempt_at: float,
+        attempt: Attempt,
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             _insert_attempt(conn, pending.reference_id, attempt)
             conn.execute(
                 "UPDATE alerts SET attempts = attempts + 1,"
                 " next_attempt_at = CASE WHEN version = :v THEN :next ELSE :now END,"
-                " last_error_code = :code, last_error = :detail, last_request = :req,"
+                " last_error_code = :code, last_error = :detail,"
+                " last_request = coalesce(:req, last_request),"
                 " updated_at = :now WHERE reference_id = :ref AND status = 'pending'",
                 {
                     "v": pending.version,
@@ -157,7 +163,7 @@ class SQLiteStore(SQLiteServiceObjects):
                     "now": attempt.at,
                     "code": attempt.error_code,
                     "detail": attempt.detail,
-                    "req": json.dumps(request),
+                    "req": None if request is None else json.dumps(request),
                     "ref": pending.reference_id,
                 },
             )
