@@ -98,23 +98,29 @@ def test_no_secret_in_any_log_line(relay: Callable[..., RelayProcess], fake_dx: 
         == 404
     )
 
-    # DX: a permanent rejection, retryable failures, a 429 and an ok:false answer.
+    # DX: a permanent rejection, retryable failures, a 429 and an ok:false answer. The fake's
+    # switches answer whichever request comes next, so each is armed only once DX is idle.
+    def status(ref: str) -> str:
+        return str(
+            client.get(f"{DELIVERIES}/opsgenie-{ref}", headers=READ).json()["data"]["status"]
+        )
+
+    def settled() -> bool:
+        return first.metric("relay_outbox_pending") == 0
+
+    wait_for(settled, message="the first deliveries done")
     fake_dx.reject("opsgenie-rejected", "invalid_arguments")
     first.post(create("rejected"))
+    wait_for(lambda: status("rejected") == "failed", message="permanent rejection recorded")
     fake_dx.fail_next(2)
     first.post(create("flaky"))
+    wait_for(lambda: fake_dx.incident("opsgenie-flaky") is not None, message="flaky delivered")
     fake_dx.rate_limit_next(1, retry_after=0.1)
     first.post(create("limited"))
+    wait_for(lambda: fake_dx.incident("opsgenie-limited") is not None, message="after a 429")
     fake_dx.ok_false_next(1, "metadata_invalid")
     first.post(create("ok-false"))
-    wait_for(
-        lambda: (
-            client.get(f"{DELIVERIES}/opsgenie-rejected", headers=READ).json()["data"]["status"]
-            == "failed"
-        ),
-        message="permanent rejection recorded",
-    )
-    wait_for(lambda: fake_dx.incident("opsgenie-flaky") is not None, message="flaky delivered")
+    wait_for(lambda: status("ok-false") == "failed", message="ok:false recorded")
 
     # Admin: good, read-only and wrong keys on deliveries and service objects.
     assert client.get(DELIVERIES, headers=READ).status_code == 200
