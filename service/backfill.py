@@ -37,7 +37,7 @@ from service.opsgenie import Action, event_from_api_alert
 from service.opsgenie_api import AlertPage, OpsgenieAPI, api_for
 from service.relay import Relay
 from service.store import Incoming
-from service.translate import fold, iso8601, reference_id
+from service.translate import iso8601, reference_id
 
 log = logging.getLogger("service.backfill")
 
@@ -232,7 +232,7 @@ async def _fold(
             raw=raw,
             received_at=received,
         )
-        outcome = (await relay.store.accept(incoming, lambda old: fold(old, event))).value
+        outcome = (await relay.store.accept(incoming)).value
     log.info(
         "alert backfilled",
         extra={

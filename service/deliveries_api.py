@@ -290,7 +290,9 @@ def summary(delivery: Delivery) -> dict[str, Any]:
         "last_error_code": delivery.last_error_code,
         "last_error": delivery.last_error,
         "updated_at": _time(delivery.updated_at),
-        "message": delivery.state.message.value if delivery.state.message else None,
+        "message": (
+            delivery.state.message.value if delivery.state and delivery.state.message else None
+        ),
     }
 
 
@@ -309,7 +311,7 @@ def detail(
 ) -> dict[str, Any]:
     return {
         **summary(delivery),
-        "alert": alert_summary(delivery.state),
+        "alert": alert_summary(delivery.state) if delivery.state else None,
         "last_request": delivery.last_request,
         "last_response": _json_or_text(delivery.last_response),
         "history": [

@@ -19,7 +19,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import httpx
 
@@ -35,7 +34,7 @@ from service.metrics import Metrics
 from service.opsgenie import Action, event_from_api_alert
 from service.opsgenie_api import ServiceAccount, ServiceObjects, api_for
 from service.store import Attempt, Incoming, Outcome, Pending, Store
-from service.translate import AlertState, fold
+from service.translate import AlertState
 
 log = logging.getLogger("service.enrichment")
 
@@ -109,10 +108,8 @@ class Enricher:
             return self._skip(pending, "attempts exhausted")
         try:
             data = await api.get_alert(state.alert_id)
-            event = replace(
-                event_from_api_alert(data, received_ns=int(self._clock() * 1e9)),
-                alert_id=state.alert_id,
-            )
+            # Read now, so an unusable answer fails here and is never stored.
+            event_from_api_alert(data, received_ns=int(self._clock() * 1e9))
         except OpsgenieRetryable as error:
             return await self._retry_later(pending, error)
         except (OpsgeniePermanent, PayloadError) as error:
@@ -139,7 +136,7 @@ class Enricher:
             received_at=self._clock(),
         )
         try:
-            outcome = await self._store.accept(incoming, lambda old: fold(old, event))
+            outcome = await self._store.accept(incoming)
         except StoreUnavailable as error:
             log.warning(
                 "enriched state not stored; delivering what the relay has",

@@ -15,7 +15,6 @@ from service.store import OutboxStats
 
 WEBHOOK_OUTCOMES = (
     "accepted",
-    "unchanged",
     "duplicate",
     "ignored",
     "invalid",

@@ -263,7 +263,7 @@ def document() -> dict[str, Any]:
                     "properties": {
                         "outcome": {
                             "type": "string",
-                            "enum": ["accepted", "unchanged", "duplicate", "ignored"],
+                            "enum": ["accepted", "duplicate", "ignored"],
                         },
                         "reference_id": {"type": "string"},
                     },

@@ -20,7 +20,7 @@ from service.metrics import action_label
 from service.opsgenie import Action, parse_event
 from service.relay import Relay
 from service.store import Incoming, Outcome
-from service.translate import fold, reference_id
+from service.translate import reference_id
 
 log = logging.getLogger("service.webhooks")
 
@@ -64,7 +64,7 @@ async def receive(request: Request) -> JSONResponse:
             raw=body.decode("utf-8", errors="replace"),
             received_at=received,
         )
-        outcome = await relay.store.accept(incoming, lambda old: fold(old, event))
+        outcome = await relay.store.accept(incoming)
     except RelayError as error:
         outcome_label = _error_outcome(error)
         metrics.webhooks.labels(action_label(action), outcome_label).inc()

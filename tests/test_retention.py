@@ -1,4 +1,5 @@
-"""Raw events expire in small batches; alert state stays, so late events still fold."""
+"""Raw events expire in small batches, each folded into its alert's state before it goes,
+so the state stays and late events still fold onto it."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter
 from starlette.testclient import TestClient
 
-from service.opsgenie import parse_event
 from service.retention import BATCH, Pruner
 from service.store import Incoming
 from service.store.sqlite import SQLiteStore
-from service.translate import fold
 from tests.conftest import auth, sample
 
 DAY = 86400.0
@@ -40,17 +39,16 @@ def event(alert_id: str, action: str, n: int) -> dict[str, Any]:
 
 async def accept(store: SQLiteStore, body: dict[str, Any], received_at: float, key: str) -> None:
     raw = json.dumps(body).encode()
-    parsed = parse_event(raw, received_ns=int(received_at * 1e9))
     incoming = Incoming(
-        reference_id=f"opsgenie-{parsed.alert_id}",
-        alert_id=parsed.alert_id,
+        reference_id=f"opsgenie-{body['alert']['alertId']}",
+        alert_id=body["alert"]["alertId"],
         action=body["action"],
         service_id=None,
         dedup_key=key,
         raw=raw.decode(),
         received_at=received_at,
     )
-    await store.accept(incoming, lambda old: fold(old, parsed))
+    await store.accept(incoming)
 
 
 def with_store(tmp_path: Path, clock: Clock, scenario: Callable[[SQLiteStore], Awaitable[T]]) -> T:
@@ -87,6 +85,7 @@ def test_prunes_only_expired_events_and_keeps_alert_state(tmp_path: Path) -> Non
         await accept(store, event("old", "Close", 2), clock.now, "c")
         delivery = await store.get("opsgenie-old")
         assert delivery is not None
+        assert delivery.state is not None
         assert delivery.state.closed
         message = delivery.state.message.value if delivery.state.message else None
         after = [e.action for e in await store.events("old", limit=10)]

@@ -88,3 +88,55 @@ def test_writes_after_close_are_refused(tmp_path: Path) -> None:
             await engine.ping()
 
     asyncio.run(scenario())
+
+
+def test_rows_for_one_bulk_write_share_one_call_per_batch(tmp_path: Path) -> None:
+    """Queued rows reach their bulk function together, and each caller gets its own
+    result back; a bulk write that fails fails its rows only, not the batch's other jobs."""
+    calls: list[list[int]] = []
+    started, release = threading.Event(), threading.Event()
+
+    def insert_all(conn: sqlite3.Connection, values: list[int]) -> list[int]:
+        calls.append(values)
+        conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
+        return [v * 10 for v in values]
+
+    def broken(conn: sqlite3.Connection, values: list[int]) -> list[int]:
+        conn.execute("INSERT INTO t VALUES (1000)")
+        raise ValueError("bug in a bulk write")
+
+    def block(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    async def scenario() -> tuple[list[object], int]:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        try:
+            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            blocker = asyncio.ensure_future(engine._write(block))
+            await asyncio.to_thread(started.wait, 10)  # what follows queues as one batch
+            queued = [
+                *(asyncio.ensure_future(engine._write_row(insert_all, v)) for v in (1, 2, 3)),
+                asyncio.ensure_future(engine._write_row(broken, 7)),
+                asyncio.ensure_future(
+                    engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (4)").rowcount)
+                ),
+            ]
+            await asyncio.sleep(0)
+            release.set()
+            await blocker
+            results = await asyncio.gather(*queued, return_exceptions=True)
+            total = await engine._read(
+                lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
+            )
+            return list(results), total
+        finally:
+            await engine.close()
+
+    results, total = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert calls == [[1, 2, 3]]
+    assert results[:3] == [10, 20, 30]
+    assert isinstance(results[3], ValueError)
+    assert results[4] == 1
+    assert total == 1 + 2 + 3 + 4  # the broken bulk write's insert was rolled back

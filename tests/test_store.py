@@ -2,8 +2,8 @@
 
 Every test drives ``SQLiteStore`` through its public methods inside ``asyncio.run`` and
 checks the file with a separate ``sqlite3`` connection, as another process would. Tests
-that need the writer thread busy block it inside a ``fold`` callback (which runs on the
-writer) and release it with a ``threading.Event``: no sleeps, no timing assumptions.
+that need the writer thread busy block it inside a write job (which runs on the writer)
+and release it with a ``threading.Event``: no sleeps, no timing assumptions.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import pytest
 from service.errors import StoreUnavailable
 from service.opsgenie import parse_event
 from service.store import Attempt, Incoming, Outcome, Pending, Status
+from service.store import sqlite as sqlite_store
 from service.store.sqlite import MIGRATIONS, SQLiteStore, connect
-from service.translate import AlertState, fold
+from service.translate import AlertState, dump_state, fold
 from tests.conftest import sample
 
 T = TypeVar("T")
-Fold = Callable[[AlertState | None], AlertState]
 T0 = 1_700_000_000.0
 CREATE = sample("Create")
 
@@ -52,9 +52,7 @@ def body(alert_id: str, n: int = 0, *, action: str = "Create", **alert: Any) -> 
     return document
 
 
-def event(
-    document: dict[str, Any], *, received_at: float = T0, raw: str | None = None
-) -> tuple[Incoming, Fold]:
+def event(document: dict[str, Any], *, received_at: float = T0, raw: str | None = None) -> Incoming:
     """What the webhook handler hands to ``accept`` for this body."""
     text = json.dumps(document) if raw is None else raw
     parsed = parse_event(text.encode(), received_ns=int(received_at * 1e9))
@@ -67,12 +65,11 @@ def event(
         raw=text,
         received_at=received_at,
     )
-    return incoming, lambda old: fold(old, parsed)
+    return incoming
 
 
 async def put(store: SQLiteStore, document: dict[str, Any], *, at: float = T0) -> Outcome:
-    incoming, folder = event(document, received_at=at)
-    return await store.accept(incoming, folder)
+    return await store.accept(event(document, received_at=at))
 
 
 def attempt(pending: Pending, at: float, outcome: str, **fields: Any) -> Attempt:
@@ -119,20 +116,19 @@ def count(path: Path, table: str, where: str = "1", *args: object) -> int:
 
 
 class Gate:
-    """Holds the writer thread inside a ``fold`` until released."""
+    """Holds the writer thread inside a write job until released."""
 
     def __init__(self) -> None:
         self._entered = threading.Event()
         self._release = threading.Event()
 
-    def holding(self, inner: Fold) -> Fold:
-        def blocked(old: AlertState | None) -> AlertState:
+    def hold(self, store: SQLiteStore) -> asyncio.Future[None]:
+        def blocked(conn: sqlite3.Connection) -> None:
             self._entered.set()
             if not self._release.wait(10):
                 raise AssertionError("gate never released")
-            return inner(old)
 
-        return blocked
+        return asyncio.ensure_future(store._write(blocked))
 
     async def entered(self) -> None:
         if not await asyncio.to_thread(self._entered.wait, 10):
@@ -234,35 +230,63 @@ def test_open_creates_missing_directories(tmp_path: Path) -> None:
 
 
 def test_accept_outcomes(db: Path) -> None:
-    folds: list[str] = []
-
-    async def scenario(store: SQLiteStore) -> list[Outcome]:
+    async def scenario(store: SQLiteStore) -> tuple[list[Outcome], AlertState | None]:
         outcomes = []
         create = body("a1")
         for raw in (json.dumps(create), json.dumps(create)):
-            incoming, folder = event(create, raw=raw)
+            outcomes.append(await store.accept(event(create, raw=raw)))
+        # The same facts in a different body (a replay with other formatting): stored, and
+        # folded later into the same state.
+        outcomes.append(await store.accept(event(create, raw=json.dumps(create, indent=2))))
+        [pending] = await store.due(now=T0, limit=10, exclude=())
+        return outcomes, pending.state
 
-            def counting(old: AlertState | None, folder: Fold = folder) -> AlertState:
-                folds.append("fold")
-                return folder(old)
-
-            outcomes.append(await store.accept(incoming, counting))
-        # The same facts in a different body (a replay with other formatting): stored, but
-        # the state does not change.
-        incoming, folder = event(create, raw=json.dumps(create, indent=2))
-        outcomes.append(await store.accept(incoming, folder))
-        # New facts.
-        outcomes.append(await put(store, body("a1", 60, action="AddNote", message="new")))
-        return outcomes
-
-    outcomes = run_store(db, scenario)
-    assert outcomes == [Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.UNCHANGED, Outcome.ACCEPTED]
-    assert folds == ["fold"]  # a duplicate is recognised before folding
-    assert count(db, "events") == 3  # the duplicate wrote nothing; the replay is kept
+    outcomes, state = run_store(db, scenario)
+    assert outcomes == [Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.ACCEPTED]
+    assert count(db, "events") == 2  # the duplicate wrote nothing; the replay is kept
     assert count(db, "alerts") == 1
     with other_process(db) as conn:
-        version = conn.execute("SELECT version FROM alerts").fetchone()[0]
-    assert version == 2  # the replay did not bump the version
+        version, folded_through = conn.execute(
+            "SELECT version, folded_through FROM alerts"
+        ).fetchone()
+        last_event = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+    assert version == 2  # each stored event makes the reference due again
+    assert folded_through == last_event  # the claim folded both, and recorded that
+    once = parse_event(json.dumps(body("a1")).encode(), received_ns=int(T0 * 1e9))
+    assert state == fold(None, once)  # the replay taught nothing new
+
+
+def test_accept_writes_only_the_raw_event(db: Path) -> None:
+    """Intake does no folding: the state is JSON null until the worker claims it."""
+    run_store(db, lambda store: put(store, body("a1")))
+    with other_process(db) as conn:
+        assert conn.execute("SELECT state, folded_through FROM alerts").fetchone() == (
+            "null",
+            0,
+        )
+
+
+def test_one_batch_with_many_events_for_one_alert(db: Path) -> None:
+    """A commit's multi-row upsert bumps the version once per event, in order, and the
+    same body twice in one batch is stored once."""
+
+    async def scenario(store: SQLiteStore) -> list[Outcome]:
+        gate = Gate()
+        held = gate.hold(store)
+        await gate.entered()  # everything below queues into one batch
+        documents = [body("a1", i, action="AddNote", message=f"m{i}") for i in range(100)]
+        accepts = [asyncio.ensure_future(put(store, d)) for d in documents]
+        accepts.append(asyncio.ensure_future(put(store, documents[7])))  # a duplicate
+        await asyncio.sleep(0)
+        await gate.release()
+        await held
+        return list(await asyncio.gather(*accepts))
+
+    outcomes = run_store(db, scenario)
+    assert outcomes == [Outcome.ACCEPTED] * 100 + [Outcome.DUPLICATE]
+    with other_process(db) as conn:
+        assert conn.execute("SELECT version FROM alerts").fetchone()[0] == 100
+    assert count(db, "events") == 100
 
 
 def test_a_duplicate_writes_nothing(db: Path) -> None:
@@ -310,46 +334,48 @@ def test_concurrent_events_for_one_alert_all_fold(db: Path) -> None:
         )
         delivery = await store.get("opsgenie-a1")
         assert delivery is not None
+        assert delivery.state is not None  # folded on read: nothing has claimed it yet
         assert delivery.state.message is not None
         assert delivery.state.message.value == "m49"  # the latest updatedAt wins
         return outcomes, delivery.version
 
     outcomes, version = run_store(db, scenario)
     assert count(db, "events") == 50
-    assert version == outcomes.count(Outcome.ACCEPTED)
+    assert version == outcomes.count(Outcome.ACCEPTED) == 50
 
 
-def test_a_failing_job_does_not_sink_the_others_in_its_batch(db: Path) -> None:
-    class FoldBug(Exception):
+def test_a_failing_job_does_not_sink_the_intake_in_its_batch(db: Path) -> None:
+    class Bug(Exception):
         pass
 
-    def broken(old: AlertState | None) -> AlertState:
-        raise FoldBug("bug in fold")
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES ('k', 'opsgenie-bad', 'bad', 'Create', 0, '{}')"
+        )
+        raise Bug("bug in a write job")
 
     async def scenario(store: SQLiteStore) -> list[object]:
         gate = Gate()
-        incoming, folder = event(body("first"))
-        first = asyncio.ensure_future(store.accept(incoming, gate.holding(folder)))
+        held = gate.hold(store)
         await gate.entered()  # the writer is busy: what follows queues up as one batch
-        bad, _ = event(body("bad"))
         results: list[object] = list(
             await asyncio.gather(
-                store.accept(bad, broken),
+                store._write(broken),
                 put(store, body("good-1")),
                 put(store, body("good-2")),
-                gate.release(),  # runs after the three accepts have queued their jobs
+                gate.release(),  # runs after the three writes have queued their jobs
                 return_exceptions=True,
             )
         )
-        results.insert(0, await first)
-        return results[:4]
+        await held
+        return results[:3]
 
-    first, bad, good_1, good_2 = run_store(db, scenario)
-    assert isinstance(bad, FoldBug)
-    assert [first, good_1, good_2] == [Outcome.ACCEPTED] * 3
+    bad, good_1, good_2 = run_store(db, scenario)
+    assert isinstance(bad, Bug)
+    assert [good_1, good_2] == [Outcome.ACCEPTED] * 2
     assert count(db, "events", "alert_id = 'bad'") == 0  # its insert was rolled back
-    assert count(db, "alerts", "alert_id IN ('first', 'good-1', 'good-2')") == 3
-    assert count(db, "alerts", "alert_id = 'bad'") == 0
+    assert count(db, "alerts", "alert_id IN ('good-1', 'good-2')") == 2
 
 
 # ---- the outbox ----------------------------------------------------------------------------
@@ -763,12 +789,13 @@ def test_prune_events_removes_only_old_events(db: Path) -> None:
         assert await store.prune_events(before=T0 + 2) == 2  # strictly older only
         assert [e.action for e in await store.events("a1", limit=10)] == ["Close"]
         assert await store.prune_events(before=T0 + 2) == 0
-        # The alert's state is kept: a late replay of a pruned event is still recognised
-        # as teaching nothing new.
+        # The pruned events were folded before they went: the state still knows them.
         delivery = await store.get("opsgenie-a1")
         assert delivery is not None
+        assert delivery.state is not None
         assert delivery.state.closed
-        assert await put(store, body("a1"), at=T0 + 3) is Outcome.UNCHANGED
+        assert delivery.state.acknowledged is not None
+        assert delivery.state.acknowledged.value is True
 
     run_store(db, scenario)
 
@@ -806,14 +833,15 @@ def test_a_write_queued_while_closing_fails_instead_of_hanging(db: Path) -> None
         store = SQLiteStore(db, clock=Clock())
         await store.open()
         gate = Gate()
-        incoming, folder = event(body("first"))
-        first = asyncio.ensure_future(store.accept(incoming, gate.holding(folder)))
+        held = gate.hold(store)
+        first = asyncio.ensure_future(put(store, body("first")))
         await gate.entered()
         closing = asyncio.ensure_future(store.close())
         late = asyncio.ensure_future(put(store, body("late")))
         # Tasks start in order: the close queues its stop, then the late write queues its
         # job, both while the writer is still held; only then does the gate open.
         await asyncio.ensure_future(gate.release())
+        await held
         outcome = await first
         await closing
         try:
@@ -848,3 +876,63 @@ def test_a_locked_database_is_reported_as_store_unavailable(db: Path) -> None:
     assert outcome is Outcome.ACCEPTED
     assert elapsed < 10  # the busy timeout, not forever
     assert count(db, "events") == 2
+
+
+def test_a_database_from_the_fold_at_intake_build_is_upgraded(db: Path) -> None:
+    """Builds before schema 3 folded at intake: their states already hold every stored
+    event, so the upgrade marks those folded and a claim does not fold them again."""
+    create = body("a1")
+    parsed = parse_event(json.dumps(create).encode(), received_ns=int(T0 * 1e9))
+    old_state = fold(None, parsed)
+    with other_process(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, script in enumerate(MIGRATIONS[:2], start=1):
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        conn.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES ('k1', 'opsgenie-a1', 'a1', 'Create', ?, ?)",
+            (T0, json.dumps(create)),
+        )
+        conn.execute(
+            "INSERT INTO alerts (reference_id, alert_id, state, version, status,"
+            " next_attempt_at, pending_since, changed_at, updated_at)"
+            " VALUES ('opsgenie-a1', 'a1', ?, 1, 'pending', ?, ?, ?, ?)",
+            (json.dumps(dump_state(old_state)), T0, T0, T0, T0),
+        )
+
+    async def scenario(store: SQLiteStore) -> Pending:
+        [pending] = await store.due(now=T0, limit=10, exclude=())
+        return pending
+
+    pending = run_store(db, scenario)
+    assert pending.state == old_state
+    with other_process(db) as conn:
+        assert conn.execute("SELECT folded_through FROM alerts").fetchone()[0] == 1
+
+
+def test_a_claim_folds_a_huge_backlog_over_several_rounds(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One claim folds at most ``FOLD_BUDGET`` events, so one alert with a long backlog
+    cannot hold the writer (and intake behind it) for long; later claims go on from there."""
+    monkeypatch.setattr(sqlite_store, "FOLD_BUDGET", 10)
+
+    async def scenario(store: SQLiteStore) -> list[list[Pending]]:
+        await asyncio.gather(
+            *(put(store, body("a1", i, action="AddNote", message=f"m{i}")) for i in range(25))
+        )
+        await put(store, body("a2"), at=T0 + 1)  # due after a1
+        return [await store.due(now=T0 + 1, limit=10, exclude=()) for _ in range(4)]
+
+    rounds = run_store(db, scenario)
+    assert [[p.reference_id for p in claimed] for claimed in rounds] == [
+        [],  # 10 of a1's 25 events folded
+        [],  # 20
+        ["opsgenie-a1", "opsgenie-a2"],  # all 25, then a2's one
+        ["opsgenie-a1", "opsgenie-a2"],  # nothing left to fold: claimed at once
+    ]
+    final = rounds[2][0].state.message
+    assert final is not None
+    assert final.value == "m24"

@@ -7,7 +7,7 @@ changing. Records are plain frozen values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol, TypedDict
@@ -29,8 +29,7 @@ class Status(StrEnum):
 class Outcome(StrEnum):
     """What ``accept`` did with an event."""
 
-    ACCEPTED = "accepted"  # stored, and the alert's state changed
-    UNCHANGED = "unchanged"  # stored, but it taught nothing new (older or replayed data)
+    ACCEPTED = "accepted"  # stored; its alert is due for folding and delivery
     DUPLICATE = "duplicate"  # the same event was stored before; nothing written
 
 
@@ -92,7 +91,8 @@ class Delivery:
     last_request: dict[str, Any] | None
     last_response: str | None
     updated_at: float
-    state: AlertState
+    #: Folded from every stored event; None only if none of them could be read.
+    state: AlertState | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,13 +144,17 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
 
-    async def accept(
-        self, incoming: Incoming, fold: Callable[[AlertState | None], AlertState]
-    ) -> Outcome:
-        """Store the event and fold it into the alert's state; durable on return."""
+    async def accept(self, incoming: Incoming) -> Outcome:
+        """Store the event and mark its alert due; durable on return.
+
+        Nothing is folded here: that is the costly part, and a webhook waits for this.
+        """
         ...
 
-    async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]: ...
+    async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]:
+        """Claim references due for delivery, their states folded up to the newest event."""
+        ...
+
     async def next_due_at(self) -> float | None: ...
 
     async def record_delivered(

@@ -6,11 +6,13 @@ intake, the worker and operators never hold the database for long.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
+from service.retention import BATCH as PRUNE_BATCH
 from service.store import (
     Attempt,
     Delivery,
@@ -21,9 +23,12 @@ from service.store import (
     Status,
     StoredEvent,
 )
+from service.store.folding import StoredRow, replay
 from service.store.sqlite_engine import MIGRATIONS, SQLiteEngine, connect, migrate
 from service.store.sqlite_services import SQLiteServiceObjects
 from service.translate import AlertState, dump_state, load_state
+
+T = TypeVar("T")
 
 __all__ = ["MIGRATIONS", "SQLiteEngine", "SQLiteStore", "connect", "migrate"]
 
@@ -31,82 +36,47 @@ __all__ = ["MIGRATIONS", "SQLiteEngine", "SQLiteStore", "connect", "migrate"]
 class SQLiteStore(SQLiteServiceObjects):
     """``Store`` on a local SQLite file."""
 
-    async def accept(
-        self, incoming: Incoming, fold: Callable[[AlertState | None], AlertState]
-    ) -> Outcome:
-        def run(conn: sqlite3.Connection) -> Outcome:
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO events (dedup_key, reference_id, alert_id, action,"
-                " service_id, received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    incoming.dedup_key,
-                    incoming.reference_id,
-                    incoming.alert_id,
-                    incoming.action,
-                    incoming.service_id,
-                    incoming.received_at,
-                    incoming.raw,
-                ),
-            ).rowcount
-            if not inserted:
-                return Outcome.DUPLICATE
-            row = conn.execute(
-                "SELECT state FROM alerts WHERE reference_id = ?", (incoming.reference_id,)
-            ).fetchone()
-            old = None if row is None else load_state(json.loads(row["state"]))
-            new = fold(old)
-            if new == old:
-                return Outcome.UNCHANGED
-            now = incoming.received_at
-            state = json.dumps(dump_state(new), separators=(",", ":"))
-            conn.execute(
-                "INSERT INTO alerts (reference_id, alert_id, service_id, state, version, status,"
-                " next_attempt_at, pending_since, changed_at, updated_at)"
-                " VALUES (:ref, :alert, :service, :state, 1, 'pending', :now, :now, :now, :now)"
-                " ON CONFLICT (reference_id) DO UPDATE SET state = :state,"
-                " version = version + 1, status = 'pending', attempts = 0,"
-                " service_id = coalesce(:service, service_id),"
-                " next_attempt_at = :now, pending_since = coalesce(pending_since, :now),"
-                " changed_at = :now, updated_at = :now",
-                {
-                    "ref": incoming.reference_id,
-                    "alert": incoming.alert_id,
-                    "service": incoming.service_id,
-                    "state": state,
-                    "now": now,
-                },
-            )
-            return Outcome.ACCEPTED
-
-        return await self._write(run)
+    async def accept(self, incoming: Incoming) -> Outcome:
+        return await self._write_row(_accept_all, incoming)
 
     async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]:
         skip = frozenset(exclude)
 
         def run(conn: sqlite3.Connection) -> list[Pending]:
             rows = conn.execute(
-                "SELECT reference_id, service_id, state, version, attempts, delivered_version,"
-                " pending_since, delivered_request FROM alerts"
+                "SELECT reference_id, service_id, state, folded_through, version, attempts,"
+                " delivered_version, pending_since, delivered_request FROM alerts"
                 " WHERE status = 'pending' AND next_attempt_at <= ?"
                 " ORDER BY next_attempt_at LIMIT ?",
                 (now, limit + len(skip)),
             ).fetchall()
-            rows = [row for row in rows if row["reference_id"] not in skip][:limit]
-            return [
-                Pending(
-                    reference_id=row["reference_id"],
-                    service_id=row["service_id"],
-                    state=load_state(json.loads(row["state"])),
-                    version=row["version"],
-                    attempts=row["attempts"],
-                    ever_delivered=row["delivered_version"] > 0,
-                    pending_since=row["pending_since"],
-                    delivered_request=_json_or_none(row["delivered_request"]),
+            budget = FOLD_BUDGET
+            claimed = []
+            for row in [row for row in rows if row["reference_id"] not in skip][:limit]:
+                state, folded, complete = _fold_stored(conn, row, budget=budget, persist=True)
+                budget -= folded
+                if not complete:
+                    break  # the rest is folded (and delivered) in the next round
+                if state is None:
+                    _mark_unreadable(conn, row["reference_id"], now)
+                    continue
+                claimed.append(
+                    Pending(
+                        reference_id=row["reference_id"],
+                        service_id=row["service_id"],
+                        state=state,
+                        version=row["version"],
+                        attempts=row["attempts"],
+                        ever_delivered=row["delivered_version"] > 0,
+                        pending_since=row["pending_since"],
+                        delivered_request=_json_or_none(row["delivered_request"]),
+                    )
                 )
-                for row in rows
-            ]
+                if budget <= 0:
+                    break
+            return claimed
 
-        return await self._read(run)
+        return await self._write(run)
 
     async def next_due_at(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
@@ -245,7 +215,7 @@ class SQLiteStore(SQLiteServiceObjects):
             row = conn.execute(
                 "SELECT * FROM alerts WHERE reference_id = ?", (reference_id,)
             ).fetchone()
-            return None if row is None else _delivery(row)
+            return None if row is None else _delivery(conn, row)
 
         return await self._read(run)
 
@@ -259,7 +229,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 " ORDER BY reference_id LIMIT :limit",
                 {"status": status, "after": after, "limit": limit},
             ).fetchall()
-            return [_delivery(row) for row in rows]
+            return [_delivery(conn, row) for row in rows]
 
         return await self._read(run)
 
@@ -299,13 +269,175 @@ class SQLiteStore(SQLiteServiceObjects):
 
     async def prune_events(self, *, before: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
+            # The state must have learnt from an event before the event may go (events
+            # are only ever left unfolded this long while DX is unreachable).
+            unfolded = conn.execute(
+                "SELECT reference_id, state, folded_through FROM alerts WHERE reference_id IN"
+                " (SELECT e.reference_id FROM events e JOIN alerts a USING (reference_id)"
+                " WHERE e.received_at < ? AND e.id > a.folded_through LIMIT ?)",
+                (before, PRUNE_BATCH),
+            ).fetchall()
+            budget = FOLD_BUDGET
+            for row in unfolded:
+                _, folded, complete = _fold_stored(conn, row, budget=budget, persist=True)
+                budget -= folded
+                if not complete or budget <= 0:
+                    break
             return conn.execute(
-                "DELETE FROM events WHERE id IN"
-                " (SELECT id FROM events WHERE received_at < ? LIMIT 1000)",
-                (before,),
+                "DELETE FROM events WHERE id IN (SELECT e.id FROM events e"
+                " JOIN alerts a ON a.reference_id = e.reference_id"
+                " WHERE e.received_at < ? AND e.id <= a.folded_through LIMIT ?)",
+                (before, PRUNE_BATCH),
             ).rowcount
 
         return await self._write(run)
+
+
+#: Stored events the worker folds per claim at most, so one alert with a huge backlog of
+#: events holds the writer (and with it intake) for milliseconds, not seconds.
+FOLD_BUDGET = 2000
+
+
+def _accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]:
+    """Store a commit's worth of webhooks with a few multi-row statements.
+
+    Each SQLite call makes the writer win the GIL back from the event loop, so a batch
+    costs a handful of calls whatever its size, instead of several per event.
+    """
+    seen: set[str] = set()
+    for keys in _chunks([incoming.dedup_key for incoming in batch]):
+        lookup, _, _ = _statements(len(keys))
+        seen.update(row[0] for row in conn.execute(lookup, keys))
+    outcomes, fresh = [], []
+    for incoming in batch:
+        if incoming.dedup_key in seen:
+            outcomes.append(Outcome.DUPLICATE)
+        else:
+            seen.add(incoming.dedup_key)  # the same body twice in one batch
+            fresh.append(incoming)
+            outcomes.append(Outcome.ACCEPTED)
+    for chunk in _chunks(fresh):
+        _, insert_events, upsert_alerts = _statements(len(chunk))
+        conn.execute(
+            insert_events,
+            [
+                value
+                for i in chunk
+                for value in (
+                    i.dedup_key,
+                    i.reference_id,
+                    i.alert_id,
+                    i.action,
+                    i.service_id,
+                    i.received_at,
+                    i.raw,
+                )
+            ],
+        )
+        conn.execute(
+            upsert_alerts,
+            [
+                value
+                for i in chunk
+                for value in (
+                    i.reference_id,
+                    i.alert_id,
+                    i.service_id,
+                    i.received_at,
+                    i.received_at,
+                    i.received_at,
+                    i.received_at,
+                )
+            ],
+        )
+    return outcomes
+
+
+@functools.cache
+def _statements(n: int) -> tuple[str, str, str]:
+    """For ``n`` rows: the duplicate lookup, the events insert and the alerts upsert.
+
+    Only placeholders are formatted in; every value is bound. Rows for one reference in
+    the same upsert apply in order: the first inserts, the next ones bump the version,
+    as separate statements would.
+    """
+    keys = ", ".join("?" * n)
+    events = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    alerts = ", ".join(["(?, ?, ?, 'null', 1, 'pending', ?, ?, ?, ?)"] * n)
+    return (
+        f"SELECT dedup_key FROM events WHERE dedup_key IN ({keys})",  # noqa: S608
+        "INSERT INTO events (dedup_key, reference_id, alert_id, action, service_id,"  # noqa: S608
+        f" received_at, raw) VALUES {events}",
+        "INSERT INTO alerts (reference_id, alert_id, service_id, state, version, status,"  # noqa: S608
+        f" next_attempt_at, pending_since, changed_at, updated_at) VALUES {alerts}"
+        " ON CONFLICT (reference_id) DO UPDATE SET version = version + 1,"
+        " status = 'pending', attempts = 0,"
+        " service_id = coalesce(excluded.service_id, service_id),"
+        " next_attempt_at = excluded.next_attempt_at,"
+        " pending_since = coalesce(pending_since, excluded.pending_since),"
+        " changed_at = excluded.changed_at, updated_at = excluded.updated_at",
+    )
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    """Slices of power-of-two sizes up to 64: few distinct statements to prepare and
+    cache, and far below SQLite's limit on bound variables."""
+    start = 0
+    while start < len(items):
+        size = min(64, 1 << ((len(items) - start).bit_length() - 1))
+        yield items[start : start + size]
+        start += size
+
+
+def _fold_stored(
+    conn: sqlite3.Connection, row: sqlite3.Row, *, budget: int | None, persist: bool
+) -> tuple[AlertState | None, int, bool]:
+    """The reference's state with up to ``budget`` not yet folded events folded in, how
+    many that took, and whether none are left. With ``persist`` the result is written
+    back, so no event is folded twice; an operator's read folds without writing."""
+    events = [
+        StoredRow(*event)
+        for event in conn.execute(
+            "SELECT id, reference_id, alert_id, action, received_at, raw FROM events"
+            " WHERE reference_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (row["reference_id"], row["folded_through"], -1 if budget is None else budget + 1),
+        )
+    ]
+    complete = budget is None or len(events) <= budget
+    if not complete:
+        events = events[:budget]
+    state = load_state_text(row["state"])
+    if events:
+        state = replay(state, events)
+        if persist and state is not None:
+            conn.execute(
+                "UPDATE alerts SET state = ?, folded_through = ? WHERE reference_id = ?",
+                (
+                    json.dumps(dump_state(state), separators=(",", ":")),
+                    events[-1].id,
+                    row["reference_id"],
+                ),
+            )
+    return state, len(events), complete
+
+
+def _mark_unreadable(conn: sqlite3.Connection, reference_id: str, now: float) -> None:
+    conn.execute(
+        "UPDATE alerts SET status = 'failed', next_attempt_at = NULL, last_error_code = ?,"
+        " last_error = ?, updated_at = ? WHERE reference_id = ?",
+        (
+            "unreadable_events",
+            "none of the alert's stored events could be read; see the relay's log",
+            now,
+            reference_id,
+        ),
+    )
+
+
+def load_state_text(text: str) -> AlertState | None:
+    """A stored state column (JSON ``null`` until the first fold)."""
+    data = json.loads(text)
+    return None if data is None else load_state(data)
 
 
 def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attempt) -> None:
@@ -329,7 +461,8 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
+def _delivery(conn: sqlite3.Connection, row: sqlite3.Row) -> Delivery:
+    state, _, _ = _fold_stored(conn, row, budget=None, persist=False)
     return Delivery(
         reference_id=row["reference_id"],
         alert_id=row["alert_id"],
@@ -344,5 +477,5 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         last_request=_json_or_none(row["last_request"]),
         last_response=row["last_response"],
         updated_at=row["updated_at"],
-        state=load_state(json.loads(row["state"])),
+        state=state,
     )

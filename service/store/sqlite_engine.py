@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from service.errors import StoreUnavailable
 
 R = TypeVar("R")
+T = TypeVar("T")
 log = logging.getLogger("service.store")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -85,6 +86,14 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL
     );
     """,
+    # Intake stores raw events only; states are folded later, up to ``folded_through``
+    # (an events.id). Rows written by earlier builds were folded at intake.
+    """
+    ALTER TABLE alerts ADD COLUMN folded_through INTEGER NOT NULL DEFAULT 0;
+    UPDATE alerts SET folded_through = coalesce(
+        (SELECT max(id) FROM events WHERE events.reference_id = alerts.reference_id), 0);
+    CREATE INDEX events_by_reference ON events (reference_id, id);
+    """,
 )
 
 
@@ -119,39 +128,85 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 @dataclass(slots=True)
 class _Job:
+    """One write with its own savepoint."""
+
     run: Callable[[sqlite3.Connection], Any]
-    future: Future[Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Row:
+    """One item for a bulk write: every ``_Row`` in a batch with the same ``run`` is
+    written by a single ``run(conn, items)`` call, which returns one result per item."""
+
+    run: Callable[[sqlite3.Connection, list[Any]], list[Any]]
+    item: Any
+    future: asyncio.Future[Any]
+
+
+_Outcomes = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+
+
+def _settle(outcomes: _Outcomes) -> None:
+    """Runs on the event loop: hands each caller its result (skipping callers that left)."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+
+def _store_error(error: BaseException) -> BaseException:
+    if isinstance(error, sqlite3.Error):
+        return StoreUnavailable(f"database write failed: {error}")
+    return error
 
 
 class _Writer(threading.Thread):
-    """Owns the only writing connection; commits queued jobs in batches."""
+    """Owns the only writing connection; commits queued jobs in batches.
 
-    def __init__(self, path: Path, max_batch: int) -> None:
+    The writer shares the GIL with the event loop, and every SQLite call hands the GIL
+    over and has to win it back, which under load can cost up to a switch interval
+    each. So a batch makes as few calls as it can: bulk rows become one multi-row
+    statement per commit, and all callers are answered with a single loop callback.
+    """
+
+    def __init__(self, path: Path, max_batch: int, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="store-writer", daemon=True)
         self._path = path
         self._max_batch = max_batch
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._loop = loop
+        self.jobs: queue.SimpleQueue[_Job | _Row | None] = queue.SimpleQueue()
         self.ready: Future[None] = Future()
         self._lock = threading.Lock()
         self._stopped = False
 
-    def submit(self, job: _Job) -> None:
+    def submit(self, job: _Job | _Row) -> None:
         with self._lock:
             if self._stopped:
                 raise StoreUnavailable("store is closed")
             self.jobs.put(job)
 
+    def _answer(self, outcomes: _Outcomes) -> None:
+        if outcomes:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                self._loop.call_soon_threadsafe(_settle, outcomes)
+
     def _refuse_rest(self) -> None:
         """Stop taking jobs; fail those queued behind the stop instead of leaving them hanging."""
         with self._lock:
             self._stopped = True
+        refused: _Outcomes = []
         while True:
             try:
                 job = self.jobs.get_nowait()
             except queue.Empty:
-                return
-            if job is not None and job.future.set_running_or_notify_cancel():
-                job.future.set_exception(StoreUnavailable("store is closed"))
+                break
+            if job is not None:
+                refused.append((job.future, None, StoreUnavailable("store is closed")))
+        self._answer(refused)
 
     def run(self) -> None:
         try:
@@ -164,16 +219,18 @@ class _Writer(threading.Thread):
         self.ready.set_result(None)
         try:
             while (batch := self._next_batch()) is not None:
-                # A caller that gave up (its request was cancelled) gets nothing written;
-                # the rest are marked running, so they can no longer be cancelled.
-                live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+                # A caller that gave up (its request was cancelled) gets nothing written.
+                # Reading ``cancelled()`` here races with the loop, harmlessly: a write
+                # whose caller leaves a moment later is kept, and only ever stored twice
+                # over (a retried webhook is a duplicate), never lost.
+                live = [job for job in batch if not job.future.cancelled()]
                 if live:
-                    self._commit(conn, live)
+                    self._answer(self._commit(conn, live))
         finally:
             conn.close()
             self._refuse_rest()
 
-    def _next_batch(self) -> list[_Job] | None:
+    def _next_batch(self) -> list[_Job | _Row] | None:
         first = self.jobs.get()
         if first is None:
             return None
@@ -189,20 +246,34 @@ class _Writer(threading.Thread):
             batch.append(job)
         return batch
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job | _Row]) -> _Outcomes:
+        outcomes: _Outcomes = []
+        bulk: dict[Callable[[sqlite3.Connection, list[Any]], list[Any]], list[_Row]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
+                if isinstance(job, _Row):
+                    bulk.setdefault(job.run, []).append(job)
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
-                    result = job.run(conn)
+                    outcomes.append((job.future, job.run(conn), None))
                 except Exception as exc:  # one bad job must not sink the batch
                     conn.execute("ROLLBACK TO job")
-                    outcomes.append((job, None, exc))
-                else:
-                    outcomes.append((job, result, None))
+                    outcomes.append((job.future, None, _store_error(exc)))
                 conn.execute("RELEASE job")
+            for run, rows in bulk.items():
+                conn.execute("SAVEPOINT bulk")
+                try:
+                    results = run(conn, [row.item for row in rows])
+                    answers = [(row.future, r, None) for row, r in zip(rows, results, strict=True)]
+                except Exception as exc:  # nor one bad bulk write the other jobs
+                    conn.execute("ROLLBACK TO bulk")
+                    error = _store_error(exc)
+                    outcomes.extend((row.future, None, error) for row in rows)
+                else:
+                    outcomes.extend(answers)
+                conn.execute("RELEASE bulk")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store commit failed", extra={"error": str(exc)})
@@ -210,16 +281,8 @@ class _Writer(threading.Thread):
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             failure = StoreUnavailable(f"database write failed: {exc}")
-            for job in batch:
-                job.future.set_exception(failure)
-            return
-        for job, result, error in outcomes:
-            if error is None:
-                job.future.set_result(result)
-            elif isinstance(error, sqlite3.Error):
-                job.future.set_exception(StoreUnavailable(f"database write failed: {error}"))
-            else:
-                job.future.set_exception(error)
+            return [(job.future, None, failure) for job in batch]
+        return outcomes
 
 
 class SQLiteEngine:
@@ -237,7 +300,7 @@ class SQLiteEngine:
     async def open(self) -> None:
         if self.path.parent != Path():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Writer(self.path, self._max_batch)
+        self._writer = _Writer(self.path, self._max_batch, asyncio.get_running_loop())
         self._writer.start()
         await asyncio.wrap_future(self._writer.ready)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
@@ -257,9 +320,17 @@ class SQLiteEngine:
     async def _write(self, run: Callable[[sqlite3.Connection], R]) -> R:
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("store is not open")
-        future: Future[R] = Future()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._writer.submit(_Job(run, future))
-        return await asyncio.wrap_future(future)
+        return await future
+
+    async def _write_row(self, run: Callable[[sqlite3.Connection, list[T]], list[R]], item: T) -> R:
+        """Queue ``item`` for ``run``, which writes all items queued for it in one call."""
+        if self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("store is not open")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._writer.submit(_Row(run, item, future))
+        return await future
 
     async def _read(self, run: Callable[[sqlite3.Connection], R]) -> R:
         if self._reader is None:
