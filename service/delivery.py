@@ -115,7 +115,11 @@ class Worker:
         self._rules = rules
         self._accounts = accounts
         self._metrics = metrics
-        self._concurrency = concurrency
+        self._sending = asyncio.Semaphore(concurrency)
+        # References in hand: twice the requests DX may have open, so a slot freed by
+        # an answer is taken at once, not after that delivery's record and the next
+        # claim have each waited for a commit.
+        self._claim_limit = 2 * concurrency
         self._limiter = RateLimiter(rate_limit)
         self._max_backoff = max_backoff
         self._clock = clock
@@ -180,14 +184,14 @@ class Worker:
         now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
-        free = self._concurrency - len(self._inflight)
+        free = self._claim_limit - len(self._inflight)
         if free > 0:
             for pending in await self._store.due(
                 now=now, limit=free, exclude=tuple(self._inflight)
             ):
                 self._launch(pending)
-        if len(self._inflight) >= self._concurrency:
-            return 1.0  # a finishing request sets the wakeup
+        if len(self._inflight) >= self._claim_limit:
+            return 1.0  # a finishing delivery sets the wakeup
         next_due = await self._store.next_due_at()
         if next_due is None:
             return 1.0
@@ -316,10 +320,11 @@ class Worker:
 
     async def _with_retries(self, send: Callable[[], Awaitable[Any]], ref: str, method: str) -> Any:
         async def attempt() -> Any:
-            await self._limiter.acquire()
-            started = time.monotonic()
             try:
-                result = await send()
+                async with self._sending:  # at most ``concurrency`` requests open at DX
+                    await self._limiter.acquire()
+                    started = time.monotonic()
+                    result = await send()
             except DeliveryError as error:
                 self._observe(method, error, time.monotonic() - started)
                 if isinstance(error, RetryableError) and error.retry_after:

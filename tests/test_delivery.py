@@ -233,3 +233,22 @@ def test_rate_limiter_spaces_requests() -> None:
     asyncio.run(scenario())
     # A burst of 2, then one every 0.5 s (4 more: 2 s); the hold adds its 10 s.
     assert now[0] == pytest.approx(2.0 + 10.0, abs=0.01)
+
+
+def test_dx_never_has_more_than_concurrency_requests_open(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    """The worker claims ahead of its free slots, but only ``concurrency`` requests are
+    ever open at DX at once."""
+    fake_dx.latency = 0.5
+    client = make_client(dx_concurrency=2)
+    for i in range(8):
+        body = event("Create", 0)
+        body["alert"]["alertId"] = f"alert-{i}"
+        client.post(URL, json=body, headers=auth())
+    wait_for(
+        lambda: all(fake_dx.incident(f"opsgenie-alert-{i}") for i in range(8)),
+        timeout=30,
+        message="all eight delivered",
+    )
+    assert fake_dx.most_open == 2

@@ -136,6 +136,7 @@ class FakeDX:
       `.history[reference_id]`: the bodies of successful upserts, in arrival order.
       `.requests`: every `RecordedRequest`, in arrival order.
       `.status_counts`: Counter of HTTP statuses answered.
+      `.most_open`: the most requests that were open (received, not yet answered) at once.
 
     Plain attributes, safe to set from any thread: `.latency` (seconds slept before every
     answer) and `.down` (answer every request 503).
@@ -154,6 +155,8 @@ class FakeDX:
             self.history: dict[str, list[JSONObject]] = {}
             self.requests: list[RecordedRequest] = []
             self.status_counts: Counter[int] = Counter()
+            self.most_open = 0
+            self._open = 0
             self.latency = 0.0
             self.down = False
             self._failures: list[tuple[int, str]] = []
@@ -214,6 +217,17 @@ class FakeDX:
         )
         with self._lock:
             self.requests.append(record)
+            self._open += 1
+            self.most_open = max(self.most_open, self._open)
+        try:
+            return await self._respond(request, parsed, record)
+        finally:
+            with self._lock:
+                self._open -= 1
+
+    async def _respond(
+        self, request: Request, parsed: Any, record: RecordedRequest
+    ) -> JSONResponse:
         latency = self.latency
         if latency > 0:
             await asyncio.sleep(latency)
