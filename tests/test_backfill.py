@@ -324,18 +324,18 @@ PROGRESS = [
         "progress": {
             "page": 2,
             "alerts_seen": 130,
-            "counts": {"accepted": 120, "unchanged": 10},
+            "counts": {"accepted": 120, "duplicate": 10},
             "retries": 1,
         }
     },
 ]
-REPORT = {"data": {"counts": {"accepted": 120, "unchanged": 10}}}
+REPORT = {"data": {"counts": {"accepted": 120, "duplicate": 10}}}
 
 
 def test_progress_line() -> None:
     assert progress_line(PROGRESS[0]["progress"]) == "backfill: page 1, 100 alerts (100 accepted)"
     assert progress_line(PROGRESS[1]["progress"]) == (
-        "backfill: page 2, 130 alerts (120 accepted, 10 unchanged), 1 retries"
+        "backfill: page 2, 130 alerts (120 accepted, 10 duplicate), 1 retries"
     )
 
 
@@ -345,7 +345,7 @@ def test_cli_draws_progress_only_on_a_terminal() -> None:
     assert report == REPORT["data"]
     drawn = tty.getvalue()
     assert drawn.count("\r") == 2
-    assert drawn.endswith("10 unchanged), 1 retries\n")
+    assert drawn.endswith("10 duplicate), 1 retries\n")
 
     piped = Terminal(tty=False)
     run_backfill(StreamingRelay([*PROGRESS, REPORT]), {}, piped)  # type: ignore[arg-type]
