@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import StoreUnavailable
-from service.store.sqlite_engine import SQLiteEngine
+from service.store.sqlite_engine import SQLiteEngine, statements
 
 
 def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
@@ -140,3 +140,18 @@ def test_rows_for_one_bulk_write_share_one_call_per_batch(tmp_path: Path) -> Non
     assert isinstance(results[3], ValueError)
     assert results[4] == 1
     assert total == 1 + 2 + 3 + 4  # the broken bulk write's insert was rolled back
+
+
+def test_migration_scripts_split_where_sqlite_says_a_statement_ends() -> None:
+    script = """
+    CREATE TABLE t (v INTEGER);
+    CREATE TRIGGER t_ai AFTER INSERT ON t BEGIN
+        UPDATE t SET v = v + 1 WHERE rowid = NEW.rowid;
+    END;
+    """
+    assert [s.split()[:2] for s in statements(script)] == [
+        ["CREATE", "TABLE"],
+        ["CREATE", "TRIGGER"],
+    ]
+    with pytest.raises(ValueError, match="incomplete"):
+        statements("CREATE TABLE t (v INTEGER)")

@@ -271,22 +271,25 @@ def test_one_batch_with_many_events_for_one_alert(db: Path) -> None:
     same body twice in one batch is stored once."""
 
     async def scenario(store: SQLiteStore) -> list[Outcome]:
+        earlier = body("a1", 1000, action="Close")
+        await put(store, earlier)
         gate = Gate()
         held = gate.hold(store)
         await gate.entered()  # everything below queues into one batch
         documents = [body("a1", i, action="AddNote", message=f"m{i}") for i in range(100)]
         accepts = [asyncio.ensure_future(put(store, d)) for d in documents]
-        accepts.append(asyncio.ensure_future(put(store, documents[7])))  # a duplicate
+        accepts.append(asyncio.ensure_future(put(store, documents[7])))  # in this batch
+        accepts.append(asyncio.ensure_future(put(store, earlier)))  # stored before
         await asyncio.sleep(0)
         await gate.release()
         await held
         return list(await asyncio.gather(*accepts))
 
     outcomes = run_store(db, scenario)
-    assert outcomes == [Outcome.ACCEPTED] * 100 + [Outcome.DUPLICATE]
+    assert outcomes == [Outcome.ACCEPTED] * 100 + [Outcome.DUPLICATE] * 2
     with other_process(db) as conn:
-        assert conn.execute("SELECT version FROM alerts").fetchone()[0] == 100
-    assert count(db, "events") == 100
+        assert conn.execute("SELECT version FROM alerts").fetchone()[0] == 101
+    assert count(db, "events") == 101
 
 
 def test_a_duplicate_writes_nothing(db: Path) -> None:

@@ -6,11 +6,10 @@ intake, the worker and operators never hold the database for long.
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from service.retention import BATCH as PRUNE_BATCH
 from service.store import (
@@ -27,8 +26,6 @@ from service.store.folding import StoredRow, replay
 from service.store.sqlite_engine import MIGRATIONS, SQLiteEngine, connect, migrate
 from service.store.sqlite_services import SQLiteServiceObjects
 from service.translate import AlertState, dump_state, load_state
-
-T = TypeVar("T")
 
 __all__ = ["MIGRATIONS", "SQLiteEngine", "SQLiteStore", "connect", "migrate"]
 
@@ -299,94 +296,46 @@ FOLD_BUDGET = 2000
 
 
 def _accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]:
-    """Store a commit's worth of webhooks with a few multi-row statements.
+    """Store a commit's worth of webhooks with one statement.
 
-    Each SQLite call makes the writer win the GIL back from the event loop, so a batch
-    costs a handful of calls whatever its size, instead of several per event.
+    Each SQLite call makes the writer win the GIL back from the event loop, which under
+    load can take a whole switch interval, so the batch goes in as one JSON parameter,
+    and the ``event_makes_alert_due`` trigger marks each stored event's alert due.
+    Duplicates (the same body stored before, or twice in this batch) are ignored.
     """
-    seen: set[str] = set()
-    for keys in _chunks([incoming.dedup_key for incoming in batch]):
-        lookup, _, _ = _statements(len(keys))
-        seen.update(row[0] for row in conn.execute(lookup, keys))
-    outcomes, fresh = [], []
+    rows = [
+        [i.dedup_key, i.reference_id, i.alert_id, i.action, i.service_id, i.received_at, i.raw]
+        for i in batch
+    ]
+    cursor = conn.execute(_INSERT_EVENTS, (json.dumps(rows),))
+    if cursor.rowcount == len(batch):
+        return [Outcome.ACCEPTED] * len(batch)
+    fresh: set[str] = set()
+    if cursor.rowcount:  # some were duplicates: the new rows are the last ``rowcount`` ids
+        fresh.update(
+            json.loads(
+                conn.execute(
+                    "SELECT json_group_array(dedup_key) FROM events WHERE id > ?",
+                    ((cursor.lastrowid or 0) - cursor.rowcount,),
+                ).fetchone()[0]
+            )
+        )
+    outcomes = []
     for incoming in batch:
-        if incoming.dedup_key in seen:
-            outcomes.append(Outcome.DUPLICATE)
-        else:
-            seen.add(incoming.dedup_key)  # the same body twice in one batch
-            fresh.append(incoming)
+        if incoming.dedup_key in fresh:
+            fresh.discard(incoming.dedup_key)  # the same body again in this batch: duplicate
             outcomes.append(Outcome.ACCEPTED)
-    for chunk in _chunks(fresh):
-        _, insert_events, upsert_alerts = _statements(len(chunk))
-        conn.execute(
-            insert_events,
-            [
-                value
-                for i in chunk
-                for value in (
-                    i.dedup_key,
-                    i.reference_id,
-                    i.alert_id,
-                    i.action,
-                    i.service_id,
-                    i.received_at,
-                    i.raw,
-                )
-            ],
-        )
-        conn.execute(
-            upsert_alerts,
-            [
-                value
-                for i in chunk
-                for value in (
-                    i.reference_id,
-                    i.alert_id,
-                    i.service_id,
-                    i.received_at,
-                    i.received_at,
-                    i.received_at,
-                    i.received_at,
-                )
-            ],
-        )
+        else:
+            outcomes.append(Outcome.DUPLICATE)
     return outcomes
 
 
-@functools.cache
-def _statements(n: int) -> tuple[str, str, str]:
-    """For ``n`` rows: the duplicate lookup, the events insert and the alerts upsert.
-
-    Only placeholders are formatted in; every value is bound. Rows for one reference in
-    the same upsert apply in order: the first inserts, the next ones bump the version,
-    as separate statements would.
-    """
-    keys = ", ".join("?" * n)
-    events = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
-    alerts = ", ".join(["(?, ?, ?, 'null', 1, 'pending', ?, ?, ?, ?)"] * n)
-    return (
-        f"SELECT dedup_key FROM events WHERE dedup_key IN ({keys})",  # noqa: S608
-        "INSERT INTO events (dedup_key, reference_id, alert_id, action, service_id,"  # noqa: S608
-        f" received_at, raw) VALUES {events}",
-        "INSERT INTO alerts (reference_id, alert_id, service_id, state, version, status,"  # noqa: S608
-        f" next_attempt_at, pending_since, changed_at, updated_at) VALUES {alerts}"
-        " ON CONFLICT (reference_id) DO UPDATE SET version = version + 1,"
-        " status = 'pending', attempts = 0,"
-        " service_id = coalesce(excluded.service_id, service_id),"
-        " next_attempt_at = excluded.next_attempt_at,"
-        " pending_since = coalesce(pending_since, excluded.pending_since),"
-        " changed_at = excluded.changed_at, updated_at = excluded.updated_at",
-    )
-
-
-def _chunks(items: list[T]) -> Iterator[list[T]]:
-    """Slices of power-of-two sizes up to 64: few distinct statements to prepare and
-    cache, and far below SQLite's limit on bound variables."""
-    start = 0
-    while start < len(items):
-        size = min(64, 1 << ((len(items) - start).bit_length() - 1))
-        yield items[start : start + size]
-        start += size
+_INSERT_EVENTS = (
+    "INSERT OR IGNORE INTO events (dedup_key, reference_id, alert_id, action, service_id,"
+    " received_at, raw) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]'), json_extract(value, '$[6]') FROM json_each(?)"
+)
 
 
 def _fold_stored(

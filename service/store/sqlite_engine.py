@@ -87,12 +87,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # Intake stores raw events only; states are folded later, up to ``folded_through``
-    # (an events.id). Rows written by earlier builds were folded at intake.
+    # (an events.id). Rows written by earlier builds were folded at intake. Storing an
+    # event marks its alert due in the same statement (the trigger), so a whole batch of
+    # webhooks is one INSERT: one SQLite call, whatever the batch size.
     """
     ALTER TABLE alerts ADD COLUMN folded_through INTEGER NOT NULL DEFAULT 0;
     UPDATE alerts SET folded_through = coalesce(
         (SELECT max(id) FROM events WHERE events.reference_id = alerts.reference_id), 0);
     CREATE INDEX events_by_reference ON events (reference_id, id);
+    CREATE TRIGGER event_makes_alert_due AFTER INSERT ON events BEGIN
+        INSERT INTO alerts (reference_id, alert_id, service_id, state, version, status,
+            next_attempt_at, pending_since, changed_at, updated_at)
+        VALUES (NEW.reference_id, NEW.alert_id, NEW.service_id, 'null', 1, 'pending',
+            NEW.received_at, NEW.received_at, NEW.received_at, NEW.received_at)
+        ON CONFLICT (reference_id) DO UPDATE SET version = version + 1,
+            status = 'pending', attempts = 0,
+            service_id = coalesce(excluded.service_id, service_id),
+            next_attempt_at = excluded.next_attempt_at,
+            pending_since = coalesce(pending_since, excluded.pending_since),
+            changed_at = excluded.changed_at, updated_at = excluded.updated_at;
+    END;
     """,
 )
 
@@ -119,11 +133,25 @@ def migrate(conn: sqlite3.Connection) -> int:
         )
     for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
         conn.execute("BEGIN IMMEDIATE")
-        for statement in filter(str.strip, script.split(";")):
+        for statement in statements(script):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
         conn.execute("COMMIT")
     return len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """A migration's statements, split where SQLite says one is complete (a trigger's
+    body has semicolons of its own)."""
+    found, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            found.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]}")
+    return found
 
 
 @dataclass(slots=True)
