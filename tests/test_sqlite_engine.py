@@ -155,3 +155,27 @@ def test_migration_scripts_split_where_sqlite_says_a_statement_ends() -> None:
     ]
     with pytest.raises(ValueError, match="incomplete"):
         statements("CREATE TABLE t (v INTEGER)")
+
+
+def test_a_lone_failing_write_is_rolled_back_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A batch of one write runs without a savepoint: its failure rolls back the batch."""
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (100)")
+        raise ValueError("bug")
+
+    async def scenario() -> int:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        try:
+            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            with pytest.raises(ValueError, match="bug"):
+                await engine._write(bad)
+            await engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+            return int(
+                await engine._read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
+            )
+        finally:
+            await engine.close()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 1

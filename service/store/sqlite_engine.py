@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -275,34 +276,26 @@ class _Writer(threading.Thread):
         return batch
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job | _Row]) -> _Outcomes:
+        units = _units(batch)
+        isolate = len(units) > 1  # a savepoint is two more calls; a lone write needs none
         outcomes: _Outcomes = []
-        bulk: dict[Callable[[sqlite3.Connection, list[Any]], list[Any]], list[_Row]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                if isinstance(job, _Row):
-                    bulk.setdefault(job.run, []).append(job)
-                    continue
-                conn.execute("SAVEPOINT job")
+            for futures, run in units:
+                if isolate:
+                    conn.execute("SAVEPOINT unit")
                 try:
-                    outcomes.append((job.future, job.run(conn), None))
-                except Exception as exc:  # one bad job must not sink the batch
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((job.future, None, _store_error(exc)))
-                conn.execute("RELEASE job")
-            for run, rows in bulk.items():
-                conn.execute("SAVEPOINT bulk")
-                try:
-                    results = run(conn, [row.item for row in rows])
-                    answers = [(row.future, r, None) for row, r in zip(rows, results, strict=True)]
-                except Exception as exc:  # nor one bad bulk write the other jobs
-                    conn.execute("ROLLBACK TO bulk")
-                    error = _store_error(exc)
-                    outcomes.extend((row.future, None, error) for row in rows)
+                    results = run(conn)
+                    answers = [(f, r, None) for f, r in zip(futures, results, strict=True)]
+                except Exception as exc:  # one bad write must not sink the batch
+                    conn.execute("ROLLBACK TO unit" if isolate else "ROLLBACK")
+                    outcomes.extend((future, None, _store_error(exc)) for future in futures)
                 else:
                     outcomes.extend(answers)
-                conn.execute("RELEASE bulk")
-            conn.execute("COMMIT")
+                if isolate:
+                    conn.execute("RELEASE unit")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store commit failed", extra={"error": str(exc)})
             if conn.in_transaction:
@@ -311,6 +304,37 @@ class _Writer(threading.Thread):
             failure = StoreUnavailable(f"database write failed: {exc}")
             return [(job.future, None, failure) for job in batch]
         return outcomes
+
+
+_Unit = tuple[list["asyncio.Future[Any]"], Callable[[sqlite3.Connection], list[Any]]]
+
+
+def _units(batch: list[_Job | _Row]) -> list[_Unit]:
+    """The batch as writes that succeed or fail as one: each job, and all rows that
+    share a bulk function."""
+    units: list[_Unit] = []
+    bulk: dict[Callable[[sqlite3.Connection, list[Any]], list[Any]], list[_Row]] = {}
+    for job in batch:
+        if isinstance(job, _Row):
+            bulk.setdefault(job.run, []).append(job)
+        else:
+            units.append(([job.future], functools.partial(_alone, job.run)))
+    for run, rows in bulk.items():
+        items = [row.item for row in rows]
+        units.append(([row.future for row in rows], functools.partial(_together, run, items)))
+    return units
+
+
+def _alone(run: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> list[Any]:
+    return [run(conn)]
+
+
+def _together(
+    run: Callable[[sqlite3.Connection, list[Any]], list[Any]],
+    items: list[Any],
+    conn: sqlite3.Connection,
+) -> list[Any]:
+    return run(conn, items)
 
 
 class SQLiteEngine:
