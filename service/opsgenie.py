@@ -9,7 +9,6 @@ turns all of that into one typed ``OpsgenieEvent`` and names the field when it c
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +99,9 @@ def parse_timestamp_ns(value: object, *, field: str) -> int:
         number = value
     else:
         raise PayloadError(f"{field}: expected an epoch timestamp", field=field)
-    if not math.isfinite(number) or not 0 < number < 10**20:
+    # NaN and the infinities fail this comparison too; unlike ``math.isfinite`` it takes
+    # an integer of any size rather than raising ``OverflowError`` past float's range.
+    if not 0 < number < 10**20:
         raise PayloadError(f"{field}: timestamp out of range", field=field)
     for threshold, scale in ((10**17, 1), (10**14, 10**3), (10**11, 10**6)):
         if number >= threshold:

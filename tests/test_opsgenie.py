@@ -401,6 +401,9 @@ def test_parse_timestamp_by_magnitude(value: object, expected: int) -> None:
         "0",
         10**20,
         10**30,
+        10**400,  # past float's range: a 400, not an OverflowError
+        "1" + "0" * 400,
+        "1e400",
         float("nan"),
         float("inf"),
         True,
@@ -508,6 +511,7 @@ REJECTIONS: list[tuple[str, bytes, str]] = [
     ),
     ("updatedAt NaN string", with_alert(updatedAt="NaN"), "alert.updatedAt"),
     ("updatedAt too large", with_alert(updatedAt=10**25), "alert.updatedAt"),
+    ("updatedAt past float's range", with_alert(updatedAt=10**400), "alert.updatedAt"),
     ("updatedAt a list", with_alert(updatedAt=[1]), "alert.updatedAt"),
     ("updatedAt an object", with_alert(updatedAt={}), "alert.updatedAt"),
     ("createdAt non-numeric", with_alert(createdAt="yesterday"), "alert.createdAt"),
