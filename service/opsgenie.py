@@ -8,6 +8,7 @@ turns all of that into one typed ``OpsgenieEvent`` and names the field when it c
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Mapping
@@ -79,7 +80,13 @@ class OpsgenieEvent:
             return None
 
 
-_PRIORITY = re.compile(r"^[Pp]([1-5])$")
+#: ``P1``..``P5`` as written (either case), to the form the relay stores.
+_PRIORITIES = {f"{p}{n}": f"P{n}" for p in "Pp" for n in range(1, 6)}
+
+#: The actions that are an ownership change, and those that set the acknowledged flag:
+#: one lookup per webhook, where comparing with each ``Action`` member took one per member.
+_OWNERSHIP = frozenset({Action.ASSIGN_OWNERSHIP.value, Action.TAKE_OWNERSHIP.value})
+_ACKNOWLEDGED = {Action.ACKNOWLEDGE.value: True, Action.UNACKNOWLEDGE.value: False}
 
 
 def parse_timestamp_ns(value: object, *, field: str) -> int:
@@ -89,7 +96,9 @@ def parse_timestamp_ns(value: object, *, field: str) -> int:
     put ms or a numeric string in ``updatedAt``; the size of the number says which.
     """
     number: int | float
-    if isinstance(value, str):
+    if type(value) is int:  # what JSON gives nearly always; checked first as the cheapest
+        number = value
+    elif isinstance(value, str):
         text = value.strip()
         try:
             number = int(text) if text.isdigit() else float(text)
@@ -103,9 +112,12 @@ def parse_timestamp_ns(value: object, *, field: str) -> int:
     # an integer of any size rather than raising ``OverflowError`` past float's range.
     if not 0 < number < 10**20:
         raise PayloadError(f"{field}: timestamp out of range", field=field)
-    for threshold, scale in ((10**17, 1), (10**14, 10**3), (10**11, 10**6)):
-        if number >= threshold:
-            return int(number * scale)
+    if number >= 10**17:
+        return int(number)
+    if number >= 10**14:
+        return int(number * 10**3)
+    if number >= 10**11:
+        return int(number * 10**6)
     return int(number * 10**9)
 
 
@@ -138,8 +150,9 @@ def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
     try:
         # Strict UTF-8 (a BOM allowed): ``json.loads(bytes)`` decodes with "surrogatepass",
-        # which would let UTF-8-encoded surrogates through as lone surrogates.
-        document = json.loads(body.decode("utf-8-sig"))
+        # which would let UTF-8-encoded surrogates through as lone surrogates. This is what
+        # the "utf-8-sig" codec does, without its pure-Python wrapper.
+        document = json.loads(body.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
         raise PayloadError("body is not valid JSON", field="body") from None
     if _SURROGATE_ESCAPE.search(body) and not _utf8_encodable(document):
@@ -172,13 +185,10 @@ def _event_from_alert(
     # Read only where they mean an ownership change: a stray type in them on any other
     # action is in a field the relay does not use, so it is not the sender's error.
     owner = None
-    if action in (Action.ASSIGN_OWNERSHIP, Action.TAKE_OWNERSHIP):
+    if action in _OWNERSHIP:
         owner = _text(alert, "owner")
         if action == Action.TAKE_OWNERSHIP and owner is None:
             owner = _text(alert, "username")
-    acknowledged = (
-        True if action == Action.ACKNOWLEDGE else False if action == Action.UNACKNOWLEDGE else None
-    )
     return OpsgenieEvent(
         action=action,
         alert_id=alert_id,
@@ -198,7 +208,7 @@ def _event_from_alert(
         teams=_teams(alert) if action == Action.CREATE else None,
         added_team=_text(alert, "team") if action == Action.ADD_TEAM else None,
         owner=owner,
-        acknowledged=acknowledged,
+        acknowledged=_ACKNOWLEDGED.get(action),
         closed_at_ns=stamp if action == Action.CLOSE else None,
         details=_details(alert.get("details")),
         integration_name=_text(envelope, "integrationName", prefix=""),
@@ -219,10 +229,10 @@ def _text(
 def _priority(value: object) -> str | None:
     if value is None:
         return None
+    if isinstance(value, str) and (priority := _PRIORITIES.get(value.strip())):
+        return priority
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
         return f"P{value}"
-    if isinstance(value, str) and (match := _PRIORITY.match(value.strip())):
-        return f"P{match.group(1)}"
     raise PayloadError("alert.priority: expected P1..P5 or 1..5", field="alert.priority")
 
 
@@ -230,9 +240,17 @@ def _string_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
     value = alert.get(key)
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+    if not isinstance(value, list):
         raise PayloadError(f"alert.{key}: expected a list of strings", field=f"alert.{key}")
-    return tuple(dict.fromkeys(item.strip() for item in value if item.strip()))
+    # One pass checks, strips and deduplicates (first occurrence first): nearly every
+    # webhook carries its tags, so this is on the hot path.
+    names: dict[str, None] = {}
+    for item in value:
+        if not isinstance(item, str):
+            raise PayloadError(f"alert.{key}: expected a list of strings", field=f"alert.{key}")
+        if name := item.strip():
+            names[name] = None
+    return tuple(names)
 
 
 def _comma_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -250,7 +268,7 @@ def _comma_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...]:
 def _teams(alert: Mapping[str, Any]) -> tuple[str, ...] | None:
     """Team names on ``Create``: from team responders, else the ``team`` field."""
     responders = alert.get("responders")
-    names: list[str] = []
+    names: dict[str, None] = {}  # non-empty, first occurrence first
     if responders is not None:
         if not isinstance(responders, list):
             raise PayloadError("alert.responders: expected a list", field="alert.responders")
@@ -259,14 +277,15 @@ def _teams(alert: Mapping[str, Any]) -> tuple[str, ...] | None:
                 raise PayloadError(
                     "alert.responders: expected a list of objects", field="alert.responders"
                 )
-            if responder.get("type") == "team" and isinstance(responder.get("name"), str):
-                names.append(responder["name"])
+            name = responder.get("name")
+            if responder.get("type") == "team" and isinstance(name, str) and name:
+                names[name] = None
     team = _text(alert, "team")
     if team:
-        names.append(team)
+        names[team] = None
     if responders is None and team is None:
         return None
-    return tuple(dict.fromkeys(name for name in names if name))
+    return tuple(names)
 
 
 def _details(value: object) -> tuple[tuple[str, str], ...] | None:
@@ -274,14 +293,13 @@ def _details(value: object) -> tuple[tuple[str, str], ...] | None:
         return None
     if not isinstance(value, dict):
         raise PayloadError("alert.details: expected an object", field="alert.details")
-    pairs = []
     for key, item in value.items():
         if not isinstance(item, str):
             raise PayloadError(
                 f"alert.details.{key}: expected a string", field=f"alert.details.{key}"
             )
-        pairs.append((key, item))
-    return tuple(sorted(pairs))
+    # Keys are unique, so sorting the pairs never compares two values.
+    return tuple(sorted(value.items()))
 
 
 def event_from_api_alert(data: Mapping[str, Any], *, received_ns: int) -> OpsgenieEvent:

@@ -206,7 +206,15 @@ def test_integer_priority_becomes_p_n() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(1, "P1"), (5, "P5"), ("P2", "P2"), ("p4", "P4"), (" P1 ", "P1"), (None, None)],
+    [
+        (1, "P1"),
+        (5, "P5"),
+        ("P2", "P2"),
+        ("p4", "P4"),
+        (" P1 ", "P1"),
+        ("P3\n", "P3"),
+        (None, None),
+    ],
 )
 def test_priority_forms(value: object, expected: str | None) -> None:
     assert parse(minimal(priority=value)).priority == expected
@@ -295,6 +303,25 @@ def test_create_with_details_names_teams_from_responders() -> None:
     assert event.tags == ("service:checkout", "prod")
     # Team responders in order, the user responder left out, ``team`` deduplicated.
     assert event.teams == ("payments-team", "operations")
+
+
+def test_team_names_are_deduplicated_in_order_and_empty_ones_dropped() -> None:
+    responders = [
+        {"type": "team", "name": ""},
+        {"type": "team", "name": "ops"},
+        {"type": "team", "name": 5},
+        {"type": "team"},
+        {"type": "user", "name": "fili"},
+        {"type": "team", "name": "db"},
+        {"type": "team", "name": "ops"},
+    ]
+    assert parse(minimal(responders=responders, team="db")).teams == ("ops", "db")
+    assert parse(minimal(team="")).teams == ()
+
+
+def test_details_are_sorted_by_key() -> None:
+    details = {"b": "2", "a": "3", "c": "1"}
+    assert parse(minimal(details=details)).details == (("a", "3"), ("b", "2"), ("c", "1"))
 
 
 def test_create_with_only_user_responders_knows_there_are_no_teams() -> None:
@@ -458,6 +485,8 @@ REJECTIONS: list[tuple[str, bytes, str]] = [
         b'{"action": "Create", "alert": {"alertId": "a", "message": "\\udc00"}}',
         "body",
     ),
+    ("two BOMs", b"\xef\xbb\xbf\xef\xbb\xbf" + body_of({"action": "Create"}), "body"),
+    ("half a BOM", b"\xef\xbb" + body_of({"action": "Create"}), "body"),
     ("json array", b"[1, 2]", "body"),
     ("json string", b'"Create"', "body"),
     ("json null", b"null", "body"),
