@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 
 import pytest
 from starlette.datastructures import Secret
@@ -92,6 +93,24 @@ def test_several_tokens_allow_rotation() -> None:
     assert webhook_token_ok(basic("u", "new-token"), tokens)
     assert not webhook_token_ok("Bearer other-token", tokens)
     assert not webhook_token_ok("Bearer old-token,new-token", tokens)
+
+
+@pytest.mark.parametrize("presented", ["first", "middle", "last", "none-of-them"])
+def test_every_configured_token_is_compared_whichever_matches(
+    presented: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No early exit: the time taken must not say which token matched, or whether one did."""
+    tokens = (Secret("first"), Secret("middle"), Secret("last"))
+    compared: list[bytes] = []
+    compare_digest = hmac.compare_digest
+
+    def spy(given: bytes, expected: bytes) -> bool:
+        compared.append(expected)
+        return compare_digest(given, expected)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert webhook_token_ok(f"Bearer {presented}", tokens) is (presented != "none-of-them")
+    assert compared == [b"first", b"middle", b"last"]
 
 
 @pytest.mark.parametrize(
