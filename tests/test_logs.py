@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 import io
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from starlette.datastructures import Secret
 
-from service.logs import REDACTED, JSONFormatter, RedactingFilter, TextFormatter, configure
+from service.logs import REDACTED, JSONFormatter, Redactor, TextFormatter, configure
 
 WEBHOOK = "hook-secret-5e1d0c7b"
 DX = "dx-secret-9a8b7c6d"
@@ -86,45 +89,90 @@ def test_text_formatter_appends_fields() -> None:
     assert line.endswith("INFO    service.test: delivered reference_id=opsgenie-abc version=2")
 
 
-# ---- RedactingFilter -----------------------------------------------------------------------
+class Colour(enum.Enum):
+    RED = "red"
 
 
-def filtered(rec: logging.LogRecord) -> logging.LogRecord:
-    assert RedactingFilter(SECRETS).filter(rec) is True  # redacts, never drops
+class Code(enum.IntEnum):
+    NOT_FOUND = 404
+
+
+def at(created: float, rec: logging.LogRecord) -> logging.LogRecord:
+    rec.created, rec.msecs = created, int((created - int(created)) * 1000) + 0.0
     return rec
 
 
-def test_redacts_the_message() -> None:
-    rec = filtered(record(f"token {WEBHOOK} and {DX} seen"))
-    assert rec.getMessage() == f"token {REDACTED} and {REDACTED} seen"
+def test_json_line_is_what_json_dumps_writes() -> None:
+    """Operators' parsers read these lines: the fast formatter writes what
+    ``json.dumps(entry, default=str)`` did, byte for byte."""
+    fields: dict[str, Any] = {
+        "text": 'quote " backslash \\ newline \n tab \t é ☃ \x1b',
+        "count": 3,
+        "big": 2**70,
+        "ratio": 0.1,
+        "took_ms": 1.23,
+        "nan": float("nan"),
+        "inf": float("-inf"),
+        "yes": True,
+        "none": None,
+        "items": ["a", 1, {"b": None}],
+        "colour": Colour.RED,
+        "code": Code.NOT_FOUND,
+        "when": datetime(2024, 5, 6, tzinfo=UTC),
+    }
+    rec = at(1_700_000_000.0429, record("msg with %s", 'a "quoted" arg', **fields))
+    expected = {
+        "time": "2023-11-14T22:13:20.042+00:00",
+        "level": "info",
+        "logger": "service.test",
+        "message": 'msg with a "quoted" arg',
+        **fields,
+    }
+    assert JSONFormatter().format(rec) == json.dumps(expected, default=str)
 
 
-def test_redacts_args() -> None:
-    rec = filtered(record("token %s in %r", WEBHOOK, {"dx": DX}))
-    assert rec.getMessage() == f"token {REDACTED} in {{'dx': '{REDACTED}'}}"
-    assert rec.args is None
+def test_json_fields_named_like_the_first_keys_replace_them_in_place() -> None:
+    rec = at(1_700_000_000.5, record(logger="mine", time=7, after="x"))
+    expected = {"time": 7, "level": "info", "logger": "mine", "message": "hello", "after": "x"}
+    assert JSONFormatter().format(rec) == json.dumps(expected, default=str)
 
 
-def test_redacts_extra_fields() -> None:
-    rec = filtered(record("x", token=WEBHOOK, url=f"https://x/?t={DX}", count=3))
-    assert rec.token == REDACTED  # type: ignore[attr-defined]
-    assert rec.url == f"https://x/?t={REDACTED}"  # type: ignore[attr-defined]
-    assert rec.count == 3  # type: ignore[attr-defined]
+def test_json_exception_fields_replace_a_field_of_the_same_name_in_place() -> None:
+    exc = raised("went wrong")
+    rec = at(1_700_000_000.5, record("boom", exc=exc, error="field", after="x"))
+    entry = json.loads(JSONFormatter().format(rec))
+    assert list(entry) == ["time", "level", "logger", "message", "error", "after", "traceback"]
+    assert entry["error"] == "RuntimeError: went wrong"
 
 
-def test_leaves_other_text_alone() -> None:
-    rec = filtered(record("delivered opsgenie-abc in 0.2 s", reference_id="opsgenie-abc"))
-    assert rec.getMessage() == "delivered opsgenie-abc in 0.2 s"
-    assert rec.reference_id == "opsgenie-abc"  # type: ignore[attr-defined]
+def test_timestamps_within_a_second_and_across_seconds() -> None:
+    """The whole-second part is rendered once per second; every line still has its own."""
+    json_formatter, text_formatter = JSONFormatter(), TextFormatter()
+    for created in (1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.0, 1_699_999_999.5):
+        rec = at(created, record())
+        utc = datetime.fromtimestamp(int(created), tz=UTC).isoformat()[: -len("+00:00")]
+        ms = f"{int(rec.msecs):03d}"
+        assert json.loads(json_formatter.format(rec))["time"] == f"{utc}.{ms}+00:00"
+        assert text_formatter.format(rec).startswith(logging.Formatter().formatTime(rec))
+
+
+def test_a_record_now_gets_the_time_now() -> None:
+    before = time.time()
+    entry = json.loads(JSONFormatter().format(record()))
+    logged = datetime.fromisoformat(entry["time"]).timestamp()
+    assert before - 0.001 <= logged <= time.time()  # milliseconds, truncated
+
+
+# ---- Redactor ------------------------------------------------------------------------------
 
 
 def test_unset_and_empty_secrets_redact_nothing() -> None:
-    redactor = RedactingFilter([None, Secret(""), None])
+    redactor = Redactor([None, Secret(""), None])
     assert redactor.redact("nothing to hide") == "nothing to hide"
 
 
 def test_the_longest_secret_wins_when_secrets_overlap() -> None:
-    redactor = RedactingFilter([Secret("abc"), Secret("abcdef")])
+    redactor = Redactor([Secret("abc"), Secret("abcdef")])
     assert redactor.redact("x abcdef y abc") == f"x {REDACTED} y {REDACTED}"
     assert "def" not in redactor.redact("abcdef")
 
@@ -133,6 +181,7 @@ def test_the_longest_secret_wins_when_secrets_overlap() -> None:
     "text",
     [
         "Authorization: Bearer opaque-value-1",
+        "AUTHORIZATION: Bearer opaque-value-1",
         "authorization=Bearer opaque-value-1",
         "headers {'Authorization': 'Basic b3BhcXVlLXZhbHVlLTE='}",
         '{"authorization": "Bearer opaque-value-1"}',
@@ -143,27 +192,22 @@ def test_the_longest_secret_wins_when_secrets_overlap() -> None:
         "Authorization: GenieKey opaque-value-1",
         "GenieKey opaque-value-1",
         "geniekey: opaque-value-1",
+        # Unicode case-insensitive matching takes these for "i" and "k".
+        "Gen\u0131eKey opaque-value-1",
+        "GEN\u0130EKEY opaque-value-1",
+        "dd-api-\u212aey: opaque-value-1",
     ],
 )
 def test_redacts_credential_header_values_it_was_not_told_about(text: str) -> None:
-    redacted = RedactingFilter([]).redact(text)
+    redacted = Redactor([]).redact(text)
     assert "opaque-value-1" not in redacted
     assert "b3BhcXVlLXZhbHVlLTE" not in redacted
     assert REDACTED in redacted
 
 
 def test_header_names_stay_readable() -> None:
-    redacted = RedactingFilter([]).redact("DD-API-KEY: opaque-value-1 then more")
+    redacted = Redactor([]).redact("DD-API-KEY: opaque-value-1 then more")
     assert redacted.startswith(f"DD-API-KEY: {REDACTED}")
-
-
-def test_a_bad_format_call_does_not_raise_into_the_caller() -> None:
-    """Plain logging reports a bad ``%s`` call on stderr; the filter must not turn it into
-    an exception in the code that logged (uvicorn's, httpx's or ours)."""
-    rec = filtered(record(f"two %s %s but one arg {WEBHOOK}", DX))
-    message = rec.getMessage()
-    assert WEBHOOK not in message
-    assert DX not in message
 
 
 # ---- configure -----------------------------------------------------------------------------
@@ -183,7 +227,12 @@ def restore_logging() -> Iterator[None]:
     for name in ROUTED:
         logging.getLogger(name).setLevel(logging.NOTSET)
         logging.getLogger(name).disabled = False
+    # configure() also stops logging collecting threads, processes and callers.
+    switches = ("logThreads", "logProcesses", "logMultiprocessing", "_srcfile")
+    saved_switches = {name: getattr(logging, name) for name in switches}
     yield
+    for name, value in saved_switches.items():
+        setattr(logging, name, value)
     root.handlers[:] = saved_root[0]
     root.setLevel(saved_root[1])
     for name, (handlers, level, propagate, disabled) in saved.items():
@@ -199,6 +248,104 @@ def lines(stream: io.StringIO) -> list[str]:
 def assert_no_secret(text: str) -> None:
     for secret in (WEBHOOK, DX, QUOTED, json.dumps(QUOTED)[1:-1]):
         assert secret not in text
+
+
+def written(fmt: str, rec: logging.LogRecord) -> str:
+    """The line the configured handler writes for ``rec``."""
+    stream = io.StringIO()
+    configure(fmt=fmt, level="DEBUG", secrets=SECRETS, stream=stream)
+    logging.getLogger(rec.name).handle(rec)
+    [line] = lines(stream)
+    return line
+
+
+def message_and_fields(fmt: str, line: str) -> tuple[str, dict[str, str]]:
+    """The message and the fields of a line with single-word fields, in either format."""
+    if fmt == "json":
+        entry = json.loads(line)
+        return entry.pop("message"), {k: str(v) for k, v in entry.items()}
+    words = line.split(": ", 1)[1].split(" ")
+    fields = dict(w.split("=", 1) for w in words if "=" in w)
+    return " ".join(w for w in words if "=" not in w), fields
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_redacts_the_message(fmt: str) -> None:
+    line = written(fmt, record(f"token {WEBHOOK} and {DX} seen"))
+    assert message_and_fields(fmt, line)[0] == f"token {REDACTED} and {REDACTED} seen"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_redacts_args(fmt: str) -> None:
+    line = written(fmt, record("token %s in %r", WEBHOOK, {"dx": DX}))
+    message = message_and_fields(fmt, line)[0]
+    assert message == f"token {REDACTED} in {{'dx': '{REDACTED}'}}"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_redacts_extra_fields(fmt: str) -> None:
+    line = written(fmt, record("x", token=WEBHOOK, url=f"https://x/?t={DX}", count=3))
+    fields = message_and_fields(fmt, line)[1]
+    assert fields["token"] == REDACTED
+    assert fields["url"] == f"https://x/?t={REDACTED}"
+    assert fields["count"] == "3"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_leaves_other_text_alone(fmt: str) -> None:
+    line = written(fmt, record("delivered opsgenie-abc in 0.2 s", reference_id="opsgenie-abc"))
+    message, fields = message_and_fields(fmt, line)
+    assert message == "delivered opsgenie-abc in 0.2 s"
+    assert fields["reference_id"] == "opsgenie-abc"
+    assert REDACTED not in line
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_a_bad_format_call_does_not_raise_into_the_caller(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Plain logging reports a bad ``%s`` call on stderr, arguments and all; the handler
+    must neither raise into the code that logged (uvicorn's, httpx's or ours) nor print
+    the arguments unredacted."""
+    line = written(fmt, record(f"two %s %s but one arg {WEBHOOK}", DX))
+    assert "two %s %s but one arg" in line
+    assert_no_secret(line + capsys.readouterr().err)
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("no text for this")
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_a_line_that_cannot_be_written_is_reported_redacted(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = io.StringIO()
+    configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
+    logging.getLogger("service").info("token %s", WEBHOOK, extra={"odd": Unprintable()})
+    logging.getLogger("service").info(Unprintable())
+    logging.getLogger("service").info("still logging")
+    assert lines(stream)[-1].count("still logging") == 1
+    report = capsys.readouterr().err
+    assert "--- Logging error ---" in report
+    assert f"token {REDACTED}" in report
+    assert "(unprintable message)" in report
+    assert_no_secret(report + stream.getvalue())
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_stops_collecting_what_no_line_shows() -> None:
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=io.StringIO())
+    rec = logging.getLogger("service").makeRecord("service", logging.INFO, "f", 1, "m", (), None)
+    assert (rec.thread, rec.process, rec.processName) == (None, None, None)
+    assert logging._srcfile is None
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -285,6 +432,11 @@ def test_configure_redacts_the_json_escaped_spelling_of_a_secret() -> None:
     [
         "Authorization: Bearer opaque-value-1",
         'sent "Authorization: Bearer opaque-value-1" to DX',
+        "status 401\nAuthorization: Bearer opaque-value-1",
+        "col\tGenieKey opaque-value-1",
+        "\x1bDD-API-KEY: opaque-value-1",
+        "Authorization: Bearer opaque-välue-1",
+        'headers={"Authorization": "Bearer opaque-välue-1"}',
         "headers={'DD-API-KEY': 'opaque-value-1', 'Accept': 'application/json'}",
         'headers={"GenieKey": "opaque-value-1"}',
         "dd-application-key=opaque-value-1",
@@ -292,20 +444,22 @@ def test_configure_redacts_the_json_escaped_spelling_of_a_secret() -> None:
 )
 @pytest.mark.usefixtures("restore_logging")
 def test_header_redaction_keeps_every_json_line_valid(message: str) -> None:
-    """The header pattern runs again on the finished line: it must not eat closing quotes."""
+    """The header pattern runs on the finished line, where JSON has escaped quotes, control
+    characters and non-ASCII: it redacts as it would have the raw text, and never eats
+    closing quotes."""
     stream = io.StringIO()
     configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
     logging.getLogger("uvicorn.error").info(message, extra={"detail": message})
     [line] = lines(stream)
     entry = json.loads(line)
-    assert "opaque-value-1" not in line
-    expected = RedactingFilter([]).redact(message)
+    assert "opaque" not in line
+    expected = Redactor([]).redact(message)
     assert entry["message"] == entry["detail"] == expected
     assert expected.count(REDACTED) == 1
 
 
 def test_header_redaction_is_idempotent() -> None:
-    redactor = RedactingFilter([])
+    redactor = Redactor([])
     once = redactor.redact("Authorization: Bearer opaque-value-1 then the rest")
     assert once == f"Authorization: {REDACTED} then the rest"
     assert redactor.redact(once) == once
@@ -341,3 +495,19 @@ def test_a_bad_format_call_through_configure_does_not_raise() -> None:
     configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
     logging.getLogger("uvicorn.error").info("%s and %s", WEBHOOK)  # one argument short
     assert_no_secret(stream.getvalue())
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_header_name_that_ends_a_string_is_no_header() -> None:
+    """What follows it is the string's closing quote and the next key, not a value."""
+    stream = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    logging.getLogger("service").info(
+        "missing Authorization", extra={"header": "GenieKey", "headers": ["DD-API-KEY"]}
+    )
+    [line] = lines(stream)
+    entry = json.loads(line)
+    assert entry["message"] == "missing Authorization"
+    assert entry["header"] == "GenieKey"
+    assert entry["headers"] == ["DD-API-KEY"]
+    assert REDACTED not in line
