@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -179,3 +182,45 @@ def test_a_lone_failing_write_is_rolled_back_and_the_writer_goes_on(tmp_path: Pa
             await engine.close()
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 1
+
+
+def test_a_batch_of_one_bulk_write_commits_on_its_own(tmp_path: Path) -> None:
+    """Intake's usual batch: the bulk statement runs outside BEGIN/COMMIT, is durable
+    when its callers hear back, and a failing one leaves nothing and stops nothing."""
+
+    def insert_all(conn: sqlite3.Connection, values: list[int]) -> list[None]:
+        assert not conn.in_transaction  # no explicit transaction around it
+        conn.execute("INSERT INTO t SELECT value FROM json_each(?)", (json.dumps(values),))
+        return [None] * len(values)
+
+    def failing(conn: sqlite3.Connection, values: list[int]) -> list[None]:
+        conn.execute("INSERT INTO t VALUES (1), (NULL)")  # NOT NULL: the statement fails
+        return [None] * len(values)
+
+    async def scenario() -> int:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        try:
+            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER NOT NULL)"))
+            await engine._write_row(insert_all, 5)
+            with other_connection(tmp_path / "x.db") as conn:  # on disk once it returns
+                assert conn.execute("SELECT sum(v) FROM t").fetchone()[0] == 5
+            with pytest.raises(StoreUnavailable, match="database write failed"):
+                await engine._write_row(failing, 0)
+            await engine._write_row(insert_all, 7)
+            return int(
+                await engine._read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
+            )
+        finally:
+            await engine.close()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 12  # the failed statement: nothing
+
+
+@contextlib.contextmanager
+def other_connection(path: Path) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(path)
+    try:
+        yield conn
+    finally:
+        conn.close()

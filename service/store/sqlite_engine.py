@@ -277,6 +277,8 @@ class _Writer(threading.Thread):
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job | _Row]) -> _Outcomes:
         units = _units(batch)
+        if len(units) == 1 and isinstance(batch[0], _Row):
+            return self._statement(conn, units[0])
         isolate = len(units) > 1  # a savepoint is two more calls; a lone write needs none
         outcomes: _Outcomes = []
         try:
@@ -304,6 +306,23 @@ class _Writer(threading.Thread):
             failure = StoreUnavailable(f"database write failed: {exc}")
             return [(job.future, None, failure) for job in batch]
         return outcomes
+
+    def _statement(self, conn: sqlite3.Connection, unit: _Unit) -> _Outcomes:
+        """A batch that is one bulk write, which is one statement: SQLite commits it
+        on its own (durably, ``synchronous=FULL``), so no BEGIN and COMMIT calls.
+        This is the batch under intake load."""
+        futures, run = unit
+        try:
+            results = run(conn)
+            return [(f, r, None) for f, r in zip(futures, results, strict=True)]
+        except Exception as exc:
+            if isinstance(exc, sqlite3.Error):
+                log.error("store commit failed", extra={"error": str(exc)})
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            error = _store_error(exc)
+            return [(future, None, error) for future in futures]
 
 
 _Unit = tuple[list["asyncio.Future[Any]"], Callable[[sqlite3.Connection], list[Any]]]
@@ -377,7 +396,11 @@ class SQLiteEngine:
         return await future
 
     async def _write_row(self, run: Callable[[sqlite3.Connection, list[T]], list[R]], item: T) -> R:
-        """Queue ``item`` for ``run``, which writes all items queued for it in one call."""
+        """Queue ``item`` for ``run``, which writes all items queued for it in one call.
+
+        ``run`` must write with a single statement (it may read around it): when its
+        rows are all a batch holds, it runs outside any transaction, as one commit.
+        """
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("store is not open")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
