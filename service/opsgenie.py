@@ -173,12 +173,19 @@ def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     return _event_from_alert(action, alert, document, received_ns=received_ns)
 
 
+# The id names the DX incident and keys every stored row; Opsgenie's are plain text, and a
+# control character (NUL above all) would not survive every layer below unchanged.
+_UNPRINTABLE_ID = "{}: control or other unprintable characters are not allowed"
+
+
 def _event_from_alert(
     action: str, alert: Mapping[str, Any], envelope: Mapping[str, Any], *, received_ns: int
 ) -> OpsgenieEvent:
     alert_id = _text(alert, "alertId")
     if alert_id is None or not alert_id.strip():
         raise PayloadError("alert.alertId is required", field="alert.alertId")
+    if not alert_id.isprintable():
+        raise PayloadError(_UNPRINTABLE_ID.format("alert.alertId"), field="alert.alertId")
     updated = alert.get("updatedAt")
     stamp = received_ns if updated is None else parse_timestamp_ns(updated, field="alert.updatedAt")
     created = alert.get("createdAt")
@@ -313,6 +320,8 @@ def event_from_api_alert(data: Mapping[str, Any], *, received_ns: int) -> Opsgen
     alert_id = data.get("id")
     if not isinstance(alert_id, str) or not alert_id.strip():
         raise PayloadError("data.id is required", field="data.id")
+    if not alert_id.isprintable():
+        raise PayloadError(_UNPRINTABLE_ID.format("data.id"), field="data.id")
     updated = data.get("updatedAt")
     stamp = received_ns if updated is None else parse_iso_ns(updated, field="data.updatedAt")
     created = data.get("createdAt")

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from service.errors import PayloadError
-from service.opsgenie import Action, OpsgenieEvent, parse_event, parse_timestamp_ns
+from service.opsgenie import (
+    Action,
+    OpsgenieEvent,
+    event_from_api_alert,
+    parse_event,
+    parse_timestamp_ns,
+)
 from tests.conftest import PAYLOADS, SAMPLES, payload, sample
 
 RECEIVED = 1_700_000_000_123_456_789
@@ -608,3 +614,22 @@ def test_a_real_payload_with_one_field_broken_names_that_field(name: str) -> Non
     broken = copy.deepcopy(document)
     broken["alert"]["tags"] = "a,b"
     assert rejection(body_of(broken)).field == "alert.tags"
+
+
+@pytest.mark.parametrize("alert_id", ["a\u0000b", "line\nbreak", "tab\there", "del\x7f"])
+def test_an_alert_id_with_control_characters_is_refused(alert_id: str) -> None:
+    document = json.loads(json.dumps(sample("Create")))
+    document["alert"]["alertId"] = alert_id
+    with pytest.raises(PayloadError, match="unprintable") as raised:
+        parse_event(json.dumps(document).encode(), received_ns=1)
+    assert raised.value.field == "alert.alertId"
+
+
+def test_an_api_alert_id_with_control_characters_is_refused() -> None:
+    data = {
+        "id": "a\u0000b",
+        "updatedAt": "2026-01-01T00:00:00Z",
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+    with pytest.raises(PayloadError, match="unprintable"):
+        event_from_api_alert(data, received_ns=1)

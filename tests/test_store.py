@@ -939,3 +939,16 @@ def test_a_claim_folds_a_huge_backlog_over_several_rounds(
     final = rounds[2][0].state.message
     assert final is not None
     assert final.value == "m24"
+
+
+def test_ids_and_raw_text_round_trip_through_the_batch_insert(db: Path) -> None:
+    """The batch travels as one JSON parameter: non-ASCII, astral and escaped characters
+    must come out of SQLite exactly as they went in."""
+    document = body("ünï-😀-中", message='quote " back \\ sep \u2028 nul-escape \u0000')
+    raw = json.dumps(document, ensure_ascii=False)
+    assert run_store(db, lambda store: store.accept(event(document, raw=raw))) is Outcome.ACCEPTED
+    with other_process(db) as conn:
+        stored = conn.execute("SELECT reference_id, alert_id, raw FROM events").fetchone()
+        [alert] = conn.execute("SELECT alert_id FROM alerts").fetchone()
+    assert stored == ("opsgenie-ünï-😀-中", "ünï-😀-中", raw)
+    assert alert == "ünï-😀-中"
