@@ -23,7 +23,7 @@ import pytest
 
 from service.errors import StoreUnavailable
 from service.opsgenie import parse_event
-from service.store import Attempt, Incoming, Outcome, Pending, Status
+from service.store import Attempt, Delivery, Incoming, Outcome, Pending, Status
 from service.store import sqlite as sqlite_store
 from service.store.sqlite import MIGRATIONS, SQLiteStore, connect
 from service.translate import AlertState, dump_state, fold
@@ -952,3 +952,25 @@ def test_ids_and_raw_text_round_trip_through_the_batch_insert(db: Path) -> None:
         [alert] = conn.execute("SELECT alert_id FROM alerts").fetchone()
     assert stored == ("opsgenie-ünï-😀-中", "ünï-😀-中", raw)
     assert alert == "ünï-😀-中"
+
+
+def test_a_reference_whose_events_cannot_be_read_fails_instead_of_spinning(db: Path) -> None:
+    """Intake only stores what parses; should a stored row still not parse (a build that
+    reads it differently), the claim marks the reference failed and says why."""
+    run_store(db, lambda store: store.ping())  # the schema, trigger included
+    with other_process(db) as conn:
+        conn.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES ('k', 'opsgenie-a1', 'a1', 'Create', ?, '{\"not\": \"a webhook\"}')",
+            (T0,),
+        )
+
+    async def scenario(store: SQLiteStore) -> tuple[list[Pending], Delivery | None]:
+        return await store.due(now=T0, limit=10, exclude=()), await store.get("opsgenie-a1")
+
+    claimed, delivery = run_store(db, scenario)
+    assert claimed == []
+    assert delivery is not None
+    assert delivery.status is Status.FAILED
+    assert delivery.last_error_code == "unreadable_events"
+    assert delivery.state is None

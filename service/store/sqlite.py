@@ -355,7 +355,7 @@ def _fold_stored(
     complete = budget is None or len(events) <= budget
     if not complete:
         events = events[:budget]
-    state = load_state_text(row["state"])
+    state = _load_state_text(row["state"])
     if events:
         state = replay(state, events)
         if persist and state is not None:
@@ -383,7 +383,7 @@ def _mark_unreadable(conn: sqlite3.Connection, reference_id: str, now: float) ->
     )
 
 
-def load_state_text(text: str) -> AlertState | None:
+def _load_state_text(text: str) -> AlertState | None:
     """A stored state column (JSON ``null`` until the first fold)."""
     data = json.loads(text)
     return None if data is None else load_state(data)
