@@ -157,7 +157,8 @@ def statements(script: str) -> list[str]:
 
 @dataclass(slots=True)
 class _Job:
-    """One write with its own savepoint."""
+    """One write that succeeds or fails as a whole (in its own savepoint when it
+    shares the batch with other writes)."""
 
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
@@ -198,8 +199,9 @@ class _Writer(threading.Thread):
 
     The writer shares the GIL with the event loop, and every SQLite call hands the GIL
     over and has to win it back, which under load can cost up to a switch interval
-    each. So a batch makes as few calls as it can: bulk rows become one multi-row
-    statement per commit, and all callers are answered with a single loop callback.
+    each. So a batch makes as few calls as it can: the rows of a bulk write go to one
+    ``run(conn, items)`` call (intake's is a single INSERT), and all callers are answered
+    with a single loop callback.
     """
 
     def __init__(self, path: Path, max_batch: int, loop: asyncio.AbstractEventLoop) -> None:
@@ -325,7 +327,7 @@ class _Writer(threading.Thread):
             return [(future, None, error) for future in futures]
 
 
-_Unit = tuple[list["asyncio.Future[Any]"], Callable[[sqlite3.Connection], list[Any]]]
+_Unit = tuple[list[asyncio.Future[Any]], Callable[[sqlite3.Connection], list[Any]]]
 
 
 def _units(batch: list[_Job | _Row]) -> list[_Unit]:
