@@ -145,7 +145,15 @@ class Worker:
         return None
 
     def wake(self) -> None:
-        """New work may be due; called after intake commits a change."""
+        """New work may be due; called after intake commits a change.
+
+        Intake calls this for every stored webhook, so a wake that cannot lead to a
+        claim is dropped here rather than costing the loop a turn of the worker: with no
+        DX there is nothing to deliver, and with every slot taken the next finished
+        delivery wakes the worker anyway.
+        """
+        if self._dx is None or len(self._inflight) >= self._claim_limit:
+            return
         self._wakeup.set()
 
     def start(self) -> None:

@@ -252,3 +252,27 @@ def test_dx_never_has_more_than_concurrency_requests_open(
         message="all eight delivered",
     )
     assert fake_dx.most_open == 2
+
+
+def test_an_event_stored_while_every_slot_is_taken_is_delivered(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    """Intake's wake is dropped while the worker holds all it may (twice the concurrency):
+    the next finished delivery must still find the new event."""
+    fake_dx.latency = 1.0
+    client = make_client(dx_concurrency=1)
+    for i in range(2):
+        body = event("Create", 0)
+        body["alert"]["alertId"] = f"busy-{i}"
+        client.post(URL, json=body, headers=auth())
+    worker = client.app.state.relay.worker  # type: ignore[attr-defined]
+    wait_for(lambda: len(worker._inflight) == 2, message="both slots taken")
+    late = event("Create", 0)
+    late["alert"]["alertId"] = "late"
+    client.post(URL, json=late, headers=auth())
+    wait_for(lambda: fake_dx.incident("opsgenie-late"), timeout=30, message="late delivered")
+    assert {r.json["reference_id"] for r in upsert_requests(fake_dx)} == {
+        "opsgenie-busy-0",
+        "opsgenie-busy-1",
+        "opsgenie-late",
+    }
