@@ -27,7 +27,14 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from service.dx import DXClient
-from service.errors import DeliveryError, DXAuthError, PermanentError, RetryableError
+from service.errors import (
+    DeliveryError,
+    DXAuthError,
+    DXRedirected,
+    DXUnusable,
+    PermanentError,
+    RetryableError,
+)
 from service.mapping import Rules, wanted
 from service.metrics import Metrics, code_label
 from service.store import Attempt, Pending, Store
@@ -127,7 +134,8 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._auth_failures = 0
+        self._pause: DXUnusable | None = None  # why delivery is paused, until _paused_until
+        self._pauses = 0  # in a row, for the backoff
         self._paused_until = 0.0
         self._loop_task: asyncio.Task[None] | None = None
         metrics.paused.labels("not_configured").set(0 if dx else 1)
@@ -140,8 +148,8 @@ class Worker:
     def paused_reason(self) -> str | None:
         if self._dx is None:
             return "DX is not configured (RELAY_DX_BASE_URL and RELAY_DX_TOKEN)"
-        if self._clock() < self._paused_until:
-            return "DX rejected the token (not_authed); retrying with backoff"
+        if self._pause is not None and self._clock() < self._paused_until:
+            return f"{self._pause.message}; retrying with backoff"
         return None
 
     def wake(self) -> None:
@@ -277,8 +285,9 @@ class Worker:
             await self._record_error(pending, body, method, error, time.monotonic() - started)
             return
         now = self._clock()
-        self._auth_failures = 0
-        self._metrics.paused.labels("not_authed").set(0)
+        if self._pause is not None:
+            self._metrics.paused.labels(self._pause.code).set(0)
+            self._pause, self._pauses = None, 0
         await self._store.record_delivered(
             pending,
             request=body,
@@ -390,18 +399,21 @@ class Worker:
                 },
             )
             return
-        if isinstance(error, DXAuthError):
-            self._auth_failures += 1
-            pause = min(self._max_backoff, 5.0 * 2 ** min(self._auth_failures - 1, 10))
+        if isinstance(error, DXUnusable):
+            self._pauses += 1
+            pause = min(self._max_backoff, 5.0 * 2 ** min(self._pauses - 1, 10))
             self._paused_until = now + pause
-            self._metrics.paused.labels("not_authed").set(1)
+            if self._pause is not None and self._pause.code != error.code:
+                self._metrics.paused.labels(self._pause.code).set(0)
+            self._pause = error
+            self._metrics.paused.labels(error.code).set(1)
             log.error(
-                "DX rejected the token (not_authed): all deliveries paused",
+                f"{error.message}: all deliveries paused",
                 extra={
                     "reference_id": ref,
                     "action": method,
                     "outcome": "paused",
-                    "code": "not_authed",
+                    "code": error.code,
                     "pause_seconds": pause,
                 },
             )
@@ -431,6 +443,8 @@ def _outcome(error: DeliveryError) -> str:
         return "permanent"
     if isinstance(error, DXAuthError):
         return "auth"
+    if isinstance(error, DXRedirected):
+        return "redirected"
     return "retryable"
 
 
@@ -439,7 +453,7 @@ def _code(error: DeliveryError | None) -> str | None:
         return None
     if isinstance(error, PermanentError | RetryableError):
         return error.code
-    if isinstance(error, DXAuthError):
+    if isinstance(error, DXUnusable):
         return error.code
     return "other"
 

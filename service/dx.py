@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from service.errors import DXAuthError, PermanentError, RetryableError
+from service.errors import DXAuthError, DXRedirected, PermanentError, RetryableError
 from service.settings import Settings
 from service.translate import IncidentUpsert
 
@@ -67,8 +67,14 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
             retry_after=retry_after_seconds(_header(headers, "retry-after"), now=now),
             code=code or f"http_{status_code}",
         )
+    if 300 <= status_code <= 399:
+        location = _header(headers, "location") or "nowhere"
+        raise DXRedirected(
+            f"DX answered {status_code} redirecting to {location[:200]}:"
+            " check RELAY_DX_BASE_URL (https, and the instance's own host)"
+        )
     if code == "not_authed" or status_code in (401, 403):
-        raise DXAuthError(f"DX refused the token ({status_code} {code or ''})".strip())
+        raise DXAuthError(f"DX refused the token: not_authed (HTTP {status_code})")
     if 400 <= status_code <= 499:
         raise PermanentError(
             f"DX answered {status_code}: {text}", code=code or f"http_{status_code}"

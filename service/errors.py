@@ -16,7 +16,9 @@ whole tree to responses in one place (``app.py``).
   x DeliveryError            .reference_id
     + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
     + PermanentError         .code: str                   (ok:false codes, other 4xx)
-    + DXAuthError            not_authed -> pause all deliveries
+    + DXUnusable             .code; every request would fail -> pause all deliveries
+      - DXAuthError          not_authed: DX refused the token
+      - DXRedirected         3xx: RELAY_DX_BASE_URL points at the wrong place
   x OpsgenieAPIError         .http_status of Opsgenie's answer (None: no answer)
     + OpsgenieRetryable      .retry_after   (network, timeout, 429, 5xx)
     + OpsgeniePermanent      other 4xx, unusable body
@@ -114,10 +116,25 @@ class PermanentError(DeliveryError):
         self.code = code
 
 
-class DXAuthError(DeliveryError):
-    """DX refused our token: every request would fail, so delivery pauses for everyone."""
+class DXUnusable(DeliveryError):
+    """Every request to DX would fail the same way, whatever it carries: delivery pauses
+    for everyone, with backoff, instead of failing or retrying each reference alone."""
+
+    code = "unusable"
+
+
+class DXAuthError(DXUnusable):
+    """DX refused our token."""
 
     code = "not_authed"
+
+
+class DXRedirected(DXUnusable):
+    """DX answered with a redirect. The client does not follow it: a POST turned into a
+    GET, or a token sent to wherever ``Location`` says, would be worse than stopping. It
+    nearly always means ``RELAY_DX_BASE_URL`` says ``http`` for ``https``, or the wrong host."""
+
+    code = "redirected"
 
 
 class OpsgenieAPIError(RelayError):

@@ -25,7 +25,7 @@ WEBHOOK_OUTCOMES = (
 )
 #: Every documented action, "other" for custom and unknown ones, "none" when unparseable.
 ACTION_LABELS = (*(a.value for a in Action if a is not Action.FETCHED), "other", "none")
-DX_OUTCOMES = ("success", "retryable", "permanent", "auth")
+DX_OUTCOMES = ("success", "retryable", "permanent", "auth", "redirected")
 DX_CODES = (
     "none",
     "invalid_arguments",
@@ -33,6 +33,7 @@ DX_CODES = (
     "metadata_invalid",
     "invalid_json",
     "not_authed",
+    "redirected",
     "not_found",
     "http_429",
     "http_5xx",
@@ -40,6 +41,8 @@ DX_CODES = (
     "network",
     "other",
 )
+#: Why delivery may be paused for every reference (``relay_delivery_paused{reason}``).
+PAUSE_REASONS = ("not_authed", "redirected", "not_configured")
 ENRICHMENT_OUTCOMES = ("success", "retryable", "permanent", "skipped")
 ADMIN_ROUTES = ("services", "service", "deliveries", "delivery", "delivery_retry")
 
@@ -114,7 +117,8 @@ class Metrics:
         )
         self.paused = Gauge(
             "relay_delivery_paused",
-            "1 while delivery is paused: DX rejected the token, or DX is not configured.",
+            "1 while every delivery is paused: DX refused the token (not_authed)"
+            " or redirected, or DX is not configured.",
             ["reason"],
             registry=r,
         )
@@ -148,7 +152,7 @@ class Metrics:
             for outcome in DX_OUTCOMES:
                 for code in DX_CODES:
                     self.dx_requests.labels(method, outcome, code)
-        for reason in ("not_authed", "not_configured"):
+        for reason in PAUSE_REASONS:
             self.paused.labels(reason).set(0)
 
     def observe_outbox(self, stats: OutboxStats, *, now: float) -> None:

@@ -158,6 +158,31 @@ def test_not_authed_pauses_all_delivery_and_readiness_stays_up(
     assert stats.failed == 0
 
 
+def test_a_redirecting_dx_pauses_all_delivery_until_it_answers_again(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    """A wrong RELAY_DX_BASE_URL (http for https) is one problem for every alert: say it
+    once, loudly, and fail nobody; delivery resumes when DX answers again."""
+    fake_dx.moved_to = "https://acme.getdx.net/api/incidents.upsert"
+    client = make_client(retry_max_backoff_seconds=1.0)
+    client.post(URL, json=CREATE, headers=auth())
+    second = event("Create", 0)
+    second["alert"]["alertId"] = "second"
+    client.post(URL, json=second, headers=auth())
+    wait_for(lambda: sample_value(client, "relay_delivery_paused", {"reason": "redirected"}) == 1)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert "redirecting to https://acme.getdx.net/" in ready.json()["delivery"]
+    labels = {"method": "upsert", "outcome": "redirected", "code": "redirected"}
+    assert sample_value(client, "relay_dx_requests_total", labels) >= 1
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    assert client.portal.call(store.stats).failed == 0
+    fake_dx.moved_to = None
+    wait_for(lambda: fake_dx.incident(REF) and fake_dx.incident("opsgenie-second"), timeout=30)
+    wait_for(lambda: sample_value(client, "relay_delivery_paused", {"reason": "redirected"}) == 0)
+    assert client.get("/readyz").json()["delivery"] == "active"
+
+
 def test_filtered_alerts_are_counted_then_sent_once_they_match(
     make_client: MakeClient, fake_dx: FakeDX
 ) -> None:

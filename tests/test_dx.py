@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from service.dx import PERMANENT_CODES, Answer, DXClient, classify, make_http_client
-from service.errors import DeliveryError, DXAuthError, PermanentError, RetryableError
+from service.errors import (
+    DeliveryError,
+    DXAuthError,
+    DXRedirected,
+    DXUnusable,
+    PermanentError,
+    RetryableError,
+)
 from service.translate import IncidentUpsert
 
 NOW = 1_700_000_000.0
@@ -89,8 +96,27 @@ def test_not_authed_is_an_auth_error(status: int, body: bytes) -> None:
     with pytest.raises(DXAuthError) as caught:
         classify(status, {}, body, now=NOW)
     assert caught.value.code == "not_authed"
+    assert caught.value.message == f"DX refused the token: not_authed (HTTP {status})"
     # Not a PermanentError: a bad token pauses everyone instead of failing each reference.
     assert not isinstance(caught.value, PermanentError | RetryableError)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_pauses_everyone_and_names_where_it_points(status: int) -> None:
+    headers = {"Location": "https://acme.getdx.net/api/incidents.upsert"}
+    with pytest.raises(DXRedirected) as caught:
+        classify(status, headers, b"", now=NOW)
+    assert caught.value.code == "redirected"
+    assert isinstance(caught.value, DXUnusable)
+    assert not isinstance(caught.value, PermanentError | RetryableError)
+    assert f"DX answered {status} redirecting to https://acme.getdx.net/" in caught.value.message
+    assert "RELAY_DX_BASE_URL" in caught.value.message
+
+
+def test_a_redirect_without_a_location_still_says_what_happened() -> None:
+    with pytest.raises(DXRedirected) as caught:
+        classify(302, {}, b"<html>moved</html>", now=NOW)
+    assert "DX answered 302 redirecting to nowhere" in caught.value.message
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,8 @@ class FakeDX:
       `.most_open`: the most requests that were open (received, not yet answered) at once.
 
     Plain attributes, safe to set from any thread: `.latency` (seconds slept before every
-    answer) and `.down` (answer every request 503).
+    answer), `.down` (answer every request 503) and `.moved_to` (answer every request 301
+    with that `Location`, as a host that only serves https answers plain http).
     """
 
     def __init__(self, token: str = "test-dx-token") -> None:
@@ -159,6 +160,7 @@ class FakeDX:
             self._open = 0
             self.latency = 0.0
             self.down = False
+            self.moved_to: str | None = None
             self._failures: list[tuple[int, str]] = []
             self._rate_limits: list[float] = []
             self._ok_false: list[str] = []
@@ -262,6 +264,8 @@ class FakeDX:
     def _misbehave(self) -> None:
         """Raise the switched-on failure for this request, consuming one count, if any."""
         with self._lock:
+            if self.moved_to is not None:
+                raise _Refusal(301, "moved", {"Location": self.moved_to})
             if self.down:
                 raise _Refusal(503, "service_unavailable")
             if self._failures:
