@@ -68,7 +68,10 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
             code=code or f"http_{status_code}",
         )
     if 300 <= status_code <= 399:
-        location = _header(headers, "location") or "nowhere"
+        # Where, not with what: a query string could carry someone's token, and the
+        # message reaches logs and the unauthenticated /readyz.
+        location = (_header(headers, "location") or "").partition("?")[0].partition("#")[0]
+        location = location or "nowhere"
         raise DXRedirected(
             f"DX answered {status_code} redirecting to {location[:200]}:"
             " check RELAY_DX_BASE_URL (https, and the instance's own host)"

@@ -113,6 +113,15 @@ def test_a_redirect_pauses_everyone_and_names_where_it_points(status: int) -> No
     assert "RELAY_DX_BASE_URL" in caught.value.message
 
 
+def test_a_redirect_names_where_it_points_without_the_query() -> None:
+    headers = {"Location": "https://sso.example.com/login?state=s3cr3t#frag"}
+    with pytest.raises(DXRedirected) as caught:
+        classify(302, headers, b"", now=NOW)
+    assert "redirecting to https://sso.example.com/login:" in caught.value.message
+    assert "s3cr3t" not in caught.value.message
+    assert "frag" not in caught.value.message
+
+
 def test_a_redirect_without_a_location_still_says_what_happened() -> None:
     with pytest.raises(DXRedirected) as caught:
         classify(302, {}, b"<html>moved</html>", now=NOW)
