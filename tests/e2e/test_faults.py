@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import resource
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -316,58 +316,55 @@ def test_a_locked_database_answers_503_never_202(
     assert stored_count(db) == 1
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs to fill up; mounting needs root (CAP_SYS_ADMIN), else the test skips."""
-    mountpoint = tmp_path / "small-disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+@contextlib.contextmanager
+def no_room_to_grow(process: RelayProcess, *, room: int) -> Iterator[None]:
+    """The relay's files may not grow past ``room`` bytes: its write(2) calls beyond that
+    fail, as they do on a full disk, until the block ends.
+
+    A file-size limit (RLIMIT_FSIZE, set on the running process with prlimit) rather than a
+    small filesystem, because mounting one needs privileges CI does not have, and this runs
+    anywhere. SQLite sees the same thing either way: a short write (SQLITE_FULL) or a failed
+    one (EFBIG, SQLITE_IOERR_WRITE), in the middle of a commit. CPython ignores SIGXFSZ, so
+    the process gets the error instead of being killed.
+    """
+    assert process.proc is not None
+    pid = process.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (room, hard))
     try:
-        yield mountpoint
+        yield
     finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write until the filesystem says ENOSPC (unbuffered, so closing has nothing to flush)."""
-    with path.open("wb", buffering=0) as filler:
-        for size in (65536, 4096, 512):  # down to the very last block
-            with contextlib.suppress(OSError):
-                while True:
-                    filler.write(b"\0" * size)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def test_a_full_disk_answers_503_never_202(
-    relay: Callable[..., RelayProcess], small_disk: Path
+    relay: Callable[..., RelayProcess], tmp_path: Path
 ) -> None:
-    """No space for the event: 503 so Opsgenie retries; and the relay recovers once freed."""
-    db = small_disk / "relay.db"
-    process = relay(RELAY_DATABASE_URL=f"sqlite:///{db}", RELAY_DX_BASE_URL="")
+    """No room for the event: 503 so Opsgenie retries; and the relay recovers once freed."""
+    db = tmp_path / "relay.db"
+    process = relay(RELAY_DX_BASE_URL="")
     before = stored_count(db)
-    filler = small_disk / "filler"
-    fill(filler)
-    # Big bodies, so each needs fresh pages that the full disk cannot give.
+    # Room enough for the log lines (appended far below the limit), none for an event: each
+    # body is bigger than the room, so its commit must write past it.
+    room = process.log_path.stat().st_size + 256 * 1024
     refused = 0
-    for alert in range(20):
-        payload = json.loads(event_body(alert, 0, action="Create"))
-        payload["alert"]["description"] = "x" * 200_000
-        response = process.post(payload, timeout=30.0)
-        assert response.status_code in (202, 503), response.text
-        if response.status_code == 503:
-            assert response.json()["errors"]
-            refused += 1
-        else:  # a 202 while full is only fine if the event really is on disk
-            assert stored_count(db) > before
-            before = stored_count(db)
+    with no_room_to_grow(process, room=room):
+        for alert in range(20):
+            payload = json.loads(event_body(alert, 0, action="Create"))
+            payload["alert"]["description"] = "x" * 600_000
+            response = process.post(payload, timeout=30.0)
+            assert response.status_code in (202, 503), response.text
+            if response.status_code == 503:
+                assert response.json()["errors"]
+                refused += 1
+            else:  # a 202 while full is only fine if the event really is on disk
+                assert stored_count(db) > before
+                before = stored_count(db)
+        assert process.client.get("/healthz").status_code == 200
     assert refused > 0
+    assert process.log_path.stat().st_size < room  # no log line was lost to the limit
+    assert "store commit failed" in process.logs()
 
-    filler.unlink()
     payload = json.loads(event_body(99, 0, action="Create"))
     response = process.post(payload, timeout=30.0)
     assert response.status_code == 202
