@@ -451,9 +451,7 @@ def _outcome(error: DeliveryError) -> str:
 def _code(error: DeliveryError | None) -> str | None:
     if error is None:
         return None
-    if isinstance(error, PermanentError | RetryableError):
-        return error.code
-    if isinstance(error, DXUnusable):
+    if isinstance(error, PermanentError | RetryableError | DXUnusable):
         return error.code
     return "other"
 

@@ -120,7 +120,7 @@ class DXUnusable(DeliveryError):
     """Every request to DX would fail the same way, whatever it carries: delivery pauses
     for everyone, with backoff, instead of failing or retrying each reference alone."""
 
-    code = "unusable"
+    code: str  # each subclass names its reason: relay_delivery_paused{reason}
 
 
 class DXAuthError(DXUnusable):
