@@ -160,9 +160,13 @@ class Worker:
         DX there is nothing to deliver, and with every slot taken the next finished
         delivery wakes the worker anyway.
         """
-        if self._dx is None or len(self._inflight) >= self._claim_limit:
+        if self._dx is None or self._free_slots() <= 0:
             return
         self._wakeup.set()
+
+    def _free_slots(self) -> int:
+        """References the worker may still take on."""
+        return self._claim_limit - len(self._inflight)
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
@@ -200,13 +204,13 @@ class Worker:
         now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
-        free = self._claim_limit - len(self._inflight)
+        free = self._free_slots()
         if free > 0:
             for pending in await self._store.due(
                 now=now, limit=free, exclude=tuple(self._inflight)
             ):
                 self._launch(pending)
-        if len(self._inflight) >= self._claim_limit:
+        if self._free_slots() <= 0:
             return 1.0  # a finishing delivery sets the wakeup
         next_due = await self._store.next_due_at()
         if next_due is None:
