@@ -274,28 +274,40 @@ def summarise_profile(raw: str, top: int = 15) -> str:
 
 
 def bench_delivery(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Relay + FakeDX (20 ms latency): steady-state lag, drain rate, coalescing."""
+    """Relay + FakeDX (20 ms latency): steady-state lag, drain rate, coalescing, and a
+    backlog under the default rate limit."""
     fake = FakeDX(token=DX_TOKEN)
     fake.latency = args.dx_latency
     with UvicornThread(fake.app) as dx:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = relay_env(
-            workdir,
-            port,
-            RELAY_DX_BASE_URL=dx.url,
-            RELAY_DX_TOKEN=DX_TOKEN,
-            RELAY_DX_RATE_LIMIT=str(args.dx_rate),
-        )
-        with process([str(RELAY), "serve"], env, workdir / "relay.log", f"{url}/readyz"):
-            client = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10.0
-            )
+        with relay_with_dx(workdir / "fast", dx.url, args.dx_rate) as (url, client):
             lag = steady_lag(client, fake, args)
             drain = drain_rate(url, fake, args)
             coalesce = coalescing(client, fake, url, args)
-            client.close()
-    return {"steady_lag": lag, "drain": drain, "coalescing": coalesce}
+        with relay_with_dx(workdir / "limited", dx.url, args.limited_rate) as (url, client):
+            limited = rate_limited(client, fake, url, args)
+    return {"steady_lag": lag, "drain": drain, "coalescing": coalesce, "rate_limited": limited}
+
+
+@contextmanager
+def relay_with_dx(workdir: Path, dx_url: str, rate: float) -> Iterator[tuple[str, httpx.Client]]:
+    """A relay on a fresh database delivering to ``dx_url`` at ``rate``; its URL and a client."""
+    workdir.mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = relay_env(
+        workdir,
+        port,
+        RELAY_DX_BASE_URL=dx_url,
+        RELAY_DX_TOKEN=DX_TOKEN,
+        RELAY_DX_RATE_LIMIT=str(rate),
+    )
+    with (
+        process([str(RELAY), "serve"], env, workdir / "relay.log", f"{url}/readyz"),
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10.0
+        ) as client,
+    ):
+        yield url, client
 
 
 def create_body(alert_id: str, stamp_ns: int, *, action: str = "Create", note: str = "") -> bytes:
@@ -357,18 +369,61 @@ def drain_rate(url: str, fake: FakeDX, args: argparse.Namespace) -> dict[str, An
     seconds = time.monotonic() - start
     upserts = fake.status_counts[200] - before
     after_load = time.monotonic() - load_ended
+    after_load_rate = (upserts - during_load) / after_load
     count = metric(url, "relay_delivery_lag_seconds_count")
     total = metric(url, "relay_delivery_lag_seconds_sum")
+    # What DX's answers allow: every slot busy all the time, each request taking as long as
+    # the relay measured (FakeDX's 20 ms plus its own HTTP and validation time).
+    dx_seconds = metric(url, "relay_dx_request_duration_seconds_sum") / max(
+        1.0, metric(url, "relay_dx_request_duration_seconds_count")
+    )
+    dx_bound = args.dx_concurrency / dx_seconds if dx_seconds else float("nan")
     return {
         "webhooks_posted": load.requests,
         "dx_upserts": upserts,
         "seconds_until_drained": round(seconds, 1),
         "dx_upserts_per_second": round(upserts / seconds, 1),
-        # Once intake is quiet: what delivery alone achieves (the ceiling is concurrency
-        # over DX latency, 4 / 20 ms = 200/s, unless the rate limit is lower).
-        "dx_upserts_per_second_after_load": round((upserts - during_load) / after_load, 1),
+        # Once intake is quiet: what delivery alone achieves.
+        "dx_upserts_per_second_after_load": round(after_load_rate, 1),
+        "dx_request_mean_ms": round(dx_seconds * 1000, 1),
+        "dx_bound_upserts_per_second": round(dx_bound, 1),
+        "share_of_dx_bound_after_load": round(after_load_rate / dx_bound, 3),
         "lag_histogram_mean_s": round(total / count, 2) if count else None,
         "lag_histogram": histogram(url, "relay_delivery_lag_seconds"),
+    }
+
+
+def rate_limited(
+    client: httpx.Client, fake: FakeDX, url: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A backlog of new alerts under ``--limited-rate``: DX should see that rate, no more.
+
+    The token bucket lets one second's worth through at once, so the rate is read from the
+    DX arrival times after that burst.
+    """
+    refs = set()
+    for i in range(args.limited_alerts):
+        alert_id = f"limited-{i}"
+        response = client.post("/webhooks/opsgenie", content=create_body(alert_id, time.time_ns()))
+        assert response.status_code == 202, response.text
+        refs.add(f"opsgenie-{alert_id}")
+    wait_until(
+        lambda: metric(url, "relay_outbox_pending") == 0,
+        args.limited_alerts / args.limited_rate * 3 + 30,
+        "rate-limited outbox to drain",
+    )
+    arrivals = sorted(
+        r.received_at
+        for r in list(fake.requests)
+        if (r.json or {}).get("reference_id") in refs and r.status == 200
+    )
+    steady = arrivals[int(args.limited_rate) :]
+    measured = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else float("nan")
+    return {
+        "alerts": args.limited_alerts,
+        "rate_limit_per_second": args.limited_rate,
+        "dx_upserts": len(arrivals),
+        "upserts_per_second_after_burst": round(measured, 2),
     }
 
 
@@ -436,7 +491,8 @@ def report(results: dict[str, Any]) -> str:
     mark = {True: "ok", False: "MISSED"}
     relay = results["relay"]
     delivery = results["delivery"]
-    lag = delivery["steady_lag"]
+    lag, drain, limited = delivery["steady_lag"], delivery["drain"], delivery["rate_limited"]
+    concurrency = results["config"]["dx_concurrency"]
     lines += [
         "",
         f"relay/baseline throughput: {ratio:.0%} (target >= {TARGET_RATIO:.0%}: "
@@ -445,16 +501,23 @@ def report(results: dict[str, Any]) -> str:
         f"memory: RSS idle {relay['rss_idle_mib']} MiB, after {relay['stored_events']:,} "
         f"stored events {relay['rss_after_events_mib']} MiB (database {relay['database_mib']} MiB)",
         f"delivery (DX latency {results['config']['dx_latency_s'] * 1000:.0f} ms, "
-        f"RELAY_DX_RATE_LIMIT={results['config']['dx_rate']}, concurrency 4):",
+        f"RELAY_DX_RATE_LIMIT={results['config']['dx_rate']}, "
+        f"concurrency {concurrency}):",
         f"  steady {lag['rate_per_second']}/s new alerts: post -> DX receives the upsert "
         f"p50 {lag['lag_p50_ms']} ms, p99 {lag['lag_p99_ms']} ms",
-        f"  backlog: {delivery['drain']['webhooks_posted']:,} webhooks -> "
-        f"{delivery['drain']['dx_upserts']:,} DX upserts in "
-        f"{delivery['drain']['seconds_until_drained']} s = "
-        f"{delivery['drain']['dx_upserts_per_second']} upserts/s "
-        f"({delivery['drain']['dx_upserts_per_second_after_load']}/s once intake stopped)",
+        f"  backlog: {drain['webhooks_posted']:,} webhooks -> "
+        f"{drain['dx_upserts']:,} DX upserts in "
+        f"{drain['seconds_until_drained']} s = "
+        f"{drain['dx_upserts_per_second']} upserts/s "
+        f"({drain['dx_upserts_per_second_after_load']}/s once intake stopped)",
+        f"  drained at {drain['share_of_dx_bound_after_load']:.0%} of what DX's answers allow: "
+        f"{concurrency} slots / {drain['dx_request_mean_ms']} ms per DX request = "
+        f"{drain['dx_bound_upserts_per_second']}/s",
         f"  coalescing: {delivery['coalescing']['events']} events for one alert -> "
         f"{delivery['coalescing']['dx_calls']} DX calls",
+        f"  rate limit {limited['rate_limit_per_second']}/s: {limited['alerts']} new alerts "
+        f"-> {limited['dx_upserts']} upserts at {limited['upserts_per_second_after_burst']}/s "
+        f"after the first second's burst",
     ]
     return "\n".join(lines)
 
@@ -480,8 +543,13 @@ def main() -> None:
     parser.add_argument("--drain-load-seconds", type=float, default=5.0)
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument("--coalesce-events", type=int, default=100)
+    parser.add_argument(
+        "--limited-rate", type=float, default=10.0, help="RELAY_DX_RATE_LIMIT (its default)"
+    )
+    parser.add_argument("--limited-alerts", type=int, default=150)
     parser.add_argument("--profile", action="store_true", help="py-spy the relay's intake")
     args = parser.parse_args()
+    args.dx_concurrency = 4  # RELAY_DX_CONCURRENCY's default, which the relays here keep
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk not found; install it with: apt-get install -y wrk")
     args.results = BENCH / "results"
@@ -495,6 +563,7 @@ def main() -> None:
             "warmup_s": args.warmup,
             "dx_latency_s": args.dx_latency,
             "dx_rate": args.dx_rate,
+            "dx_concurrency": args.dx_concurrency,
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
         },
