@@ -27,8 +27,6 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "asctime",
     "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
-# One word of a header value, as written or as a JSON line spells it (``\u00e9``).
-_WORD = r"(?:[^\s\"'\\]|\\u[0-9a-f]{4})++"
 # Runs on the finished line, JSON included. The header name starts a word, also right after
 # an escape the JSON line writes for a newline or other control character (``\nAuth...``);
 # the lookahead first lets the scan skip most positions cheaply. The separator may hold
@@ -37,11 +35,20 @@ _WORD = r"(?:[^\s\"'\\]|\\u[0-9a-f]{4})++"
 # what follows a closing quote (a header name merely ending a string is no header). A value
 # already redacted is left as it is (the separator is possessive, so backtracking cannot get
 # around that).
+_NAME_START = r"(?:\b|(?<=\\[bfnrt])|(?<=\\u[0-9a-f]{4}))"
+_NAMES = r"(?:authorization|dd-api-key|dd-application-key|geniekey)"
+_SEPARATOR = r"(?:[\"':= ]|\\\")++"
+_VALUE_START = r"(?!\[redacted\]|[,)\]}])"
+# One character of a header value, as written or as a JSON line spells it (``\u00e9``).
+_CHAR = r"(?:[^\s\"'\\]|\\u[0-9a-f]{4})"
+# A value never takes a word holding the start of another header: after a header name that
+# ends a text line's message, the words are fields (``missing Authorization ref=x
+# authorization=Bearer secret``), and taking ``authorization=Bearer`` as the second word would
+# leave ``secret`` behind. Such a word is left to the header it holds, redacted on its own.
+_HEADER = f"{_NAME_START}{_NAMES}{_SEPARATOR}{_VALUE_START}{_CHAR}"
+_WORD = rf"(?!{_CHAR}*?{_HEADER}){_CHAR}++"
 _AUTH_HEADER = re.compile(
-    r"(?i)(?=[adg])(?:\b|(?<=\\[bfnrt])|(?<=\\u[0-9a-f]{4}))"
-    r"(authorization|dd-api-key|dd-application-key|geniekey)"
-    r"((?:[\"':= ]|\\\")++)"
-    rf"(?!\[redacted\]|[,)\]}}])({_WORD}(?: {_WORD})?)"
+    rf"(?i)(?=[adg]){_NAME_START}({_NAMES})({_SEPARATOR}){_VALUE_START}({_WORD}(?: {_WORD})?)"
 )
 REDACTED = "[redacted]"
 _ENCODE = json.JSONEncoder(default=str).encode  # json.dumps(default=str), built once
@@ -168,9 +175,14 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[Secret | None]) -> None:
         plain = {str(s) for s in secrets if s is not None and str(s)}
+        # A string inside a container, a %r or an exception (KeyError) is written by repr():
+        # backslashes doubled, control characters as \x07, and ' as \' if repr quotes with '.
+        # Whether it does depends on the whole string, which may hold a " the secret does
+        # not: so the secret's own repr, and the repr of the secret and a " (' as \').
+        written = plain | {repr(s)[1:-1] for s in plain} | {repr(f'{s}"')[1:-2] for s in plain}
         # A JSON line spells quotes, backslashes and non-ASCII escaped: redact that too.
-        escaped = {json.dumps(s)[1:-1] for s in plain}
-        self._secrets = sorted(plain | escaped, key=len, reverse=True)
+        escaped = {json.dumps(s)[1:-1] for s in written}
+        self._secrets = sorted(written | escaped, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:

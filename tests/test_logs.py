@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,9 @@ from service.logs import REDACTED, JSONFormatter, Redactor, TextFormatter, confi
 WEBHOOK = "hook-secret-5e1d0c7b"
 DX = "dx-secret-9a8b7c6d"
 QUOTED = 'app"key\\with-escapes'  # a JSON line spells it escaped
-SECRETS = (Secret(WEBHOOK), Secret(DX), Secret(QUOTED), None)
+# repr() writes its ' as \' or ', its bell as \x07; a JSON line escapes that, and the é.
+ODD = "odd'key\x07\u00e9-tail-3e5a"
+SECRETS = (Secret(WEBHOOK), Secret(DX), Secret(QUOTED), Secret(ODD), None)
 ROUTED = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
 
 
@@ -196,6 +198,8 @@ def test_the_longest_secret_wins_when_secrets_overlap() -> None:
         "Gen\u0131eKey opaque-value-1",
         "GEN\u0130EKEY opaque-value-1",
         "dd-api-\u212aey: opaque-value-1",
+        # A header name inside a value that does not start a header of its own.
+        "DD-API-KEY: dd-api-key-opaque-value-1",
     ],
 )
 def test_redacts_credential_header_values_it_was_not_told_about(text: str) -> None:
@@ -250,12 +254,17 @@ def assert_no_secret(text: str) -> None:
         assert secret not in text
 
 
-def written(fmt: str, rec: logging.LogRecord) -> str:
-    """The line the configured handler writes for ``rec``."""
+def output(fmt: str, rec: logging.LogRecord) -> str:
+    """What the configured handler writes for ``rec``."""
     stream = io.StringIO()
     configure(fmt=fmt, level="DEBUG", secrets=SECRETS, stream=stream)
     logging.getLogger(rec.name).handle(rec)
-    [line] = lines(stream)
+    return stream.getvalue()
+
+
+def written(fmt: str, rec: logging.LogRecord) -> str:
+    """The line the configured handler writes for ``rec``."""
+    [line] = output(fmt, rec).splitlines()
     return line
 
 
@@ -511,3 +520,71 @@ def test_a_header_name_that_ends_a_string_is_no_header() -> None:
     assert entry["header"] == "GenieKey"
     assert entry["headers"] == ["DD-API-KEY"]
     assert REDACTED not in line
+
+
+def key_error(key: str) -> BaseException:
+    try:
+        dict[str, str]()[key]
+    except KeyError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("secret", [QUOTED, ODD])
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda s: record("x", headers={"k": s}),
+        lambda s: record("x", pair=("k", s), keys=[s]),
+        lambda s: record("x", keys={s}),  # a set: the JSON line has str() of it
+        lambda s: record("got %r", s),
+        lambda s: record("got %s", {"k": f'"{s}'}),  # beside a ", repr writes ' as \'
+        lambda s: record("lookup failed", exc=key_error(s)),  # str(KeyError) is a repr
+    ],
+    ids=["dict", "tuple-and-list", "set", "%r", "beside-a-quote", "KeyError"],
+)
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_redacts_a_secret_as_repr_writes_it(
+    fmt: str, how: Callable[[str], logging.LogRecord], secret: str
+) -> None:
+    """A secret in a container, a %r or an exception is written by repr(), and on a JSON
+    line escaped on top of that: each of those spellings is redacted, whole."""
+    text = output(fmt, how(secret))
+    if fmt == "json":
+        json.loads(text)  # still one JSON line
+    assert REDACTED in text
+    assert secret[-9:] not in text  # the part after the escapes
+    assert_no_secret(text)
+
+
+@pytest.mark.parametrize(
+    ("message", "fields", "kept"),
+    [
+        (
+            "missing Authorization",
+            {"reference_id": "opsgenie-abc", "authorization": "Bearer opaque-value-1"},
+            f"authorization={REDACTED}",
+        ),
+        (
+            "missing Authorization",
+            {"header": "Authorization: Bearer opaque-value-1"},
+            f"header=Authorization: {REDACTED}",
+        ),
+        (
+            "missing GenieKey",
+            {"reference_id": "opsgenie-abc", "geniekey": "GenieKey opaque-value-1"},
+            f"geniekey=GenieKey {REDACTED}",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("restore_logging")
+def test_a_header_name_ending_a_text_message_does_not_swallow_the_next_header(
+    message: str, fields: dict[str, Any], kept: str
+) -> None:
+    """On a text line nothing marks where the message ends, so a header name ending it is
+    followed by the fields. Its value must not take a word holding another header's name
+    (``authorization=Bearer``): that header's own value would be left behind, unredacted."""
+    line = written("text", record(message, **fields))
+    assert "opaque" not in line
+    assert line.endswith(kept)

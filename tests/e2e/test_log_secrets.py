@@ -60,10 +60,13 @@ def basic(token: str) -> dict[str, str]:
 
 
 def spellings(secret: str) -> set[str]:
-    """The secret as written, as JSON escapes it, and base64 as in a Basic header."""
+    """The secret as written, as repr() writes it (in a container, a %r, a KeyError), each
+    as JSON escapes it, and base64 as in a Basic header."""
     return {
         secret,
         json.dumps(secret)[1:-1],
+        repr(secret)[1:-1],
+        json.dumps(repr(secret)[1:-1])[1:-1],
         base64.b64encode(f"opsgenie:{secret}".encode()).decode(),
     }
 
