@@ -96,7 +96,19 @@ def test_bad_token_is_not_authed(
     assert fake.incidents == {}
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"text"', b"null", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'"text"',
+        b"null",
+        b"\xff\xfe",
+        b'{"reference_id": "r", "started_at": "2024-01-01T11:22:33", "x": NaN}',
+        b'{"reference_id": "r", "started_at": "2024-01-01T11:22:33", "x": -Infinity}',
+    ],
+)
 def test_unparseable_or_non_object_body_is_invalid_json(client: httpx.Client, raw: bytes) -> None:
     response = client.post(UPSERT, content=raw, headers={"Content-Type": "application/json"})
     assert error_of(response) == (400, "invalid_json")

@@ -72,6 +72,11 @@ def _retry_after(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are Python's JSON extensions, not JSON: DX cannot parse them."""
+    raise ValueError(f"not JSON: {name}")
+
+
 def _is_timestamp(value: object) -> bool:
     """True for a readable ISO-8601 string; a trailing "Z" means UTC."""
     if not isinstance(value, str):
@@ -206,7 +211,7 @@ class FakeDX:
     async def _endpoint(self, request: Request) -> JSONResponse:
         raw = await request.body()
         try:
-            parsed: Any = json.loads(raw)
+            parsed: Any = json.loads(raw, parse_constant=_refuse_constant)
         except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
             parsed = _NOT_JSON
         record = RecordedRequest(
