@@ -269,6 +269,11 @@ class Worker:
         if state.deleted:
             body, method = {"reference_id": ref}, "delete"
             send = lambda: dx.delete(ref)  # noqa: E731
+            if body == pending.delivered_request:
+                # DX confirmed this delete already; an event that arrived after it (a late
+                # note, a re-sent Delete) would only ask DX to delete nothing.
+                await self._record_unchanged(pending, body)
+                return
         elif not pending.ever_delivered and not wanted(state, self._rules):
             await self._store.record_filtered(pending)
             self._metrics.filtered.inc()
@@ -319,7 +324,8 @@ class Worker:
         )
 
     async def _record_unchanged(self, pending: Pending, body: dict[str, Any]) -> None:
-        """The new version renders to what DX already holds (a note, a replay): no request."""
+        """The new version asks for what DX already holds (a note, a replay, a second
+        delete): no request."""
         await self._store.record_delivered(
             pending,
             request=body,
@@ -375,7 +381,8 @@ class Worker:
     def _observe(self, method: str, error: DeliveryError | None, seconds: float) -> None:
         self._metrics.dx_duration.observe(seconds)
         outcome = "success" if error is None else _outcome(error)
-        self._metrics.dx_requests.labels(method, outcome, code_label(_code(error))).inc()
+        code = code_label(_code(error), None if error is None else error.http_status)
+        self._metrics.dx_requests.labels(method, outcome, code).inc()
 
     async def _record_error(
         self, pending: Pending, body: dict[str, Any], method: str, error: DeliveryError, took: float
@@ -385,7 +392,7 @@ class Worker:
             at=now,
             version=pending.version,
             outcome=_outcome(error),
-            http_status=None,
+            http_status=error.http_status,
             error_code=_code(error),
             detail=error.message[:1000],
             duration_seconds=took,

@@ -26,6 +26,11 @@ PERMANENT_CODES = frozenset(
 )
 
 
+#: 4xx statuses that say "not now" rather than "never": 408 is a timeout (a proxy in
+#: front of DX gave up waiting for the body), 429 asks us to slow down.
+_RETRYABLE_STATUSES = frozenset({408, 429})
+
+
 def retry_after_seconds(value: str | None, *, now: float) -> float | None:
     """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
     if value is None or not value.strip():
@@ -61,11 +66,12 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
     code = code if isinstance(code, str) and code else None
     ok = document.get("ok") if isinstance(document, dict) else None
 
-    if status_code == 429 or 500 <= status_code <= 599:
+    if status_code in _RETRYABLE_STATUSES or 500 <= status_code <= 599:
         raise RetryableError(
-            f"DX answered {status_code}",
+            f"DX answered {status_code}" + (f": {code}" if code else ""),
             retry_after=retry_after_seconds(_header(headers, "retry-after"), now=now),
             code=code or f"http_{status_code}",
+            http_status=status_code,
         )
     if 300 <= status_code <= 399:
         # Where, not with what: a query string could carry someone's token, and the
@@ -74,21 +80,34 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
         location = location or "nowhere"
         raise DXRedirected(
             f"DX answered {status_code} redirecting to {location[:200]}:"
-            " check RELAY_DX_BASE_URL (https, and the instance's own host)"
+            " check RELAY_DX_BASE_URL (https, and the instance's own host)",
+            http_status=status_code,
         )
     if code == "not_authed" or status_code in (401, 403):
-        raise DXAuthError(f"DX refused the token: not_authed (HTTP {status_code})")
+        raise DXAuthError(
+            f"DX refused the token: not_authed (HTTP {status_code})", http_status=status_code
+        )
     if 400 <= status_code <= 499:
         raise PermanentError(
-            f"DX answered {status_code}: {text}", code=code or f"http_{status_code}"
+            f"DX answered {status_code}: {text}",
+            code=code or f"http_{status_code}",
+            http_status=status_code,
         )
     if 200 <= status_code <= 299 and ok is True:
         return Answer(status_code, text)
     if 200 <= status_code <= 299 and ok is False:
         if code in PERMANENT_CODES:
-            raise PermanentError(f"DX answered ok=false: {code}", code=code)
-        raise RetryableError(f"DX answered ok=false: {code}", code=code or "ok_false")
-    raise RetryableError(f"unexpected DX answer {status_code}: {text[:200]}", code="bad_response")
+            raise PermanentError(
+                f"DX answered ok=false: {code}", code=code, http_status=status_code
+            )
+        raise RetryableError(
+            f"DX answered ok=false: {code}", code=code or "ok_false", http_status=status_code
+        )
+    raise RetryableError(
+        f"unexpected DX answer {status_code}: {text[:200]}",
+        code="bad_response",
+        http_status=status_code,
+    )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -126,7 +145,14 @@ class DXClient:
         return await self._post("incidents.upsert", dict(body))
 
     async def delete(self, reference_id: str) -> Answer:
-        return await self._post("incidents.delete", {"reference_id": reference_id})
+        """Deleting is idempotent: ``not_found`` means the incident is already gone (deleted
+        before, or never created because the alert was filtered out), which is the goal."""
+        try:
+            return await self._post("incidents.delete", {"reference_id": reference_id})
+        except PermanentError as error:
+            if error.code != "not_found" or error.http_status is None:
+                raise
+            return Answer(error.http_status, "not_found: DX holds no such incident")
 
     async def _post(self, method: str, body: dict[str, Any]) -> Answer:
         try:

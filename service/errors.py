@@ -13,7 +13,7 @@ whole tree to responses in one place (``app.py``).
   x NotFound                 404
   x Conflict                 409
   x StoreUnavailable         503; the event was NOT stored, so Opsgenie may retry
-  x DeliveryError            .reference_id
+  x DeliveryError            .reference_id, .http_status of DX's answer (None: no answer)
     + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
     + PermanentError         .code: str                   (ok:false codes, other 4xx)
     + DXUnusable             .code; every request would fail -> pause all deliveries
@@ -87,9 +87,12 @@ class StoreUnavailable(RelayError):
 class DeliveryError(RelayError):
     """A DX request did not succeed."""
 
-    def __init__(self, message: str, *, reference_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, reference_id: str | None = None, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.reference_id = reference_id
+        self.http_status = http_status
 
 
 class RetryableError(DeliveryError):
@@ -102,8 +105,9 @@ class RetryableError(DeliveryError):
         retry_after: float | None = None,
         code: str = "unavailable",
         reference_id: str | None = None,
+        http_status: int | None = None,
     ) -> None:
-        super().__init__(message, reference_id=reference_id)
+        super().__init__(message, reference_id=reference_id, http_status=http_status)
         self.retry_after = retry_after
         self.code = code
 
@@ -111,8 +115,15 @@ class RetryableError(DeliveryError):
 class PermanentError(DeliveryError):
     """DX rejected this request; sending it again unchanged would fail the same way."""
 
-    def __init__(self, message: str, *, code: str, reference_id: str | None = None) -> None:
-        super().__init__(message, reference_id=reference_id)
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        reference_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, reference_id=reference_id, http_status=http_status)
         self.code = code
 
 

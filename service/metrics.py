@@ -56,11 +56,16 @@ def action_label(action: str | None) -> str:
     return action if action in ACTION_LABELS else "other"
 
 
-def code_label(code: str | None) -> str:
+def code_label(code: str | None, http_status: int | None) -> str:
+    """A 429 or 5xx is labelled by its status, whatever code DX's body gives it: those
+    bodies vary (``rate_limited``, ``service_unavailable``...), and an alert on rate
+    limiting or an outage must not depend on their wording."""
+    if http_status == 429:
+        return "http_429"
+    if http_status is not None and 500 <= http_status <= 599:
+        return "http_5xx"
     if code is None:
         return "none"
-    if code.startswith("http_5"):
-        return "http_5xx"
     return code if code in DX_CODES else "other"
 
 

@@ -221,6 +221,80 @@ def test_delete_removes_the_incident_when_configured(
     wait_for(lambda: fake_dx.incident(ref) is None, message="incident deleted in DX")
 
 
+def test_an_event_after_the_delete_asks_dx_nothing(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    """A late note or a re-sent Delete after DX removed the incident: nothing to do, and
+    above all not a second delete that DX answers ``not_found``."""
+    client = make_client(rules=Rules(delete_incidents=True))
+    acknowledge = sample("Acknowledge")
+    ref = "opsgenie-" + acknowledge["alert"]["alertId"]
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    client.post(URL, json=acknowledge, headers=auth())
+    wait_for(lambda: fake_dx.incident(ref))
+    client.post(URL, json=sample("Delete"), headers=auth())
+    wait_for(lambda: fake_dx.incident(ref) is None, message="incident deleted in DX")
+    late = sample("AddNote")
+    late["alert"]["alertId"] = acknowledge["alert"]["alertId"]
+    client.post(URL, json=late, headers=auth())
+    wait_for(
+        lambda: (
+            [a.outcome for a in client.portal.call(lambda: store.attempts(ref, limit=10))]
+            == ["delivered", "delivered", "unchanged"]
+        ),
+        message="the late note recorded as unchanged",
+    )
+    assert [r.path for r in fake_dx.requests].count("/api/incidents.delete") == 1
+    assert client.portal.call(store.get, ref).status == "delivered"
+
+
+def test_deleting_an_alert_dx_never_held_is_done_not_failed(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    """The alert was filtered out, so DX answers the delete ``not_found``: the incident is
+    as gone as asked, and nothing lands among the failures an operator has to look at."""
+    client = make_client(
+        rules=Rules(delete_incidents=True, filter=Filter(priorities=frozenset({"P1"})))
+    )
+    acknowledge = sample("Acknowledge")
+    ref = "opsgenie-" + acknowledge["alert"]["alertId"]
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    client.post(URL, json=acknowledge, headers=auth())  # no P1: filtered
+    wait_for(lambda: sample_value(client, "relay_alerts_filtered_total") == 1)
+    client.post(URL, json=sample("Delete"), headers=auth())
+    wait_for(lambda: client.portal.call(store.get, ref).status == "delivered")
+    [delete] = [r for r in fake_dx.requests if r.path == "/api/incidents.delete"]
+    assert (delete.status, delete.response) == (422, {"ok": False, "error": "not_found"})
+    assert client.portal.call(store.stats).failed == 0
+    labels = {"method": "delete", "outcome": "success", "code": "none"}
+    assert sample_value(client, "relay_dx_requests_total", labels) == 1
+
+
+def test_rate_limits_and_outages_are_counted_by_http_status(
+    make_client: MakeClient, fake_dx: FakeDX
+) -> None:
+    """DX's bodies name these ``rate_limited`` or ``service_unavailable``; the metric's
+    code is the status, so an alert on ``code="http_429"`` fires whatever the wording."""
+    fake_dx.fail_next(1, status=503, error="service_unavailable")
+    fake_dx.rate_limit_next(1, retry_after=0.1)
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: fake_dx.incident(REF), timeout=20)
+    for code in ("http_5xx", "http_429"):
+        labels = {"method": "upsert", "outcome": "retryable", "code": code}
+        assert sample_value(client, "relay_dx_requests_total", labels) == 1, code
+
+
+def test_a_failed_attempt_records_dx_http_status(make_client: MakeClient, fake_dx: FakeDX) -> None:
+    fake_dx.reject(REF, code="metadata_invalid", status=422)
+    client = make_client()
+    client.post(URL, json=CREATE, headers=auth())
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    wait_for(lambda: client.portal.call(store.get, REF).status == "failed")
+    [attempt] = client.portal.call(lambda: store.attempts(REF, limit=10))
+    assert (attempt.http_status, attempt.error_code) == (422, "metadata_invalid")
+
+
 def test_without_dx_configured_events_wait_and_readiness_says_paused(
     make_client: MakeClient,
 ) -> None:

@@ -227,6 +227,41 @@ def test_a_2xx_that_is_not_a_dx_answer_is_retryable(body: bytes) -> None:
     assert caught.value.code == "bad_response"
 
 
+@pytest.mark.parametrize("body", [b"", dx_json({"ok": False, "error": "request_timeout"})])
+def test_408_is_a_timeout_and_retryable(body: bytes) -> None:
+    """A proxy in front of DX that gave up waiting: try again, never mark the alert failed."""
+    with pytest.raises(RetryableError) as caught:
+        classify(408, {}, body, now=NOW)
+    assert caught.value.http_status == 408
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, dx_json({"ok": False, "error": "invalid_json"})),
+        (200, dx_json({"ok": False})),
+        (200, b"OK"),
+        (301, b""),
+        (401, b""),
+        (200, dx_json({"ok": False, "error": "not_authed"})),
+        (422, dx_json({"ok": False, "error": "metadata_invalid"})),
+        (429, b""),
+        (503, dx_json({"ok": False, "error": "service_unavailable"})),
+    ],
+)
+def test_every_error_carries_the_http_status_it_came_with(status: int, body: bytes) -> None:
+    """Operators read it in each attempt, and the metrics label 429 and 5xx by it."""
+    error = raised(status, body)
+    assert isinstance(error, DeliveryError)
+    assert error.http_status == status
+
+
+def test_a_5xx_message_names_dx_code() -> None:
+    error = raised(503, dx_json({"ok": False, "error": "service_unavailable"}))
+    assert isinstance(error, RetryableError)
+    assert error.message == "DX answered 503: service_unavailable"
+
+
 def test_a_long_error_body_is_kept_short_in_the_message() -> None:
     with pytest.raises(PermanentError) as caught:
         classify(400, {}, b"x" * 100_000, now=NOW)
@@ -278,6 +313,40 @@ def test_delete_posts_to_incidents_delete() -> None:
     assert str(request.url) == f"{BASE}/api/incidents.delete"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert json.loads(request.content) == {"reference_id": "opsgenie-abc"}
+
+
+@pytest.mark.parametrize(
+    ("status", "document"),
+    [(200, {"ok": False, "error": "not_found"}), (404, {"ok": False, "error": "not_found"})],
+)
+def test_deleting_what_dx_does_not_hold_is_success(status: int, document: Any) -> None:
+    """Deleting is idempotent: the incident is gone, which is what was asked."""
+    answer = call(lambda request: httpx.Response(status, json=document), method="delete")
+    assert answer.status_code == status
+    assert "not_found" in answer.body
+
+
+@pytest.mark.parametrize(
+    ("status", "document", "error"),
+    [
+        (422, {"ok": False, "error": "invalid_arguments"}, PermanentError),
+        (404, {"detail": "no such route"}, PermanentError),  # http_404: the URL is wrong
+        (503, {"ok": False, "error": "not_found"}, RetryableError),
+    ],
+)
+def test_a_delete_fails_for_anything_but_not_found(
+    status: int, document: Any, error: type[DeliveryError]
+) -> None:
+    with pytest.raises(error):
+        call(lambda request: httpx.Response(status, json=document), method="delete")
+
+
+def test_upserting_an_incident_dx_does_not_find_is_still_a_failure() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"ok": False, "error": "not_found"})
+
+    with pytest.raises(PermanentError):
+        call(handler)
 
 
 def test_the_answer_is_classified() -> None:
