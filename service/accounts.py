@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from service.errors import OpsgenieAPIError
+from service.errors import OpsgenieAPIError, SecretKeyError
 from service.opsgenie_api import ServiceObjects, api_for, web_url
 from service.settings import Settings
 from service.translate import Account
@@ -91,7 +91,7 @@ class Accounts:
             if api is None:
                 return self._default, ACCOUNT_TTL_SECONDS
             name = await api.get_account()
-        except OpsgenieAPIError as error:
+        except (OpsgenieAPIError, SecretKeyError) as error:  # refused, or the key does not decrypt
             log.warning(
                 "Opsgenie account name unavailable; using the default web URL",
                 extra={"service_id": service_id, "error": error.message},

@@ -32,6 +32,7 @@ from service.errors import (
     OpsgenieRetryable,
     PayloadError,
     RelayError,
+    SecretKeyError,
 )
 from service.opsgenie import Action, event_from_api_alert
 from service.opsgenie_api import AlertPage, OpsgenieAPI, api_for
@@ -120,7 +121,14 @@ async def resolve(relay: Relay, service: str) -> Target:
     found = await relay.store.find_service_object(service)
     if found is None:
         raise NotFound(f"unknown service object: {service}")
-    api = api_for(relay.http, found)
+    try:
+        api = api_for(relay.http, found)
+    except SecretKeyError as error:  # the operator's to fix, like a missing key
+        log.warning("backfill refused", extra={"service_id": found.id, "error": error.message})
+        raise Conflict(
+            f"service object {found.name}: {error.message}; set that key back,"
+            " or send the object's opsgenie_api_key again"
+        ) from None
     if api is None:
         raise Conflict(f"service object {found.name} has no Opsgenie API key")
     return Target(id=found.id, name=found.name, api=api)

@@ -120,3 +120,26 @@ class KeyCipher:
                 "a stored Opsgenie API key cannot be decrypted: RELAY_SECRET_KEY (or the key "
                 "file) is not the key it was encrypted with"
             ) from exc
+
+
+class SealedKey:
+    """An Opsgenie API key as stored: its Fernet token, decrypted only when used.
+
+    Only requests to Opsgenie need the plaintext; listing, reading, renaming or deleting
+    a service object never does. Decrypting late keeps a changed or lost
+    ``RELAY_SECRET_KEY`` from failing those: only the Opsgenie calls fail, each with
+    ``SecretKeyError``, until the key is set back or sent again.
+    """
+
+    __slots__ = ("_cipher", "_token")
+
+    def __init__(self, token: str, cipher: KeyCipher) -> None:
+        self._token = token
+        self._cipher = cipher
+
+    def __repr__(self) -> str:
+        return "SealedKey(<hidden>)"
+
+    def open(self) -> Secret:
+        """The plaintext key, or ``SecretKeyError`` when this cipher did not seal it."""
+        return Secret(self._cipher.decrypt(self._token))

@@ -32,7 +32,7 @@ from service.errors import (
 )
 from service.metrics import Metrics
 from service.opsgenie import Action, event_from_api_alert
-from service.opsgenie_api import ServiceAccount, ServiceObjects, api_for
+from service.opsgenie_api import OpsgenieAPI, ServiceObjects, api_for
 from service.store import Attempt, Incoming, Outcome, Pending, Store
 from service.translate import AlertState
 
@@ -100,10 +100,9 @@ class Enricher:
         state = pending.state
         if not needs_enrichment(state):
             return True
-        service = await self._service(pending)
-        api = api_for(self._http, service) if service is not None else None
+        api = await self._api(pending)
         if api is None:
-            return self._skip(pending, "no service object with an Opsgenie API key")
+            return self._skip(pending, "no service object with a usable Opsgenie API key")
         if pending.attempts >= self._max_attempts:
             return self._skip(pending, "attempts exhausted")
         try:
@@ -151,15 +150,21 @@ class Enricher:
         # ACCEPTED: a newer version is due now and the worker wakes when this task ends.
         return outcome is not Outcome.ACCEPTED
 
-    async def _service(self, pending: Pending) -> ServiceAccount | None:
+    async def _api(self, pending: Pending) -> OpsgenieAPI | None:
+        """A client for the alert's account; ``None`` without a service object or a key."""
         if pending.service_id is None:
             return None
         try:
-            return await self._objects.get_service_object(pending.service_id)
+            service = await self._objects.get_service_object(pending.service_id)
+            return None if service is None else api_for(self._http, service)
         except RelayError as error:  # the store is down, or the key no longer decrypts
             log.warning(
-                "service object unavailable for enrichment",
-                extra={"reference_id": pending.reference_id, "error": error.message},
+                "service object unusable for enrichment",
+                extra={
+                    "reference_id": pending.reference_id,
+                    "service_id": pending.service_id,
+                    "error": error.message,
+                },
             )
             return None
 

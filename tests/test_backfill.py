@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,31 +51,50 @@ def opsgenie() -> FakeOpsgenie:
 
 
 @pytest.fixture
-def client(
+def serve(
     make_settings: Callable[..., Settings], fake_dx: FakeDX, opsgenie: FakeOpsgenie
-) -> Iterator[TestClient]:
+) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
+    """A relay on the test's database while the block runs; ``overrides`` change settings."""
     transport = HostRouter(
         {
             "dx.test": httpx.ASGITransport(app=fake_dx.app),
             "api.eu.opsgenie.com": httpx.ASGITransport(app=opsgenie.app),
         }
     )
-    settings = make_settings(
-        dx_base_url="http://dx.test",
-        dx_token=Secret(DX_TOKEN),
-        api_key=Secret("api"),
-        app_key=Secret("app"),
-        readonly_app_key=Secret("read"),
-    )
-    app = create_app(settings, transport=transport, registry=CollectorRegistry())
-    with TestClient(app, raise_server_exceptions=False) as client:
-        service = {
-            "data": {
-                "type": "opsgenie-service",
-                "attributes": {"name": "payments", "region": "eu", "opsgenie_api_key": KEY},
-            }
+
+    @contextlib.contextmanager
+    def relay(**overrides: Any) -> Iterator[TestClient]:
+        settings = make_settings(
+            dx_base_url="http://dx.test",
+            dx_token=Secret(DX_TOKEN),
+            api_key=Secret("api"),
+            app_key=Secret("app"),
+            readonly_app_key=Secret("read"),
+            **overrides,
+        )
+        app = create_app(settings, transport=transport, registry=CollectorRegistry())
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+
+    return relay
+
+
+def add_payments(client: TestClient) -> None:
+    service = {
+        "data": {
+            "type": "opsgenie-service",
+            "attributes": {"name": "payments", "region": "eu", "opsgenie_api_key": KEY},
         }
-        assert client.post(SERVICES, json=service, headers=FULL).status_code == 201
+    }
+    assert client.post(SERVICES, json=service, headers=FULL).status_code == 201
+
+
+@pytest.fixture
+def client(
+    serve: Callable[..., contextlib.AbstractContextManager[TestClient]],
+) -> Iterator[TestClient]:
+    with serve() as client:
+        add_payments(client)
         yield client
 
 
@@ -134,6 +155,27 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
     exhausted = run(client)
     assert exhausted.status_code == 502
     assert f"failed {service.backfill.PAGE_ATTEMPTS} times" in exhausted.json()["errors"][0]
+
+
+def test_a_key_that_no_longer_decrypts_is_a_clear_409(
+    serve: Callable[..., contextlib.AbstractContextManager[TestClient]],
+    opsgenie: FakeOpsgenie,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with serve(secret_key=Secret("first")) as first:
+        add_payments(first)
+    caplog.set_level(logging.INFO)
+    with serve(secret_key=Secret("second")) as second:  # RELAY_SECRET_KEY changed
+        for accept in ("application/json", NDJSON):
+            refused = run(second, headers={**FULL, "Accept": accept})
+            assert refused.status_code == 409, refused.text
+            assert "payments" in refused.json()["errors"][0]
+            assert "RELAY_SECRET_KEY" in refused.json()["errors"][0]
+    assert opsgenie.requests == []
+    said = [r for r in caplog.records if r.name == "service.backfill"]
+    assert [r.levelname for r in said] == ["WARNING", "WARNING"]
+    assert "RELAY_SECRET_KEY" in said[0].__dict__["error"]
+    assert KEY not in caplog.text
 
 
 def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:

@@ -6,13 +6,14 @@ import logging
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
-from service.crypto import KeyCipher, derive_fernet_key, key_file_for
+from service.crypto import KeyCipher, SealedKey, derive_fernet_key, key_file_for
 from service.errors import ConfigError, SecretKeyError
 
 PATH = "/api/v2/integration/opsgenie/services"
@@ -83,34 +84,65 @@ def test_cipher_repr_hides_the_key() -> None:
     assert key.decode() not in repr(KeyCipher(key))
 
 
-def test_wrong_secret_key_answers_json_not_a_trace(
+def service_body(**attributes: str) -> dict[str, Any]:
+    return {"data": {"type": "opsgenie-service", "attributes": attributes}}
+
+
+def test_a_changed_secret_key_leaves_the_service_object_api_working(
     make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     keys = {"api_key": Secret(API_KEY), "app_key": Secret(APP_KEY)}
     first = make_client(deliver=False, secret_key=Secret("first"), **keys)
-    created = first.post(
-        PATH,
-        json={
-            "data": {
-                "type": "opsgenie-service",
-                "attributes": {"name": "a", "region": "us", "opsgenie_api_key": OPSGENIE_KEY},
-            }
-        },
-        headers=FULL,
-    )
-    assert created.status_code == 201
+    ids: list[str] = []
+    for name in ("a", "b"):
+        body = service_body(name=name, region="us", opsgenie_api_key=OPSGENIE_KEY)
+        created = first.post(PATH, json=body, headers=FULL)
+        assert created.status_code == 201
+        ids.append(created.json()["data"]["id"])
     first.__exit__(None, None, None)
 
     caplog.set_level(logging.INFO)
     second = make_client(deliver=False, secret_key=Secret("second"), **keys)
-    response = second.get(PATH, headers=FULL)
-    assert response.status_code == 500
-    assert "RELAY_SECRET_KEY" in response.json()["errors"][0]
-    assert "Traceback" not in caplog.text
-    failures = [r for r in caplog.records if r.getMessage() == "admin request failed"]
-    assert failures
-    assert failures[0].exc_info is None
-    assert OPSGENIE_KEY not in response.text
+    listed = second.get(PATH, headers=FULL)
+    assert listed.status_code == 200
+    assert [o["attributes"]["name"] for o in listed.json()["data"]] == ["a", "b"]
+    assert second.get(f"{PATH}/{ids[0]}", headers=FULL).status_code == 200
+    renamed = second.patch(
+        f"{PATH}/{ids[0]}",
+        json={"data": {"type": "opsgenie-service", "id": ids[0], "attributes": {"name": "c"}}},
+        headers=FULL,
+    )
+    assert renamed.status_code == 200
+    assert renamed.json()["data"]["attributes"]["name"] == "c"
+    assert second.delete(f"{PATH}/{ids[1]}", headers=FULL).status_code == 204
+    after = second.get(PATH, headers=FULL).json()["data"]
+    assert [(o["id"], o["attributes"]["name"]) for o in after] == [(ids[0], "c")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert OPSGENIE_KEY not in caplog.text
+
+    # Only using the key fails, by name; sending it again seals it with the current key.
+    store = second.app.state.relay.store  # type: ignore[attr-defined]
+    assert second.portal is not None
+    with pytest.raises(SecretKeyError, match="RELAY_SECRET_KEY"):
+        _ = second.portal.call(store.get_service_object, ids[0]).api_key
+    rotated = {"opsgenie_api_key": OPSGENIE_KEY[::-1]}
+    resent = second.patch(
+        f"{PATH}/{ids[0]}",
+        json={"data": {"type": "opsgenie-service", "id": ids[0], "attributes": rotated}},
+        headers=FULL,
+    )
+    assert resent.status_code == 200
+    assert str(second.portal.call(store.get_service_object, ids[0]).api_key) == OPSGENIE_KEY[::-1]
+
+
+def test_a_sealed_key_opens_only_with_its_cipher_and_never_shows() -> None:
+    cipher = KeyCipher(Fernet.generate_key())
+    sealed = SealedKey(cipher.encrypt(OPSGENIE_KEY), cipher)
+    assert str(sealed.open()) == OPSGENIE_KEY
+    assert OPSGENIE_KEY not in repr(sealed)
+    other = KeyCipher(Fernet.generate_key())
+    with pytest.raises(SecretKeyError):
+        SealedKey(cipher.encrypt(OPSGENIE_KEY), other).open()
 
 
 def test_no_plaintext_key_in_the_database_files_or_logs(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -15,12 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from service.accounts import Accounts
 from service.app import create_app
+from service.crypto import KeyCipher, SealedKey
 from service.enrichment import MAX_ATTEMPTS, Enricher, needs_enrichment
 from service.errors import SecretKeyError, StoreUnavailable
 from service.metrics import Metrics
@@ -56,9 +59,10 @@ def fake_opsgenie() -> FakeOpsgenie:
 
 
 @pytest.fixture
-def relay_client(
+def make_relay(
     make_settings: Callable[..., Settings], fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
-) -> Iterator[TestClient]:
+) -> Iterator[Callable[..., TestClient]]:
+    """Build relays (lifespan running) on one database; ``overrides`` change settings."""
     opsgenie = httpx.ASGITransport(app=fake_opsgenie.app)
     transport = HostRouter(
         {
@@ -68,16 +72,31 @@ def relay_client(
             "api.eu.opsgenie.com": opsgenie,
         }
     )
-    settings = make_settings(
-        dx_base_url="http://dx.test",
-        dx_token=Secret(DX_TOKEN),
-        opsgenie_web_url="https://default.app.opsgenie.com",
-        api_key=Secret(ADMIN[0]),
-        app_key=Secret(ADMIN[1]),
-    )
-    app = create_app(settings, transport=transport, registry=CollectorRegistry())
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        settings = make_settings(
+            dx_base_url="http://dx.test",
+            dx_token=Secret(DX_TOKEN),
+            opsgenie_web_url="https://default.app.opsgenie.com",
+            api_key=Secret(ADMIN[0]),
+            app_key=Secret(ADMIN[1]),
+            **overrides,
+        )
+        app = create_app(settings, transport=transport, registry=CollectorRegistry())
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def relay_client(make_relay: Callable[..., TestClient]) -> TestClient:
+    return make_relay()
 
 
 def add_service(
@@ -352,6 +371,34 @@ def test_openapi_describes_the_service_webhook(relay_client: TestClient) -> None
 # --- never breaks delivery -------------------------------------------------------------
 
 
+def test_a_key_that_no_longer_decrypts_costs_enrichment_and_links_not_the_alert(
+    make_relay: Callable[..., TestClient],
+    fake_dx: FakeDX,
+    fake_opsgenie: FakeOpsgenie,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = make_relay(secret_key=Secret("first"))
+    service_id = add_service(first, region="us", custom_url=None)
+    first.__exit__(None, None, None)
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    caplog.set_level(logging.INFO)
+
+    second = make_relay(secret_key=Secret("second"))  # RELAY_SECRET_KEY changed
+    response = second.post(f"/webhooks/opsgenie/{service_id}", json=escalate(), headers=auth())
+    assert response.status_code == 202, response.text
+    incident = delivered(fake_dx, lambda i: True)
+    assert incident["source_url"].startswith("https://default.app.opsgenie.com/")
+    assert metric(second, "skipped") == 1
+    assert fake_opsgenie.requests == []
+    said = [r for r in caplog.records if "RELAY_SECRET_KEY" in str(getattr(r, "error", ""))]
+    assert {(r.name, r.levelname) for r in said} == {
+        ("service.enrichment", "WARNING"),
+        ("service.accounts", "WARNING"),
+    }
+    assert all(r.exc_info is None for r in said)
+    assert KEY not in caplog.text
+
+
 class BrokenObjects:
     """A service-object source that fails the way a real one can."""
 
@@ -411,12 +458,13 @@ def test_accounts_fall_back_when_the_store_or_the_url_fails(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings(opsgenie_web_url="https://default.app.opsgenie.com")
+    cipher = KeyCipher(Fernet.generate_key())
     bad_url = ServiceObject(
         id="svc-1",
         name="x",
         region="custom",
         custom_url="https://opsgenie.test",
-        api_key=Secret("k"),
+        sealed_key=SealedKey(cipher.encrypt("k"), cipher),
         created_at=0.0,
         updated_at=0.0,
     )

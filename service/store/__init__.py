@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, TypedDict
 
 from starlette.datastructures import Secret
 
+from service.crypto import SealedKey
 from service.translate import AlertState
 
 
@@ -117,17 +118,24 @@ REGIONS: tuple[Region, ...] = ("us", "eu", "custom")
 class ServiceObject:
     """One Opsgenie account the relay works with (Datadog's "service object").
 
-    ``api_key`` is the decrypted Opsgenie key, wrapped in ``Secret`` so it never shows
-    in a repr, a log line or a traceback; the database only ever holds it encrypted.
+    The Opsgenie key stays sealed as stored until a request to Opsgenie reads ``api_key``,
+    so the admin API and webhook routing work even when ``RELAY_SECRET_KEY`` no longer
+    opens it. The database only ever holds it encrypted.
     """
 
     id: str
     name: str
     region: Region
     custom_url: str | None
-    api_key: Secret | None
+    sealed_key: SealedKey | None
     created_at: float
     updated_at: float
+
+    @property
+    def api_key(self) -> Secret | None:
+        """The decrypted key, wrapped in ``Secret`` so it never shows in a repr, a log line
+        or a traceback; ``SecretKeyError`` when ``RELAY_SECRET_KEY`` did not seal it."""
+        return None if self.sealed_key is None else self.sealed_key.open()
 
 
 class ServiceObjectChanges(TypedDict, total=False):

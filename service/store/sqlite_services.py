@@ -1,6 +1,7 @@
 """Service objects in SQLite: one Opsgenie account per row, its API key encrypted.
 
-Opsgenie keys enter and leave as ``Secret`` plaintext; only Fernet tokens are written.
+Opsgenie keys enter as ``Secret`` plaintext and leave sealed (``SealedKey``), decrypted
+only by what calls Opsgenie; only Fernet tokens are written.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from uuid import UUID
 
 from starlette.datastructures import Secret
 
-from service.crypto import KeyCipher
+from service.crypto import KeyCipher, SealedKey
 from service.errors import Conflict, PayloadError
 from service.store import Region, ServiceObject, ServiceObjectChanges
 from service.store.sqlite_engine import SQLiteEngine
@@ -44,7 +45,7 @@ class SQLiteServiceObjects(SQLiteEngine):
             name=row["name"],
             region=cast(Region, row["region"]),
             custom_url=row["custom_url"],
-            api_key=None if token is None else Secret(self._key_cipher().decrypt(token)),
+            sealed_key=None if token is None else SealedKey(token, self._key_cipher()),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
