@@ -39,6 +39,8 @@ MAX_NAME_LENGTH = 100
 MAX_URL_LENGTH = 2048
 MAX_KEY_LENGTH = 1024
 RATE_PERIOD_SECONDS = 60
+#: The one rate-limit bucket every caller without the right keys shares.
+UNAUTHENTICATED = "unauthenticated"
 STATUSES = ("200", "201", "204", "400", "403", "404", "405", "409", "413", "429", "500", "503")
 
 Handler = Callable[[Request, "Caller"], Awaitable[Response]]
@@ -77,37 +79,45 @@ class Window:
 
 
 class RateLimiter:
-    """Fixed windows per API key, as Datadog counts; memory stays bounded by pruning."""
+    """Fixed windows per bucket, as Datadog counts.
+
+    Every bucket's window starts at the same instant, so when it turns the whole table
+    goes at once: a hit costs O(1), and the table holds only the buckets seen in the
+    current window. Callers keep that number small (``ServicesAPI._serve``).
+    """
 
     def __init__(self, limit: int, period: int, clock: Callable[[], float]) -> None:
         self.limit = limit
         self.period = period
         self._clock = clock
-        self._windows: dict[str, tuple[float, int]] = {}
+        self._start = -math.inf
+        self._counts: dict[str, int] = {}
 
-    def hit(self, api_key: str) -> Window:
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def hit(self, bucket: str) -> Window:
         now = self._clock()
         start = math.floor(now / self.period) * self.period
-        # Hash so the table never holds presented credentials, right or wrong.
-        key = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
-        if len(self._windows) > 10_000:
-            self._windows = {k: v for k, v in self._windows.items() if v[0] == start}
-        window_start, count = self._windows.get(key, (start, 0))
-        if window_start != start:
-            count = 0
-        count += 1
-        self._windows[key] = (start, count)
+        if start != self._start:
+            self._start = start
+            self._counts = {}
+        count = self._counts.get(bucket, 0) + 1
+        self._counts[bucket] = count
         reset = max(1, math.ceil(start + self.period - now))
         return Window(self.limit, self.period, self.limit - count, reset)
 
 
 class ServicesAPI:
-    """The five routes; ``rate_limit`` defaults to ``RELAY_ADMIN_RATE_LIMIT``."""
+    """The five routes; ``limiter`` defaults to ``RELAY_ADMIN_RATE_LIMIT`` per minute."""
 
-    def __init__(self, relay: Relay, *, rate_limit: int | None = None) -> None:
+    def __init__(self, relay: Relay, *, limiter: RateLimiter | None = None) -> None:
         self._relay = relay
-        limit = rate_limit if rate_limit is not None else relay.settings.admin_rate_limit
-        self._limiter = RateLimiter(limit, RATE_PERIOD_SECONDS, relay.clock)
+        self._limiter = (
+            limiter
+            if limiter is not None
+            else RateLimiter(relay.settings.admin_rate_limit, RATE_PERIOD_SECONDS, relay.clock)
+        )
         for route in ("services", "service"):
             for status in STATUSES:
                 relay.metrics.admin.labels(route, status)
@@ -129,33 +139,45 @@ class ServicesAPI:
         return await self._serve(request, "service", handlers.get(request.method, self._get))
 
     async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
-        """Rate limit, authenticate, run, and answer errors as Datadog does, with headers."""
+        """Authenticate, rate limit, run, and answer errors as Datadog does, with headers.
+
+        Only a caller whose keys are right gets a window of its own (per API key, as
+        Datadog counts); every other caller shares one. So junk keys neither grow the
+        limiter's table nor escape the limit while guessing, nor use up the admin's.
+        """
         api_key = request.headers.get("dd-api-key")
-        window = self._limiter.hit(api_key or "")
+        access = self._access(request)
+        if access is Access.NONE or api_key is None:
+            bucket = UNAUTHENTICATED
+        else:  # hashed, so the table never holds a credential
+            bucket = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
+        window = self._limiter.hit(bucket)
         try:
             if not window.allowed:
                 response: Response = _errors(429, "Too many requests")
             else:
-                caller = self._authenticate(request)
+                caller = self._caller(request, access)
                 response = await handler(request, caller)
         except RelayError as exc:
-            if exc.status_code >= 500:  # the operator must act (e.g. a wrong secret key)
+            if exc.status_code >= 500:  # the operator must act (e.g. the store is down)
                 log.error("admin request failed", extra={"route": route, "error": exc.message})
             response = _errors(exc.status_code, exc.message)
         response.headers.update(window.headers())
         self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
         return response
 
-    def _authenticate(self, request: Request) -> Caller:
+    def _access(self, request: Request) -> Access:
         settings = self._relay.settings
-        app_key = request.headers.get("dd-application-key")
-        access = admin_access(
+        return admin_access(
             request.headers.get("dd-api-key"),
-            app_key,
+            request.headers.get("dd-application-key"),
             expected_api_key=settings.api_key,
             expected_app_key=settings.app_key,
             readonly_app_key=settings.readonly_app_key,
         )
+
+    def _caller(self, request: Request, access: Access) -> Caller:
+        app_key = request.headers.get("dd-application-key")
         if access is Access.NONE or app_key is None:
             raise AuthError("Forbidden", status_code=403)
         if access is Access.READ and request.method not in ("GET", "HEAD"):

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
+
+from service.services_api import RateLimiter, ServicesAPI
 
 PATH = "/api/v2/integration/opsgenie/services"
 API_KEY = "dd-api-key-0123456789"
@@ -347,10 +350,50 @@ def test_rate_limit_headers_and_429(make_client: Callable[..., TestClient]) -> N
     limited = client.post(PATH, json=create_body(), headers=FULL)
     assert_error(limited, 429)
     assert limited.headers["X-RateLimit-Remaining"] == "0"
-    # Another API key has its own window (and is refused for its own reason).
+    # A wrong key counts in the window callers without the right keys share, not the admin's.
     other = client.get(PATH, headers={"DD-API-KEY": "other", "DD-APPLICATION-KEY": APP_KEY})
     assert_error(other, 403)
     assert other.headers["X-RateLimit-Remaining"] == "2"
+
+
+def test_wrong_keys_share_one_window_and_leave_the_admin_its_own(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(
+        deliver=False, api_key=Secret(API_KEY), app_key=Secret(APP_KEY), admin_rate_limit=3
+    )
+    guesses = [
+        client.get(PATH, headers={"DD-API-KEY": f"guess-{n}", "DD-APPLICATION-KEY": APP_KEY})
+        for n in range(5)
+    ]
+    assert [r.status_code for r in guesses] == [403, 403, 403, 429, 429]
+    assert [r.headers["X-RateLimit-Remaining"] for r in guesses] == ["2", "1", "0", "0", "0"]
+    admin = client.get(PATH, headers=FULL)
+    assert admin.status_code == 200
+    assert admin.headers["X-RateLimit-Remaining"] == "2"
+
+
+def test_the_limiter_keeps_two_windows_whatever_keys_arrive(client: TestClient) -> None:
+    limiter = RateLimiter(5, 60, clock=lambda: 1_000.0)
+    api = ServicesAPI(client.app.state.relay, limiter=limiter)  # type: ignore[attr-defined]
+    with TestClient(Starlette(routes=api.routes())) as edge:
+        for n in range(1_000):
+            junk = {"DD-API-KEY": f"junk-{n}", "DD-APPLICATION-KEY": f"junk-{n}"}
+            assert edge.get(PATH, headers=junk).status_code in (403, 429)
+        admin = edge.get(f"{PATH}/not-a-uuid", headers=FULL)  # 404 before the store
+    assert admin.status_code == 404
+    assert admin.headers["X-RateLimit-Remaining"] == "4"
+    assert len(limiter) == 2
+
+
+def test_the_limiter_starts_every_window_afresh_when_the_period_turns() -> None:
+    now = [119.0]
+    limiter = RateLimiter(2, 60, clock=lambda: now[0])
+    assert [limiter.hit("a").remaining for _ in range(3)] == [1, 0, -1]
+    assert limiter.hit("b").reset == 1
+    now[0] = 120.0
+    assert limiter.hit("a").remaining == 1
+    assert len(limiter) == 1
 
 
 def test_admin_metrics_count_route_and_status(client: TestClient) -> None:
