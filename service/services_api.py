@@ -227,6 +227,10 @@ class ServicesAPI:
         changes = _changes(attributes)
         if "region" in changes:
             _check_custom(changes["region"], changes.get("custom_url", ""))
+            if changes["region"] != "custom" and "custom_url" not in changes:
+                # custom_url means something only for custom. Terraform omits it when unset
+                # and copies back what we answer: a URL kept here would never converge.
+                changes["custom_url"] = None
         updated = await self._relay.store.update_service_object(service_id, changes)
         if updated is None:
             raise NotFound("Not Found")

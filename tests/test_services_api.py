@@ -300,6 +300,44 @@ def test_patch_to_custom_needs_a_url_stored_or_given(client: TestClient) -> None
     )
 
 
+def create_custom(client: TestClient) -> str:
+    custom = body(
+        name="Primary",
+        region="custom",
+        custom_url="https://og.example.com",
+        opsgenie_api_key=OPSGENIE_KEY,
+    )
+    response = client.post(PATH, json=custom, headers=FULL)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["id"])
+
+
+@pytest.mark.parametrize("region", ["us", "eu"])
+def test_leaving_the_custom_region_without_a_url_clears_it(client: TestClient, region: str) -> None:
+    service_id = create_custom(client)
+    url = f"{PATH}/{service_id}"
+    moved = client.patch(url, json=patch_body(service_id, region=region), headers=FULL)
+    assert moved.status_code == 200, moved.text
+    expected = {"name": "Primary", "region": region, "custom_url": None}
+    assert moved.json()["data"]["attributes"] == expected
+    assert client.get(url, headers=FULL).json()["data"]["attributes"] == expected
+
+
+def test_a_region_sent_with_a_url_stores_both_and_other_patches_keep_it(
+    client: TestClient,
+) -> None:
+    service_id = create_custom(client)
+    url = f"{PATH}/{service_id}"
+    sent = patch_body(service_id, region="us", custom_url="https://example.com")
+    assert client.patch(url, json=sent, headers=FULL).status_code == 200
+    renamed = client.patch(url, json=patch_body(service_id, name="Renamed"), headers=FULL)
+    assert renamed.json()["data"]["attributes"] == {
+        "name": "Renamed",
+        "region": "us",
+        "custom_url": "https://example.com",
+    }
+
+
 def test_patch_id_may_differ_in_case_only(client: TestClient) -> None:
     service_id = create(client)["id"]
     response = client.patch(

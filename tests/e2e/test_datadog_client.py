@@ -120,6 +120,18 @@ def test_create_list_get_update_delete(api: OpsgenieIntegrationApi) -> None:
     assert moved.data.attributes.custom_url == "https://og.example.com"
     assert moved.data.attributes.name == "fake-opsgenie-service-name--updated"
 
+    # Back to a fixed region: the client leaves the unset custom_url out, as Terraform does.
+    back = OpsgenieServiceUpdateRequest(
+        data=OpsgenieServiceUpdateData(
+            attributes=OpsgenieServiceUpdateAttributes(region=OpsgenieServiceRegionType.US),
+            id=service_id,
+            type=OpsgenieServiceType.OPSGENIE_SERVICE,
+        ),
+    )
+    returned = api.update_opsgenie_service(integration_service_id=service_id, body=back)
+    assert returned.data.attributes.region == OpsgenieServiceRegionType.US
+    assert returned.data.attributes.custom_url is None
+
     api.delete_opsgenie_service(integration_service_id=service_id)
     assert api.list_opsgenie_services().data == []
 
