@@ -382,7 +382,10 @@ def openapi_paths() -> dict[str, Any]:
                         {
                             "400": "Bad body",
                             "404": "Unknown service object",
-                            "409": "The service object has no Opsgenie API key",
+                            "409": (
+                                "The service object has no Opsgenie API key, or"
+                                " RELAY_SECRET_KEY no longer decrypts it"
+                            ),
                             "502": "Opsgenie did not list the alerts",
                         }
                     ),

@@ -167,6 +167,10 @@ def _service_paths() -> dict[str, Any]:
             "patch": {
                 **common,
                 "summary": "Update a single service object",
+                "description": (
+                    "Only the attributes sent change. Setting region to us or eu without"
+                    " custom_url clears the stored custom_url."
+                ),
                 "requestBody": _body("OpsgenieServiceUpdateRequest"),
                 "responses": _admin_responses(
                     "200", "OpsgenieServiceResponse", "400", "404", "409"
