@@ -83,7 +83,7 @@ class Settings:
             return Secret(value) if value else None
 
         database_path = get("DATABASE_URL", _sqlite_path, "sqlite:///relay.db")
-        dx_base_url = get("DX_BASE_URL", _optional_http_url, "")
+        dx_base_url = get("DX_BASE_URL", _dx_base_url, "")
         web_url = get("OPSGENIE_WEB_URL", _http_url, "https://app.opsgenie.com")
         # Not CommaSeparatedStrings: it splits with shlex, which drops everything after a
         # "#", eats backslashes and quotes, and raises on an unpaired quote. Secrets are opaque.
@@ -133,8 +133,27 @@ def _http_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def _optional_http_url(url: str) -> str | None:
-    return _http_url(url) if url.strip() else None
+def _dx_base_url(url: str) -> str | None:
+    """The DX instance root only: the relay appends ``/api/incidents.upsert`` itself, so a
+    base URL ending in ``/api`` sends every request to ``/api/api/...``, and each reference
+    then fails with 404 one by one instead of the relay refusing to start. The URL is not
+    echoed: a query may hold a credential."""
+    if not url.strip():
+        return None
+    root = _http_url(url)
+    parts = urlsplit(url.strip())
+    if parts.path not in ("", "/"):
+        wrong = f"the path {parts.path!r}"
+    elif "?" in url:  # even an empty query: "{base}?/api/..." would not reach DX
+        wrong = "a query"
+    elif "#" in url:
+        wrong = "a fragment"
+    else:
+        return root
+    raise ValueError(
+        "expected the DX instance root, e.g. https://acme.getdx.net"
+        f" (the relay adds /api/incidents.upsert), but it has {wrong}"
+    )
 
 
 def _port(text: str) -> int:

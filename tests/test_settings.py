@@ -169,6 +169,43 @@ def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:
     assert "Traceback" not in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://acme.getdx.net",
+        "https://acme.getdx.net/",
+        "http://127.0.0.1:18941",
+        "http://127.0.0.1:18941/",
+    ],
+)
+def test_dx_base_url_is_the_instance_root(url: str) -> None:
+    settings = Settings.from_environ({"RELAY_DX_BASE_URL": url})
+    assert settings.dx_base_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "wrong"),
+    [
+        ("http://127.0.0.1:18941/api", "the path '/api'"),
+        ("https://acme.getdx.net/api/", "the path '/api/'"),
+        ("https://acme.getdx.net/api/incidents.upsert", "the path '/api/incidents.upsert'"),
+        ("https://acme.getdx.net//", "the path '//'"),
+        ("https://acme.getdx.net/?region=eu", "a query"),
+        ("https://acme.getdx.net?", "a query"),
+        ("https://acme.getdx.net/#api", "a fragment"),
+    ],
+)
+def test_dx_base_url_with_a_path_query_or_fragment_is_refused(url: str, wrong: str) -> None:
+    """The relay appends /api/incidents.upsert itself: a base URL that already holds /api
+    would send every request to /api/api/incidents.upsert, each failing with 404."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"RELAY_DX_BASE_URL": url})
+    assert str(caught.value) == (
+        "RELAY_DX_BASE_URL: expected the DX instance root, e.g. https://acme.getdx.net"
+        f" (the relay adds /api/incidents.upsert), but it has {wrong}"
+    )
+
+
 def test_postgresql_says_it_is_not_supported_yet() -> None:
     with pytest.raises(ConfigError, match=r"^RELAY_DATABASE_URL: PostgreSQL is not supported"):
         Settings.from_environ({"RELAY_DATABASE_URL": "postgresql://relay@db/relay"})
