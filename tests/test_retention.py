@@ -99,6 +99,32 @@ def test_prunes_only_expired_events_and_keeps_alert_state(tmp_path: Path) -> Non
     assert total(pruned) == 1
 
 
+def test_a_late_event_after_every_event_was_pruned_still_folds(tmp_path: Path) -> None:
+    """After a quiet spell retention deletes the newest events too. The next event must
+    still get an id above what the alert was folded through, or the fold would skip it and
+    its Close would never reach DX (ids used to be reused: max(id) + 1)."""
+    clock = Clock(100 * DAY)
+
+    async def scenario(store: SQLiteStore) -> tuple[bool, bool, int]:
+        for n, alert in enumerate(("x1", "x2", "x3")):
+            await accept(store, event(alert, "Create", n), clock.now, f"create-{alert}")
+        claimed = await store.due(now=clock.now, limit=10, exclude=())  # folds all three
+        open_before = all(p.state is not None and not p.state.closed for p in claimed)
+        clock.now += 8 * DAY
+        pruned = await Pruner(
+            store, retention_seconds=7 * DAY, pruned=counter(), clock=clock
+        ).prune_once()
+        await accept(store, event("x1", "Close", 10), clock.now, "close-x1")
+        claimed = await store.due(now=clock.now, limit=10, exclude=())
+        [pending] = [p for p in claimed if p.reference_id == "opsgenie-x1"]
+        return open_before, pending.state is not None and pending.state.closed, pruned
+
+    open_before, closed_after, pruned = with_store(tmp_path, clock, scenario)
+    assert open_before
+    assert pruned == 3
+    assert closed_after
+
+
 def test_prunes_in_batches(tmp_path: Path) -> None:
     clock = Clock(100 * DAY)
     pruned = counter()

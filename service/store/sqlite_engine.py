@@ -109,6 +109,48 @@ MIGRATIONS: tuple[str, ...] = (
             changed_at = excluded.changed_at, updated_at = excluded.updated_at;
     END;
     """,
+    # Event ids never come back. Without AUTOINCREMENT SQLite hands out max(id) + 1, so once
+    # retention had pruned the newest events (a quiet week), a new event took an id at or
+    # below its alert's ``folded_through`` and was never folded: a Close that never reached
+    # DX. The table is rebuilt (SQLite cannot add AUTOINCREMENT in place), and the sequence
+    # starts above every id stored or folded, pruned ones included.
+    """
+    CREATE TABLE events_autoincrement (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        dedup_key TEXT NOT NULL UNIQUE,
+        reference_id TEXT NOT NULL,
+        alert_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        service_id TEXT,
+        received_at REAL NOT NULL,
+        raw TEXT NOT NULL
+    );
+    INSERT INTO events_autoincrement
+        (id, dedup_key, reference_id, alert_id, action, service_id, received_at, raw)
+        SELECT id, dedup_key, reference_id, alert_id, action, service_id, received_at, raw
+        FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_autoincrement RENAME TO events;
+    DELETE FROM sqlite_sequence WHERE name IN ('events', 'events_autoincrement');
+    INSERT INTO sqlite_sequence (name, seq) VALUES ('events', max(
+        coalesce((SELECT max(id) FROM events), 0),
+        coalesce((SELECT max(folded_through) FROM alerts), 0)));
+    CREATE INDEX events_by_alert ON events (alert_id, id);
+    CREATE INDEX events_by_time ON events (received_at);
+    CREATE INDEX events_by_reference ON events (reference_id, id);
+    CREATE TRIGGER event_makes_alert_due AFTER INSERT ON events BEGIN
+        INSERT INTO alerts (reference_id, alert_id, service_id, state, version, status,
+            next_attempt_at, pending_since, changed_at, updated_at)
+        VALUES (NEW.reference_id, NEW.alert_id, NEW.service_id, 'null', 1, 'pending',
+            NEW.received_at, NEW.received_at, NEW.received_at, NEW.received_at)
+        ON CONFLICT (reference_id) DO UPDATE SET version = version + 1,
+            status = 'pending', attempts = 0,
+            service_id = coalesce(excluded.service_id, service_id),
+            next_attempt_at = excluded.next_attempt_at,
+            pending_since = coalesce(pending_since, excluded.pending_since),
+            changed_at = excluded.changed_at, updated_at = excluded.updated_at;
+    END;
+    """,
 )
 
 
