@@ -108,9 +108,9 @@ def test_check_config_describes_a_good_setup(
         "RELAY_CONFIG": str(rules),
         "RELAY_DX_BASE_URL": "https://acme.getdx.net",
         "RELAY_DX_TOKEN": "dx-secret-token",
-        "RELAY_WEBHOOK_TOKENS": "one,two",
-        "RELAY_API_KEY": "api",
-        "RELAY_APP_KEY": "app",
+        "RELAY_WEBHOOK_TOKENS": "hook-token-one-0123,hook-token-two-0123",
+        "RELAY_API_KEY": "cli-api-key-0123456789",
+        "RELAY_APP_KEY": "cli-app-key-0123456789",
         "RELAY_PORT": "9000",
     }.items():
         monkeypatch.setenv(name, value)
