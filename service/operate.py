@@ -35,6 +35,10 @@ class CommandFailed(RelayError):
     """The relay could not be reached or answered something other than success (exit 1)."""
 
 
+class UnexpectedAnswer(CommandFailed):
+    """A success whose body this command cannot read: another server, or another version."""
+
+
 class RelayAPI:
     """The admin API of a running relay; HTTP errors become the relay's named errors."""
 
@@ -107,7 +111,7 @@ class RelayAPI:
 def _raise_for(status_code: int, body: Any) -> None:
     """The relay's refusal as the named error the exit code follows."""
     errors = body.get("errors") if isinstance(body, dict) else None
-    message = errors[0] if errors else f"HTTP {status_code}"
+    message = str(errors[0]) if isinstance(errors, list) and errors else f"HTTP {status_code}"
     if status_code == 403:
         raise ConfigError(f"the relay refused the admin keys ({message})")
     if status_code == 404:
@@ -180,8 +184,7 @@ def delivery_text(d: dict[str, Any]) -> str:
         "updated_at",
     ]
     lines = [f"{name + ':':<19}{'-' if d[name] is None else d[name]}" for name in fields]
-    alert = {k: v for k, v in d["alert"].items() if v not in (None, [], False)}
-    lines += ["", "alert: " + json.dumps(alert, sort_keys=True)]
+    lines += ["", "alert: " + alert_text(d)]
     lines += ["last DX request: " + json.dumps(d["last_request"], sort_keys=True)]
     lines += ["last DX answer:  " + json.dumps(d["last_response"], sort_keys=True)]
     attempts = [
@@ -193,6 +196,18 @@ def delivery_text(d: dict[str, Any]) -> str:
     events = [(e["received_at"], e["action"]) for e in d["events"]]
     lines += ["", "events:", table(events, ("RECEIVED_AT", "ACTION")) if events else "none"]
     return "\n".join(lines)
+
+
+def alert_text(d: dict[str, Any]) -> str:
+    """The alert as the relay knows it. It knows nothing when none of the stored events
+    parse (the reference is then ``failed`` with ``unreadable_events``): say so, since the
+    raw events below are what the operator has to read instead."""
+    if d["alert"] is None:
+        if d["last_error_code"] == "unreadable_events":
+            return "unknown (stored events unreadable)"
+        return "unknown"
+    alert = {k: v for k, v in d["alert"].items() if v not in (None, [], False)}
+    return json.dumps(alert, sort_keys=True)
 
 
 def progress_line(progress: dict[str, Any]) -> str:
@@ -355,7 +370,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: 
     try:
         api = RelayAPI.from_environ(environ, args.url)
         try:
-            out.write(_call(api, args, err) + "\n")
+            out.write(_answer(api, args, err) + "\n")
         finally:
             api.close()
     except ConfigError as error:
@@ -365,6 +380,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: 
         err.write(f"opsgenie-dx-relay: {error.message}\n")
         return 1
     return 0
+
+
+def _answer(api: RelayAPI, args: argparse.Namespace, err: TextIO) -> str:
+    """``_call``, with an answer shaped unlike this version's relay as one line, not a
+    traceback: ``--url`` may name another server, or a relay older or newer than this CLI."""
+    try:
+        return _call(api, args, err)
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:
+        raise UnexpectedAnswer(
+            f"{api.base_url} answered something this command cannot read"
+            f" ({type(exc).__name__}: {exc}); is it a relay of the same version?"
+        ) from None
 
 
 def _call(api: RelayAPI, args: argparse.Namespace, err: TextIO) -> str:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from service.cli import main
+from service.deliveries_api import detail
+from service.store import Delivery, Status
 from tests.conftest import SAMPLES
+from tests.fakes.servers import UvicornThread
+
+KEYS = {"RELAY_API_KEY": "cli-api-key-0123456789", "RELAY_APP_KEY": "cli-app-key-0123456789"}
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -163,3 +175,81 @@ def test_client_commands_need_admin_keys(capsys: pytest.CaptureFixture[str]) -> 
     code, _, err = run(capsys, "deliveries")
     assert code == 2
     assert "RELAY_API_KEY" in err
+
+
+@contextlib.contextmanager
+def relay_answering(
+    monkeypatch: pytest.MonkeyPatch, body: Any, *, status: int = 200
+) -> Iterator[list[str]]:
+    """A stand-in relay on a real socket answering every request with ``body``; the
+    commands find it through ``RELAY_URL``. Yields the paths it was asked for."""
+    asked: list[str] = []
+
+    async def answer(request: Request) -> Response:
+        asked.append(request.url.path)
+        if isinstance(body, str):
+            return Response(body, status_code=status)
+        return JSONResponse(body, status_code=status)
+
+    app = Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
+    with UvicornThread(app) as server:
+        for name, value in {**KEYS, "RELAY_URL": server.url}.items():
+            monkeypatch.setenv(name, value)
+        yield asked
+
+
+def unreadable() -> dict[str, Any]:
+    """A delivery as the API shows one whose stored events none parse (so no alert state)."""
+    delivery = Delivery(
+        reference_id="opsgenie-a1",
+        alert_id="a1",
+        service_id=None,
+        status=Status.FAILED,
+        version=1,
+        delivered_version=0,
+        attempts=0,
+        next_attempt_at=None,
+        last_error_code="unreadable_events",
+        last_error="none of the alert's stored events could be read; see the relay's log",
+        last_request=None,
+        last_response=None,
+        updated_at=1767225600.0,
+        state=None,
+    )
+    return detail(delivery, [], [])
+
+
+def test_delivery_without_alert_state_says_why(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with relay_answering(monkeypatch, {"data": unreadable()}) as asked:
+        code, out, err = run(capsys, "delivery", "opsgenie-a1")
+    assert (code, err) == (0, "")
+    assert asked == ["/api/v1/deliveries/opsgenie-a1"]
+    assert "alert: unknown (stored events unreadable)" in out.splitlines()
+    assert "last_error_code:   unreadable_events" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "body"),
+    [
+        (("delivery", "opsgenie-a1"), {"data": "not a delivery"}),
+        (("delivery", "opsgenie-a1"), {"data": {**unreadable(), "alert": ["a", "list"]}}),
+        (("deliveries",), [1, 2]),
+        (("deliveries",), "<html>a proxy's page</html>"),
+        (("retry", "--all-failed"), {"errors": {"not": "a list"}}),
+    ],
+)
+def test_an_answer_this_command_cannot_read_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    body: Any,
+) -> None:
+    with relay_answering(monkeypatch, body):
+        code, out, err = run(capsys, *args)
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("opsgenie-dx-relay: http://127.0.0.1:")
+    assert "answered something this command cannot read" in err
