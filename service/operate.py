@@ -42,8 +42,8 @@ class UnexpectedAnswer(CommandFailed):
 class RelayAPI:
     """The admin API of a running relay; HTTP errors become the relay's named errors."""
 
-    def __init__(self, base_url: str, api_key: str, app_key: str) -> None:
-        self.base_url = base_url
+    def __init__(self, base_url: httpx.URL, api_key: str, app_key: str) -> None:
+        self.base_url = str(base_url)
         self._client = httpx.Client(
             base_url=base_url,
             timeout=TIMEOUT,
@@ -53,12 +53,10 @@ class RelayAPI:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], url: str | None) -> RelayAPI:
         settings = Settings.from_environ(environ)
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
-        base = url or environ.get("RELAY_URL") or f"http://{host}:{settings.port}"
         app_key = settings.app_key or settings.readonly_app_key
         if settings.api_key is None or app_key is None:
             raise ConfigError("RELAY_API_KEY and RELAY_APP_KEY must be set to call the relay")
-        return cls(base.rstrip("/"), str(settings.api_key), str(app_key))
+        return cls(relay_url(environ, settings, url), str(settings.api_key), str(app_key))
 
     def close(self) -> None:
         self._client.close()
@@ -106,6 +104,31 @@ class RelayAPI:
             raise CommandFailed(f"lost the relay at {self.base_url}: {exc}") from None
         except ValueError:
             raise CommandFailed("the relay streamed a line that is not JSON") from None
+
+
+def relay_url(environ: Mapping[str, str], settings: Settings, url: str | None) -> httpx.URL:
+    """``--url``, else ``RELAY_URL``, else the address the relay listens on (a wildcard
+    address means this machine). A bad one is a configuration error naming its source."""
+    if url:
+        return _http_url(url, "--url")
+    if environ.get("RELAY_URL"):
+        return _http_url(environ["RELAY_URL"], "RELAY_URL")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal: bare, its colons would read as a port
+    return _http_url(f"http://{host}:{settings.port}", "RELAY_HOST")
+
+
+def _http_url(text: str, source: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(text.strip().rstrip("/"))
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{source}: not a valid URL ({exc}): {text!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"{source}: expected an http(s) URL such as http://127.0.0.1:8080, got {text!r}"
+        )
+    return parsed
 
 
 def _raise_for(status_code: int, body: Any) -> None:

@@ -253,3 +253,46 @@ def test_an_answer_this_command_cannot_read_is_one_line_and_exit_1(
     assert err.count("\n") == 1, err
     assert err.startswith("opsgenie-dx-relay: http://127.0.0.1:")
     assert "answered something this command cannot read" in err
+
+
+def test_an_ipv6_relay_host_is_bracketed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no URL, the commands call the relay where ``serve`` listens: here on ::1."""
+
+    async def none_yet(request: Request) -> Response:
+        return JSONResponse({"data": [], "next": None})
+
+    app = Starlette(routes=[Route("/api/v1/deliveries", none_yet)])
+    with UvicornThread(app, host="::1") as server:
+        for name, value in {**KEYS, "RELAY_HOST": "::1", "RELAY_PORT": str(server.port)}.items():
+            monkeypatch.setenv(name, value)
+        code, out, err = run(capsys, "deliveries")
+    assert (code, err) == (0, "")
+    assert out == "no deliveries\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (("--url", "http://relay:80a"), {}, "--url: not a valid URL (Invalid port: '80a')"),
+        ((), {"RELAY_URL": "http://relay:80a"}, "RELAY_URL: not a valid URL"),
+        ((), {"RELAY_URL": "relay:8080"}, "RELAY_URL: expected an http(s) URL"),
+        (("--url", "ftp://relay"), {"RELAY_URL": "http://relay"}, "--url: expected an http(s)"),
+        ((), {"RELAY_HOST": "fe80::1%"}, "RELAY_HOST: not a valid URL"),
+    ],
+)
+def test_a_malformed_relay_url_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    for name, value in {**KEYS, **env}.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, "deliveries", *args)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"opsgenie-dx-relay: configuration error: {named}")
