@@ -127,9 +127,10 @@ class DeliveriesAPI:
 
     async def _show(self, request: Request, access: Access) -> Response:
         store = self._relay.store
-        delivery = await store.get(request.path_params["reference_id"])
+        reference_id = request.path_params["reference_id"]
+        delivery = await store.get(reference_id)
         if delivery is None:
-            raise NotFound("Not Found")
+            raise NotFound(unknown(reference_id))
         attempts = await store.attempts(delivery.reference_id, limit=HISTORY_LIMIT)
         events = await store.events(delivery.alert_id, limit=HISTORY_LIMIT)
         return JSONResponse({"data": detail(delivery, attempts, events)})
@@ -140,7 +141,7 @@ class DeliveriesAPI:
         if not await store.retry(reference_id, now=self._relay.clock()):
             delivery = await store.get(reference_id)
             if delivery is None:
-                raise NotFound("Not Found")
+                raise NotFound(unknown(reference_id))
             log.info(
                 "delivery retry refused",
                 extra={"reference_id": reference_id, "outcome": "conflict"},
@@ -185,6 +186,12 @@ class DeliveriesAPI:
         except RelayError as exc:
             log.error("backfill failed", extra={"route": "backfill", "error": exc.message})
             yield json.dumps({"errors": [exc.message], "status": exc.status_code}) + "\n"
+
+
+def unknown(reference_id: str) -> str:
+    """A 404 that names what is missing: a bare "Not Found" is also what a wrong path or
+    a wrong ``--url`` gets, and an operator must tell the two apart."""
+    return f"no delivery {reference_id}"
 
 
 def _backfill_request(document: dict[str, Any]) -> tuple[str, float, bool]:

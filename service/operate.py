@@ -78,7 +78,7 @@ class RelayAPI:
             body = response.json()
         except ValueError:
             body = {}
-        _raise_for(response.status_code, body)
+        _raise_for(response, body)
         return body
 
     def stream(
@@ -96,7 +96,7 @@ class RelayAPI:
                         refusal = response.json()
                     except ValueError:
                         refusal = {}
-                    _raise_for(response.status_code, refusal)
+                    _raise_for(response, refusal)
                 for line in response.iter_lines():
                     if line.strip():
                         yield json.loads(line)
@@ -131,18 +131,31 @@ def _http_url(text: str, source: str) -> httpx.URL:
     return parsed
 
 
-def _raise_for(status_code: int, body: Any) -> None:
+def _raise_for(response: httpx.Response, body: Any) -> None:
     """The relay's refusal as the named error the exit code follows."""
+    status_code = response.status_code
     errors = body.get("errors") if isinstance(body, dict) else None
     message = str(errors[0]) if isinstance(errors, list) and errors else f"HTTP {status_code}"
     if status_code == 403:
         raise ConfigError(f"the relay refused the admin keys ({message})")
     if status_code == 404:
-        raise NotFound(message)
+        raise NotFound(message if message not in NO_ROUTE else _no_route(response.request.url))
     if status_code == 409:
         raise Conflict(message)
     if status_code != 200:
         raise CommandFailed(f"the relay answered {status_code}: {message}")
+
+
+#: What a 404 says when no route matched. The relay names what it did not find ("no
+#: delivery X", "unknown service object: X"), so these mean the URL is wrong, not the id.
+NO_ROUTE = ("Not Found", "HTTP 404")
+
+
+def _no_route(url: httpx.URL) -> str:
+    return (
+        f"nothing at {url.copy_with(query=None)} (404): --url or RELAY_URL must be the"
+        " relay's base URL, such as http://127.0.0.1:8080"
+    )
 
 
 def list_deliveries(api: RelayAPI, status: str | None, limit: int) -> list[dict[str, Any]]:

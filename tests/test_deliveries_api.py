@@ -96,12 +96,16 @@ def test_retry_all_failed(client: TestClient, fake_dx: FakeDX) -> None:
         wait_for(lambda ref=ref: status_of(client, ref) == "delivered", message=f"{ref} done")
 
 
-def test_unknown_reference_is_404(client: TestClient) -> None:
-    assert client.get(f"{PATH}/opsgenie-nope", headers=READ).status_code == 404
+def test_unknown_reference_is_404_naming_it(client: TestClient) -> None:
+    """Not a bare "Not Found", which is also what a wrong path gets."""
+    shown = client.get(f"{PATH}/opsgenie-nope", headers=READ)
+    assert shown.status_code == 404
+    assert shown.json() == {"errors": ["no delivery opsgenie-nope"]}
     response = client.post(f"{PATH}/opsgenie-nope/retry", headers=FULL)
     assert response.status_code == 404
-    assert response.json() == {"errors": ["Not Found"]}
+    assert response.json() == {"errors": ["no delivery opsgenie-nope"]}
     assert admin_count(client, "delivery", "404") == 1
+    assert client.get("/api/api/v1/deliveries", headers=READ).json() == {"errors": ["Not Found"]}
 
 
 def test_paging_with_an_opaque_cursor(client: TestClient) -> None:

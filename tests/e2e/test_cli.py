@@ -116,8 +116,14 @@ def test_retry_all_failed(started: RelayProcess, fake_dx: FakeDX) -> None:
 def test_not_found_and_config_errors(started: RelayProcess) -> None:
     missing = cli(started, "delivery", "opsgenie-missing")
     assert missing.returncode == 1
-    assert "Not Found" in missing.stderr
+    assert missing.stderr == "opsgenie-dx-relay: no delivery opsgenie-missing\n"
     assert cli(started, "retry", "opsgenie-missing").returncode == 1
+    wrong_path = cli(started, "deliveries", "--url", f"{started.url}/api")
+    assert wrong_path.returncode == 1
+    assert wrong_path.stderr == (
+        f"opsgenie-dx-relay: nothing at {started.url}/api/api/v1/deliveries (404):"
+        " --url or RELAY_URL must be the relay's base URL, such as http://127.0.0.1:8080\n"
+    )
     wrong = cli(started, "deliveries", RELAY_APP_KEY="wrong")
     assert wrong.returncode == 2
     assert "refused the admin keys" in wrong.stderr
