@@ -6,7 +6,9 @@ writer, and an operator at 3 a.m. should not need to know where the file lives. 
 comes from ``--url``, else ``RELAY_URL``, else ``http://RELAY_HOST:RELAY_PORT``; the keys
 from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or ``RELAY_READONLY_APP_KEY`` to read).
 
-Exit codes: 0 done, 1 not found or the relay refused or failed, 2 configuration error.
+Exit codes: 0 done; 1 not found, or the relay refused or failed the request; 2
+configuration error: a bad variable, ``--url`` or argument, or admin keys the relay
+refuses (403), since those are the caller's ``RELAY_API_KEY``/``RELAY_APP_KEY`` to fix.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ def _raise_for(response: httpx.Response, body: Any) -> None:
     errors = body.get("errors") if isinstance(body, dict) else None
     message = str(errors[0]) if isinstance(errors, list) and errors else f"HTTP {status_code}"
     if status_code == 403:
-        raise ConfigError(f"the relay refused the admin keys ({message})")
+        raise ConfigError(
+            f"the relay refused the admin keys ({message}): check RELAY_API_KEY and RELAY_APP_KEY"
+        )
     if status_code == 404:
         raise NotFound(message if message not in NO_ROUTE else _no_route(response.request.url))
     if status_code == 409:

@@ -296,3 +296,17 @@ def test_a_malformed_relay_url_is_a_configuration_error(
     assert out == ""
     assert err.count("\n") == 1, err
     assert err.startswith(f"opsgenie-dx-relay: configuration error: {named}")
+
+
+@pytest.mark.parametrize("refusal", ["Forbidden", "Forbidden: this application key may only read"])
+def test_refused_admin_keys_are_a_configuration_error_naming_the_variables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Exit 2, as README says: the keys are the caller's environment to fix."""
+    with relay_answering(monkeypatch, {"errors": [refusal]}, status=403):
+        code, out, err = run(capsys, "retry", "--all-failed")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"opsgenie-dx-relay: configuration error: the relay refused the admin keys ({refusal}):"
+        " check RELAY_API_KEY and RELAY_APP_KEY\n"
+    )
