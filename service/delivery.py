@@ -399,7 +399,9 @@ class Worker:
         )
         ref = pending.reference_id
         if isinstance(error, PermanentError):
-            await self._store.record_failed(pending, request=body, attempt=attempt)
+            await self._store.record_failed(
+                pending, request=body, response=error.body, attempt=attempt
+            )
             log.error(
                 "DX rejected the incident; marked failed",
                 extra={
@@ -436,7 +438,7 @@ class Worker:
             )
         self._metrics.retries.inc()
         await self._store.record_retry(
-            pending, request=body, next_attempt_at=next_at, attempt=attempt
+            pending, request=body, response=error.body, next_attempt_at=next_at, attempt=attempt
         )
         log.warning(
             "DX delivery will be retried",

@@ -56,7 +56,11 @@ class Answer:
 
 
 def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: float) -> Answer:
-    """Success, or raise the ``DeliveryError`` subclass that says what to do next."""
+    """Success, or raise the ``DeliveryError`` subclass that says what to do next.
+
+    Every error raised here carries DX's answer as ``body``, so operators see what DX
+    said (its message, the field it refused), not only our summary of it.
+    """
     text = body.decode("utf-8", errors="replace")[:2000]
     try:
         document: Any = json.loads(body) if body else None
@@ -72,6 +76,7 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
             retry_after=retry_after_seconds(_header(headers, "retry-after"), now=now),
             code=code or f"http_{status_code}",
             http_status=status_code,
+            body=text,
         )
     if 300 <= status_code <= 399:
         # Where, not with what: a query string could carry someone's token, and the
@@ -82,31 +87,39 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
             f"DX answered {status_code} redirecting to {location[:200]}:"
             " check RELAY_DX_BASE_URL (https, and the instance's own host)",
             http_status=status_code,
+            body=text,
         )
     if code == "not_authed" or status_code in (401, 403):
         raise DXAuthError(
-            f"DX refused the token: not_authed (HTTP {status_code})", http_status=status_code
+            f"DX refused the token: not_authed (HTTP {status_code})",
+            http_status=status_code,
+            body=text,
         )
     if 400 <= status_code <= 499:
         raise PermanentError(
             f"DX answered {status_code}: {text}",
             code=code or f"http_{status_code}",
             http_status=status_code,
+            body=text,
         )
     if 200 <= status_code <= 299 and ok is True:
         return Answer(status_code, text)
     if 200 <= status_code <= 299 and ok is False:
         if code in PERMANENT_CODES:
             raise PermanentError(
-                f"DX answered ok=false: {code}", code=code, http_status=status_code
+                f"DX answered ok=false: {code}", code=code, http_status=status_code, body=text
             )
         raise RetryableError(
-            f"DX answered ok=false: {code}", code=code or "ok_false", http_status=status_code
+            f"DX answered ok=false: {code}",
+            code=code or "ok_false",
+            http_status=status_code,
+            body=text,
         )
     raise RetryableError(
         f"unexpected DX answer {status_code}: {text[:200]}",
         code="bad_response",
         http_status=status_code,
+        body=text,
     )
 
 

@@ -13,7 +13,7 @@ whole tree to responses in one place (``app.py``).
   x NotFound                 404
   x Conflict                 409
   x StoreUnavailable         503; the event was NOT stored, so Opsgenie may retry
-  x DeliveryError            .reference_id, .http_status of DX's answer (None: no answer)
+  x DeliveryError            .reference_id; .http_status, .body of DX's answer (None: no answer)
     + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
     + PermanentError         .code: str                   (ok:false codes, other 4xx)
     + DXUnusable             .code; every request would fail -> pause all deliveries
@@ -85,14 +85,25 @@ class StoreUnavailable(RelayError):
 
 
 class DeliveryError(RelayError):
-    """A DX request did not succeed."""
+    """A DX request did not succeed.
+
+    ``body`` is DX's answer as it came (decoded, cut short), kept apart from the message:
+    the message is our summary for logs and ``last_error``, while operators asking "what
+    did DX say?" need DX's own words, such as which field it refused and why.
+    """
 
     def __init__(
-        self, message: str, *, reference_id: str | None = None, http_status: int | None = None
+        self,
+        message: str,
+        *,
+        reference_id: str | None = None,
+        http_status: int | None = None,
+        body: str | None = None,
     ) -> None:
         super().__init__(message)
         self.reference_id = reference_id
         self.http_status = http_status
+        self.body = body
 
 
 class RetryableError(DeliveryError):
@@ -106,8 +117,9 @@ class RetryableError(DeliveryError):
         code: str = "unavailable",
         reference_id: str | None = None,
         http_status: int | None = None,
+        body: str | None = None,
     ) -> None:
-        super().__init__(message, reference_id=reference_id, http_status=http_status)
+        super().__init__(message, reference_id=reference_id, http_status=http_status, body=body)
         self.retry_after = retry_after
         self.code = code
 
@@ -122,8 +134,9 @@ class PermanentError(DeliveryError):
         code: str,
         reference_id: str | None = None,
         http_status: int | None = None,
+        body: str | None = None,
     ) -> None:
-        super().__init__(message, reference_id=reference_id, http_status=http_status)
+        super().__init__(message, reference_id=reference_id, http_status=http_status, body=body)
         self.code = code
 
 

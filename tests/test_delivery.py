@@ -140,6 +140,69 @@ def test_ok_false_in_a_200_is_a_failure(make_client: MakeClient, fake_dx: FakeDX
     assert delivery.last_error_code == "metadata_invalid"
 
 
+ADMIN = {"DD-API-KEY": "dd-api-key-0123456789", "DD-APPLICATION-KEY": "dd-app-key-0123456789"}
+
+
+def shown_delivery(client: TestClient, status: str) -> dict[str, Any]:
+    """``GET /api/v1/deliveries/{REF}`` once the delivery has ``status`` and an attempt."""
+
+    def ready() -> dict[str, Any] | None:
+        data: dict[str, Any] = client.get(f"/api/v1/deliveries/{REF}", headers=ADMIN).json()
+        data = data.get("data", {})
+        return data if data.get("status") == status and data.get("history") else None
+
+    return wait_for(ready, timeout=20, message=f"delivery {status}")
+
+
+@pytest.mark.parametrize(
+    ("misbehave", "status", "answer", "summary"),
+    [
+        (
+            lambda dx: dx.reject(REF, code="invalid_arguments", status=422),
+            "failed",
+            {"ok": False, "error": "invalid_arguments"},
+            'DX answered 422: {"ok":false,"error":"invalid_arguments"}',
+        ),
+        (
+            lambda dx: dx.ok_false_next(1, "invalid_timestamp"),
+            "failed",
+            {"ok": False, "error": "invalid_timestamp"},
+            "DX answered ok=false: invalid_timestamp",
+        ),
+        (
+            lambda dx: setattr(dx, "down", True),
+            "pending",
+            {"ok": False, "error": "service_unavailable"},
+            "DX answered 503: service_unavailable",
+        ),
+    ],
+    ids=["4xx", "ok-false", "retried-5xx"],
+)
+def test_operators_see_dx_answer_to_a_failed_or_retried_attempt(
+    make_client: MakeClient,
+    fake_dx: FakeDX,
+    misbehave: Callable[[FakeDX], None],
+    status: str,
+    answer: dict[str, Any],
+    summary: str,
+) -> None:
+    """README: a delivery shows "the last DX request and answer". DX's answer is its own
+    body (what it refused and why); our one-line summary stays in ``last_error``."""
+    misbehave(fake_dx)
+    client = make_client(
+        api_key=Secret(ADMIN["DD-API-KEY"]),
+        app_key=Secret(ADMIN["DD-APPLICATION-KEY"]),
+        retry_max_backoff_seconds=60.0,
+    )
+    client.post(URL, json=CREATE, headers=auth())
+    shown = shown_delivery(client, status)
+    sent = upsert_requests(fake_dx)[0]  # every try of this version sends the same body
+    assert shown["last_request"] == sent.json
+    assert shown["last_response"] == answer == sent.response
+    assert shown["last_error"] == summary
+    assert shown["history"][-1]["detail"] == summary
+
+
 def test_not_authed_pauses_all_delivery_and_readiness_stays_up(
     make_client: MakeClient, fake_dx: FakeDX
 ) -> None:

@@ -256,6 +256,37 @@ def test_every_error_carries_the_http_status_it_came_with(status: int, body: byt
     assert error.http_status == status
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (
+            200,
+            b'{"ok":false,"error":"invalid_arguments","message":"started_at must not be in'
+            b' the future","field":"started_at"}',
+        ),
+        (200, dx_json({"ok": False, "error": "rate_limited_internally"})),
+        (200, b"OK"),
+        (301, b"<html>Moved Permanently</html>"),
+        (401, dx_json({"ok": False, "error": "not_authed"})),
+        (409, dx_json({"detail": "conflict"})),
+        (422, dx_json({"ok": False, "error": "invalid_timestamp", "field": "started_at"})),
+        (429, dx_json({"ok": False, "error": "rate_limited"})),
+        (503, b"upstream connect error"),
+    ],
+)
+def test_every_error_carries_dx_answer_as_it_came(status: int, body: bytes) -> None:
+    """Operators read DX's own words (message, field), not only our summary of them."""
+    error = raised(status, body)
+    assert isinstance(error, DeliveryError)
+    assert error.body == body.decode()
+
+
+def test_the_answer_an_error_carries_is_cut_short_like_a_success() -> None:
+    error = raised(422, b"\xff" + b"x" * 100_000)
+    assert isinstance(error, PermanentError)
+    assert error.body == "\ufffd" + "x" * 1999
+
+
 def test_a_5xx_message_names_dx_code() -> None:
     error = raised(503, dx_json({"ok": False, "error": "service_unavailable"}))
     assert isinstance(error, RetryableError)
@@ -379,6 +410,7 @@ def test_timeouts_are_retryable(exception: type[httpx.TimeoutException]) -> None
     with pytest.raises(RetryableError) as caught:
         call(handler)
     assert caught.value.code == "timeout"
+    assert caught.value.body is None  # no answer came
 
 
 @pytest.mark.parametrize(
@@ -391,6 +423,7 @@ def test_network_errors_are_retryable(exception: type[httpx.TransportError]) -> 
     with pytest.raises(RetryableError) as caught:
         call(handler)
     assert caught.value.code == "network"
+    assert caught.value.body is None
 
 
 def test_an_undecodable_answer_is_a_delivery_error_not_an_httpx_one() -> None:

@@ -538,6 +538,52 @@ def test_record_retry_schedules_and_counts(db: Path) -> None:
     run_store(db, scenario)
 
 
+def test_a_retry_shows_the_answer_to_the_request_it_shows(db: Path) -> None:
+    """``last_request`` and ``last_response`` always belong together: DX's answer to the
+    request when it gave one, nothing when it gave none, both unchanged when no request
+    was made."""
+
+    async def scenario(store: SQLiteStore) -> None:
+        await put(store, body("a1"))
+        [pending] = await store.due(now=T0, limit=10, exclude=())
+        await store.record_delivered(
+            pending,
+            request={"v": 0},
+            response='{"ok":true}',
+            attempt=attempt(pending, T0 + 1, "delivered", http_status=200),
+        )
+        await put(store, body("a1", 5, action="AddNote", message="two"), at=T0 + 5)
+        [pending] = await store.due(now=T0 + 5, limit=10, exclude=())
+
+        async def retry(request: dict[str, Any] | None, response: str | None) -> Delivery:
+            await store.record_retry(
+                pending,
+                request=request,
+                response=response,
+                next_attempt_at=T0 + 30,
+                attempt=attempt(pending, T0 + 6, "retryable", detail="DX answered 503"),
+            )
+            delivery = await store.get("opsgenie-a1")
+            assert delivery is not None
+            return delivery
+
+        shown = await retry({"v": 1}, '{"ok":false,"error":"service_unavailable"}')
+        assert (shown.last_request, shown.last_response) == (
+            {"v": 1},
+            '{"ok":false,"error":"service_unavailable"}',
+        )
+        assert shown.last_error == "DX answered 503"
+        shown = await retry(None, None)  # no DX request (Opsgenie enrichment waits)
+        assert (shown.last_request, shown.last_response) == (
+            {"v": 1},
+            '{"ok":false,"error":"service_unavailable"}',
+        )
+        shown = await retry({"v": 2}, None)  # a timeout: the request got no answer
+        assert (shown.last_request, shown.last_response) == ({"v": 2}, None)
+
+    run_store(db, scenario)
+
+
 def test_a_retry_of_an_older_version_lets_the_newer_one_go_at_once(db: Path) -> None:
     async def scenario(store: SQLiteStore) -> None:
         await put(store, body("a1"))
@@ -561,9 +607,11 @@ def test_record_failed_is_visible_to_operators(db: Path) -> None:
         await put(store, body("a2"))
         [p1, _] = await store.due(now=T0, limit=10, exclude=())
         assert p1.reference_id == "opsgenie-a1"
+        answer = '{"ok":false,"error":"invalid_timestamp","field":"started_at"}'
         await store.record_failed(
             p1,
             request={"reference_id": "opsgenie-a1"},
+            response=answer,
             attempt=attempt(
                 p1,
                 T0 + 1,
@@ -579,6 +627,9 @@ def test_record_failed_is_visible_to_operators(db: Path) -> None:
         assert delivery.last_error_code == "invalid_timestamp"
         assert delivery.last_error == "DX answered 422"
         assert delivery.last_request == {"reference_id": "opsgenie-a1"}
+        assert delivery.last_response == answer  # DX's words, beside our summary
+        [tried] = await store.attempts("opsgenie-a1", limit=10)
+        assert tried.detail == "DX answered 422"
         assert delivery.next_attempt_at is None
         assert delivery.attempts == 1
         failed = await store.deliveries(status=Status.FAILED, limit=10, after=None)
@@ -607,6 +658,7 @@ def test_a_failure_of_an_older_version_keeps_the_newer_one_pending(db: Path) -> 
         await store.record_failed(
             v1,
             request={"v": 1},
+            response='{"ok":false,"error":"metadata_invalid"}',
             attempt=attempt(v1, T0 + 6, "failed", error_code="metadata_invalid"),
         )
         delivery = await store.get("opsgenie-a1")
@@ -626,6 +678,7 @@ def test_retry_and_retry_all_failed_bring_failed_back(db: Path) -> None:
             await store.record_failed(
                 pending,
                 request={},
+                response=None,
                 attempt=attempt(pending, T0 + 1, "failed", error_code="invalid_arguments"),
             )
         assert (await store.stats()).failed == 3
@@ -707,7 +760,10 @@ def test_stats(db: Path) -> None:
             p1, request={}, response="", attempt=attempt(p1, T0 + 31, "delivered")
         )
         await store.record_failed(
-            p2, request={}, attempt=attempt(p2, T0 + 31, "failed", error_code="invalid_json")
+            p2,
+            request={},
+            response=None,
+            attempt=attempt(p2, T0 + 31, "failed", error_code="invalid_json"),
         )
         stats = await store.stats()
         assert (stats.pending, stats.failed, stats.oldest_pending_since) == (1, 1, T0 + 30)

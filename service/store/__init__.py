@@ -174,15 +174,24 @@ class Store(Protocol):
         pending: Pending,
         *,
         request: dict[str, Any] | None,
+        response: str | None = None,
         next_attempt_at: float,
         attempt: Attempt,
     ) -> None:
-        """Schedule another try; ``request`` is None when no DX request was made."""
+        """Schedule another try.
+
+        ``request`` is None when no DX request was made: the last request and answer shown
+        stay as they were. Otherwise ``response`` is DX's answer to it, None when none came
+        (a timeout, the network), so an operator never sees an older answer beside it.
+        """
         ...
 
     async def record_failed(
-        self, pending: Pending, *, request: dict[str, Any], attempt: Attempt
-    ) -> None: ...
+        self, pending: Pending, *, request: dict[str, Any], response: str | None, attempt: Attempt
+    ) -> None:
+        """DX rejected ``request``; ``response`` is its answer as it came, which names what
+        it refused, while ``attempt.detail`` keeps our summary."""
+        ...
 
     async def record_filtered(self, pending: Pending) -> None: ...
 

@@ -113,6 +113,7 @@ class SQLiteStore(SQLiteServiceObjects):
         pending: Pending,
         *,
         request: dict[str, Any] | None,
+        response: str | None = None,
         next_attempt_at: float,
         attempt: Attempt,
     ) -> None:
@@ -123,6 +124,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 " next_attempt_at = CASE WHEN version = :v THEN :next ELSE :now END,"
                 " last_error_code = :code, last_error = :detail,"
                 " last_request = coalesce(:req, last_request),"
+                " last_response = CASE WHEN :req IS NULL THEN last_response ELSE :resp END,"
                 " updated_at = :now WHERE reference_id = :ref AND status = 'pending'",
                 {
                     "v": pending.version,
@@ -131,6 +133,7 @@ class SQLiteStore(SQLiteServiceObjects):
                     "code": attempt.error_code,
                     "detail": attempt.detail,
                     "req": None if request is None else json.dumps(request),
+                    "resp": response,
                     "ref": pending.reference_id,
                 },
             )
@@ -138,7 +141,7 @@ class SQLiteStore(SQLiteServiceObjects):
         await self._write(run)
 
     async def record_failed(
-        self, pending: Pending, *, request: dict[str, Any], attempt: Attempt
+        self, pending: Pending, *, request: dict[str, Any], response: str | None, attempt: Attempt
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             _insert_attempt(conn, pending.reference_id, attempt)
@@ -147,13 +150,14 @@ class SQLiteStore(SQLiteServiceObjects):
                 " status = CASE WHEN version = :v THEN 'failed' ELSE 'pending' END,"
                 " next_attempt_at = CASE WHEN version = :v THEN NULL ELSE :now END,"
                 " last_error_code = :code, last_error = :detail, last_request = :req,"
-                " last_response = :detail, updated_at = :now WHERE reference_id = :ref",
+                " last_response = :resp, updated_at = :now WHERE reference_id = :ref",
                 {
                     "v": pending.version,
                     "now": attempt.at,
                     "code": attempt.error_code,
                     "detail": attempt.detail,
                     "req": json.dumps(request),
+                    "resp": response,
                     "ref": pending.reference_id,
                 },
             )
