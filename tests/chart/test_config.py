@@ -50,7 +50,7 @@ def test_the_relay_accepts_the_rendered_environment(
             environ[entry["name"]] = entry["value"]
         else:
             environ[entry["name"]] = f"ci-{entry['name'].lower()}"
-    environ["RELAY_WEBHOOK_TOKENS"] = "a,b"
+    environ["RELAY_WEBHOOK_TOKENS"] = "ci-webhook-token-a,ci-webhook-token-b"
     environ.pop("RELAY_SECRET_KEY")  # must be a Fernet key; generated on the volume when unset
     settings = Settings.from_environ(environ)
     assert settings.host == "0.0.0.0"

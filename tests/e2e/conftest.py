@@ -91,7 +91,7 @@ def relay_env(tmp_path: Path, dx_server: UvicornThread) -> dict[str, str]:
         RELAY_DATABASE_URL=f"sqlite:///{tmp_path / 'relay.db'}",
         RELAY_DX_BASE_URL=dx_server.url,
         RELAY_DX_TOKEN=DX_TOKEN,
-        RELAY_WEBHOOK_TOKENS=f"{WEBHOOK_TOKEN},second-token",
+        RELAY_WEBHOOK_TOKENS=f"{WEBHOOK_TOKEN},second-webhook-token",
         RELAY_DX_RATE_LIMIT="200",
         RELAY_RETRY_MAX_BACKOFF="1s",
         RELAY_SHUTDOWN_DEADLINE="5s",

@@ -33,8 +33,8 @@ from datadog_api_client.v2.model.opsgenie_service_update_request import (
 
 from tests.e2e.conftest import RelayProcess
 
-API_KEY = "e2e-dd-api-key"
-APP_KEY = "e2e-dd-app-key"
+API_KEY = "e2e-dd-api-key-0123"
+APP_KEY = "e2e-dd-app-key-0123"
 OPSGENIE_KEY = "00000000-0000-0000-0000-000000000000"
 
 pytestmark = pytest.mark.e2e

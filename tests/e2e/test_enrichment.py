@@ -23,7 +23,7 @@ from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
 
 pytestmark = pytest.mark.e2e
 
-API_KEY, APP_KEY = "dd-api-key-e2e", "dd-app-key-e2e"
+API_KEY, APP_KEY = "dd-api-key-e2e-0123", "dd-app-key-e2e-0123"
 GENIE_KEY = "genie-key-e2e"
 CREATED_MS = 1_795_000_000_000
 ALERT = "0e1d2c3b-4a59-4687-9a5b-6c7d8e9f0a1b"
