@@ -162,8 +162,11 @@ def _no_route(url: httpx.URL) -> str:
     )
 
 
-def list_deliveries(api: RelayAPI, status: str | None, limit: int) -> list[dict[str, Any]]:
-    """Follow ``next`` until ``limit`` deliveries are in hand or there are no more."""
+def list_deliveries(
+    api: RelayAPI, status: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Follow ``next`` until ``limit`` deliveries are in hand or there are no more; and
+    whether the relay has more than that (it said ``next``), so a cut list is never silent."""
     found: list[dict[str, Any]] = []
     cursor: str | None = None
     while len(found) < limit:
@@ -177,7 +180,7 @@ def list_deliveries(api: RelayAPI, status: str | None, limit: int) -> list[dict[
         cursor = page["next"]
         if cursor is None:
             break
-    return found
+    return found, cursor is not None
 
 
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -438,7 +441,12 @@ def _call(api: RelayAPI, args: argparse.Namespace, err: TextIO) -> str:
     if args.command == "deliveries":
         if args.limit < 1:
             raise ConfigError("--limit: must be at least 1")
-        found = list_deliveries(api, args.status, args.limit)
+        found, more = list_deliveries(api, args.status, args.limit)
+        if more:  # on stderr, so --json output stays one document
+            err.write(
+                f"opsgenie-dx-relay: more deliveries than --limit {args.limit}:"
+                " use a larger --limit (it pages through them)\n"
+            )
         return json.dumps(found, indent=2) if args.json else deliveries_table(found)
     if args.command == "delivery":
         shown = api.call("GET", f"{PATH}/{quote(args.reference_id, safe='')}")["data"]

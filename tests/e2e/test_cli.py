@@ -133,6 +133,23 @@ def test_not_found_and_config_errors(started: RelayProcess) -> None:
     assert cli(started, "deliveries").stdout.strip() == "no deliveries"
 
 
+def test_deliveries_says_when_limit_cut_the_list(started: RelayProcess) -> None:
+    for n in range(3):
+        assert started.post(
+            {**CREATE, "alert": {**CREATE["alert"], "alertId": f"a-{n}"}}
+        ).is_success
+    cut = cli(started, "deliveries", "--limit", "2", "--json")
+    assert cut.returncode == 0
+    assert [d["reference_id"] for d in json.loads(cut.stdout)] == ["opsgenie-a-0", "opsgenie-a-1"]
+    assert cut.stderr == (
+        "opsgenie-dx-relay: more deliveries than --limit 2:"
+        " use a larger --limit (it pages through them)\n"
+    )
+    whole = cli(started, "deliveries", "--limit", "3")
+    assert (whole.returncode, whole.stderr) == (0, "")
+    assert "opsgenie-a-2" in whole.stdout
+
+
 @pytest.fixture
 def opsgenie() -> FakeOpsgenie:
     return FakeOpsgenie(api_key="genie-key-cli")
