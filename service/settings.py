@@ -23,6 +23,12 @@ T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+#: Shortest secret an operator chooses. The log redactor replaces every occurrence of each
+#: secret in every line, so a short one garbles ordinary words (a webhook token "opsgenie"
+#: turns each reference_id into "[redacted]-...") and so tells any reader what it is; a
+#: short secret is also guessable.
+MIN_SECRET_LENGTH = 16
+_MAKE_ONE = "generate one with e.g. `openssl rand -hex 32`"
 
 
 def parse_duration(text: str) -> float:
@@ -78,16 +84,10 @@ class Settings:
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"RELAY_{name}: {exc}") from None
 
-        def secret(name: str) -> Secret | None:
-            value = config(name, default="").strip()
-            return Secret(value) if value else None
-
         database_path = get("DATABASE_URL", _sqlite_path, "sqlite:///relay.db")
         dx_base_url = get("DX_BASE_URL", _dx_base_url, "")
         web_url = get("OPSGENIE_WEB_URL", _http_url, "https://app.opsgenie.com")
-        # Not CommaSeparatedStrings: it splits with shlex, which drops everything after a
-        # "#", eats backslashes and quotes, and raises on an unpaired quote. Secrets are opaque.
-        tokens = [t.strip() for t in config("WEBHOOK_TOKENS", default="").split(",")]
+        webhook_tokens = get("WEBHOOK_TOKENS", _webhook_tokens, "")
         config_path = config("CONFIG", default="").strip()
         default_format = "text" if isatty else "json"
         return cls(
@@ -95,12 +95,12 @@ class Settings:
             port=get("PORT", _port, "8080"),
             database_path=database_path,
             dx_base_url=dx_base_url,
-            dx_token=secret("DX_TOKEN"),
-            webhook_tokens=tuple(Secret(t) for t in tokens if t),
-            api_key=secret("API_KEY"),
-            app_key=secret("APP_KEY"),
-            readonly_app_key=secret("READONLY_APP_KEY"),
-            secret_key=secret("SECRET_KEY"),
+            dx_token=get("DX_TOKEN", _secret, ""),
+            webhook_tokens=webhook_tokens,
+            api_key=get("API_KEY", _chosen_secret, ""),
+            app_key=get("APP_KEY", _chosen_secret, ""),
+            readonly_app_key=get("READONLY_APP_KEY", _chosen_secret, ""),
+            secret_key=get("SECRET_KEY", _chosen_secret, ""),
             config_path=Path(config_path) if config_path else None,
             opsgenie_web_url=web_url,
             log_format=get("LOG_FORMAT", _log_format, default_format),
@@ -154,6 +154,39 @@ def _dx_base_url(url: str) -> str | None:
         "expected the DX instance root, e.g. https://acme.getdx.net"
         f" (the relay adds /api/incidents.upsert), but it has {wrong}"
     )
+
+
+def _secret(text: str) -> Secret | None:
+    """Any length: for the DX token, which DX issues, so the operator cannot make it longer
+    (and DX does not document a minimum that refusing a short one could rely on)."""
+    value = text.strip()
+    return Secret(value) if value else None
+
+
+def _chosen_secret(text: str) -> Secret | None:
+    """A secret the operator chooses. The message gives its length, never the value."""
+    secret = _secret(text)
+    if secret is not None and len(str(secret)) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_LENGTH} characters: got {len(str(secret))}; {_MAKE_ONE}"
+        )
+    return secret
+
+
+def _webhook_tokens(text: str) -> tuple[Secret, ...]:
+    """Comma-separated, each one a chosen secret; a short one is named by its position.
+
+    Not CommaSeparatedStrings: it splits with shlex, which drops everything after a "#",
+    eats backslashes and quotes, and raises on an unpaired quote. Secrets are opaque.
+    """
+    tokens = [token.strip() for token in text.split(",") if token.strip()]
+    for number, token in enumerate(tokens, start=1):
+        if len(token) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_LENGTH} characters: token {number} of"
+                f" {len(tokens)} has {len(token)}; {_MAKE_ONE}"
+            )
+    return tuple(Secret(token) for token in tokens)
 
 
 def _port(text: str) -> int:

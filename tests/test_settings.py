@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from starlette.datastructures import Secret
 
 from service.errors import ConfigError
+from service.operate import check_config
 from service.settings import Settings, parse_duration
 
 
@@ -53,11 +55,11 @@ def test_every_variable_is_parsed() -> None:
             "RELAY_DATABASE_URL": "sqlite:////var/lib/relay/relay.db",
             "RELAY_DX_BASE_URL": "https://acme.getdx.net/",
             "RELAY_DX_TOKEN": "dx-token",
-            "RELAY_WEBHOOK_TOKENS": "old-token, new-token",
-            "RELAY_API_KEY": "api-key",
-            "RELAY_APP_KEY": "app-key",
-            "RELAY_READONLY_APP_KEY": "ro-key",
-            "RELAY_SECRET_KEY": "secret-key",
+            "RELAY_WEBHOOK_TOKENS": "old-webhook-token-1, new-webhook-token-2",
+            "RELAY_API_KEY": "admin-api-key-0001",
+            "RELAY_APP_KEY": "admin-app-key-0001",
+            "RELAY_READONLY_APP_KEY": "readonly-app-key-0001",
+            "RELAY_SECRET_KEY": "relay-secret-key-0001",
             "RELAY_CONFIG": "/etc/relay/rules.yaml",
             "RELAY_OPSGENIE_WEB_URL": "https://acme.app.opsgenie.com/",
             "RELAY_LOG_FORMAT": "text",
@@ -79,11 +81,14 @@ def test_every_variable_is_parsed() -> None:
     assert settings.database_path == Path("/var/lib/relay/relay.db")
     assert settings.dx_base_url == "https://acme.getdx.net"  # no trailing slash
     assert str(settings.dx_token) == "dx-token"
-    assert [str(t) for t in settings.webhook_tokens] == ["old-token", "new-token"]
-    assert str(settings.api_key) == "api-key"
-    assert str(settings.app_key) == "app-key"
-    assert str(settings.readonly_app_key) == "ro-key"
-    assert str(settings.secret_key) == "secret-key"
+    assert [str(t) for t in settings.webhook_tokens] == [
+        "old-webhook-token-1",
+        "new-webhook-token-2",
+    ]
+    assert str(settings.api_key) == "admin-api-key-0001"
+    assert str(settings.app_key) == "admin-app-key-0001"
+    assert str(settings.readonly_app_key) == "readonly-app-key-0001"
+    assert str(settings.secret_key) == "relay-secret-key-0001"
     assert settings.config_path == Path("/etc/relay/rules.yaml")
     assert settings.opsgenie_web_url == "https://acme.app.opsgenie.com"
     assert settings.log_format == "text"
@@ -206,6 +211,94 @@ def test_dx_base_url_with_a_path_query_or_fragment_is_refused(url: str, wrong: s
     )
 
 
+SHORT = "fifteen-chars-x"  # one character short of the minimum
+LONG = "sixteen-chars-xx"
+
+
+def test_the_secret_literals_here_are_either_side_of_the_minimum() -> None:
+    assert (len(SHORT), len(LONG)) == (15, 16)
+
+
+@pytest.mark.parametrize(
+    "variable", ["RELAY_API_KEY", "RELAY_APP_KEY", "RELAY_READONLY_APP_KEY", "RELAY_SECRET_KEY"]
+)
+def test_a_short_secret_is_refused_without_showing_it(variable: str) -> None:
+    """Every line logged has each secret replaced: a short one garbles ordinary words (and
+    so tells a reader what it is), and it is guessable."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({variable: f"  {SHORT}  "})
+    message = str(caught.value)
+    assert message == (
+        f"{variable}: must be at least 16 characters: got 15;"
+        " generate one with e.g. `openssl rand -hex 32`"
+    )
+    assert SHORT not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "attribute"),
+    [
+        ("RELAY_API_KEY", "api_key"),
+        ("RELAY_APP_KEY", "app_key"),
+        ("RELAY_READONLY_APP_KEY", "readonly_app_key"),
+        ("RELAY_SECRET_KEY", "secret_key"),
+    ],
+)
+def test_a_secret_of_the_minimum_length_is_accepted(variable: str, attribute: str) -> None:
+    assert str(getattr(Settings.from_environ({variable: LONG}), attribute)) == LONG
+
+
+@pytest.mark.parametrize(
+    ("value", "which"),
+    [
+        ("opsgenie", "token 1 of 1"),
+        (f"{LONG},{SHORT}", "token 2 of 2"),
+        (f"{LONG}, Zq ,,{LONG}", "token 2 of 3"),
+    ],
+)
+def test_a_short_webhook_token_is_refused_without_showing_it(value: str, which: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"RELAY_WEBHOOK_TOKENS": value})
+    message = str(caught.value)
+    assert message.startswith(f"RELAY_WEBHOOK_TOKENS: must be at least 16 characters: {which} has ")
+    assert message.endswith("; generate one with e.g. `openssl rand -hex 32`")
+    assert "\n" not in message
+    for token in value.split(","):
+        if token.strip() and token.strip() != LONG:
+            assert token.strip() not in message
+
+
+def test_check_config_lists_every_short_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config sets each bad variable aside and reads the rest again: a short secret is
+    one of its problems like any other, and is not printed."""
+    environ = {
+        "RELAY_WEBHOOK_TOKENS": f"{LONG},hook-8ch",
+        "RELAY_API_KEY": "api-7ch",
+        "RELAY_APP_KEY": LONG,
+        "RELAY_READONLY_APP_KEY": "ro-key",
+        "RELAY_SECRET_KEY": "Zq",
+    }
+    assert check_config(environ, sys.stdout, sys.stderr) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert [line.split(": ")[2] for line in lines] == [
+        "RELAY_WEBHOOK_TOKENS",
+        "RELAY_API_KEY",
+        "RELAY_READONLY_APP_KEY",
+        "RELAY_SECRET_KEY",
+    ]
+    assert all("must be at least 16 characters" in line for line in lines)
+    for short in ("hook-8ch", "api-7ch", "ro-key", "Zq"):
+        assert short not in err
+
+
+def test_the_dx_token_has_no_minimum_length() -> None:
+    """DX issues it, so the operator cannot choose a longer one: refusing a real token would
+    only stop deliveries."""
+    assert str(Settings.from_environ({"RELAY_DX_TOKEN": "dx-3333"}).dx_token) == "dx-3333"
+
+
 def test_postgresql_says_it_is_not_supported_yet() -> None:
     with pytest.raises(ConfigError, match=r"^RELAY_DATABASE_URL: PostgreSQL is not supported"):
         Settings.from_environ({"RELAY_DATABASE_URL": "postgresql://relay@db/relay"})
@@ -218,12 +311,15 @@ def test_the_first_bad_variable_wins_and_good_ones_do_not_matter() -> None:
 
 def test_webhook_tokens_are_secrets_that_hide_their_value() -> None:
     settings = Settings.from_environ(
-        {"RELAY_WEBHOOK_TOKENS": "tok-alpha-1111,tok-beta-2222", "RELAY_DX_TOKEN": "dx-3333"}
+        {
+            "RELAY_WEBHOOK_TOKENS": "tok-alpha-11111111,tok-beta-22222222",
+            "RELAY_DX_TOKEN": "dx-3333",
+        }
     )
     assert all(isinstance(t, Secret) for t in settings.webhook_tokens)
-    assert [str(t) for t in settings.webhook_tokens] == ["tok-alpha-1111", "tok-beta-2222"]
+    assert [str(t) for t in settings.webhook_tokens] == ["tok-alpha-11111111", "tok-beta-22222222"]
     text = repr(settings) + str(settings) + repr(settings.webhook_tokens)
-    for value in ("tok-alpha-1111", "tok-beta-2222", "dx-3333"):
+    for value in ("tok-alpha-11111111", "tok-beta-22222222", "dx-3333"):
         assert value not in text
 
 
@@ -233,15 +329,18 @@ def test_webhook_tokens_are_secrets_that_hide_their_value() -> None:
         ("", []),
         ("   ", []),
         (",,", []),
-        ("one", ["one"]),
-        (" one , two ,, three ", ["one", "two", "three"]),
+        ("token-number-one", ["token-number-one"]),
+        (
+            " token-number-one , token-number-two ,, token-number-three ",
+            ["token-number-one", "token-number-two", "token-number-three"],
+        ),
         # Secrets are opaque: no comment, quote or escape processing.
-        ("abc#def", ["abc#def"]),
-        ("ab#cd,ef", ["ab#cd", "ef"]),
-        ('ab"cd', ['ab"cd']),
-        ("it's", ["it's"]),
-        ("back\\slash", ["back\\slash"]),
-        ("with space inside", ["with space inside"]),
+        ("token-abc#def-0123", ["token-abc#def-0123"]),
+        ("token-ab#cd-01234,token-ef-0123456", ["token-ab#cd-01234", "token-ef-0123456"]),
+        ('token-ab"cd-01234', ['token-ab"cd-01234']),
+        ("token-it's-012345", ["token-it's-012345"]),
+        ("token-back\\slash-0", ["token-back\\slash-0"]),
+        ("token with space inside", ["token with space inside"]),
     ],
 )
 def test_comma_separated_webhook_tokens(value: str, tokens: list[str]) -> None:

@@ -41,10 +41,10 @@ def test_chart_secret_holds_the_values(rendered: dict[str, Rendered]) -> None:
     assert _decoded(rendered["all-values.yaml"]) == {
         "RELAY_DX_TOKEN": "ci-dx-token",
         "RELAY_WEBHOOK_TOKENS": "ci-webhook-token-new,ci-webhook-token-old",
-        "RELAY_API_KEY": "ci-api-key",
-        "RELAY_APP_KEY": "ci-app-key",
+        "RELAY_API_KEY": "ci-api-key-0123456789",
+        "RELAY_APP_KEY": "ci-app-key-0123456789",
         "RELAY_READONLY_APP_KEY": "ci-readonly-app-key",
-        "RELAY_SECRET_KEY": "ci-secret-key",
+        "RELAY_SECRET_KEY": "ci-secret-key-0123456789",
     }
     assert rendered["all-values.yaml"].one("Secret")["type"] == "Opaque"
 
