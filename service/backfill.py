@@ -16,9 +16,11 @@ lets the route stream a progress line to the ``backfill`` command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +39,7 @@ from service.errors import (
 from service.opsgenie import Action, event_from_api_alert
 from service.opsgenie_api import AlertPage, OpsgenieAPI, api_for
 from service.relay import Relay
+from service.settings import parse_duration
 from service.store import Incoming
 from service.translate import iso8601, reference_id
 
@@ -52,6 +55,11 @@ PAGE_ATTEMPTS = 5
 #: All waits of one page stay under the CLI's 300 s read timeout between lines.
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
+#: The furthest back a backfill reaches. It recovers webhooks lost in an outage (days,
+#: weeks); a year is past any such gap, and the listing stops at ``MAX_ALERTS`` anyway.
+#: Without a bound, a huge ``since`` overflowed the date arithmetic into a 500.
+MAX_SINCE = "365d"
+MAX_SINCE_SECONDS = parse_duration(MAX_SINCE)
 
 
 class OpsgenieUnavailable(RelayError):
@@ -103,6 +111,25 @@ class Target:
     id: str
     name: str
     api: OpsgenieAPI
+
+
+def since_seconds(since: object) -> float:
+    """A backfill's ``since`` (``"7d"`` or seconds) in seconds, or ``PayloadError``
+    naming the field: the route checks the request with it, the CLI its ``--since``."""
+    seconds = 0.0
+    if isinstance(since, str):
+        with contextlib.suppress(ValueError):
+            seconds = parse_duration(since)
+    elif isinstance(since, int | float) and not isinstance(since, bool):
+        try:
+            seconds = float(since)
+        except OverflowError:  # an integer past any float: far more than a year
+            seconds = math.inf
+    if not seconds > 0:
+        raise PayloadError("since: required, a positive duration (e.g. 7d)", field="since")
+    if seconds > MAX_SINCE_SECONDS:
+        raise PayloadError(f"since: at most {MAX_SINCE} back", field="since")
+    return seconds
 
 
 def retry_delay(attempt: int, retry_after: float | None, rng: Callable[[], float]) -> float:

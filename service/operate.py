@@ -22,8 +22,9 @@ from urllib.parse import quote
 
 import httpx
 
+from service.backfill import since_seconds
 from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, NDJSON, PATH
-from service.errors import ConfigError, Conflict, NotFound, RelayError
+from service.errors import ConfigError, Conflict, NotFound, PayloadError, RelayError
 from service.mapping import Rules, load_rules
 from service.settings import Settings
 from service.store import Status
@@ -452,6 +453,10 @@ def _call(api: RelayAPI, args: argparse.Namespace, err: TextIO) -> str:
         shown = api.call("GET", f"{PATH}/{quote(args.reference_id, safe='')}")["data"]
         return json.dumps(shown, indent=2) if args.json else delivery_text(shown)
     if args.command == "backfill":
+        try:
+            since_seconds(args.since)  # the relay's own check, before any request
+        except PayloadError as error:
+            raise ConfigError(f"--{error.message}") from None
         document = {"service": args.service, "since": args.since, "dry_run": args.dry_run}
         report = run_backfill(api, document, err)
         return json.dumps(report, indent=2) if args.json else backfill_text(report)

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,8 @@ from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
 from service.deliveries_api import NDJSON
 from service.operate import CommandFailed, progress_line, run_backfill
 from service.settings import Settings
+from service.store import ServiceObject
+from service.store.sqlite import SQLiteStore
 from tests.conftest import DX_TOKEN, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
@@ -155,6 +158,62 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
     exhausted = run(client)
     assert exhausted.status_code == 502
     assert f"failed {service.backfill.PAGE_ATTEMPTS} times" in exhausted.json()["errors"][0]
+
+
+def admin_count(client: TestClient, status: str) -> float:
+    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    labels = {"route": "backfill", "status": status}
+    return float(registry.get_sample_value("relay_admin_requests_total", labels) or 0.0)
+
+
+@pytest.mark.parametrize(
+    "since", ["366d", "99999999999d", 1e308, 10**400], ids=["366d", "huge", "1e308", "10**400"]
+)
+def test_since_further_back_than_a_year_is_a_400_naming_the_field(
+    client: TestClient, opsgenie: FakeOpsgenie, since: object
+) -> None:
+    for accept in ("application/json", NDJSON):
+        refused = run(client, since=since, headers={**FULL, "Accept": accept})
+        assert refused.status_code == 400
+        assert refused.json() == {"errors": ["since: at most 365d back"]}
+    assert admin_count(client, "400") == 2
+    assert admin_count(client, "500") == 0
+    assert opsgenie.requests == []
+
+
+def test_since_infinity_is_a_400(client: TestClient) -> None:
+    """Python's JSON parser takes ``Infinity``; it is no more a year than 1e308."""
+    body = b'{"service": "payments", "since": Infinity}'
+    refused = client.post(PATH, content=body, headers={**FULL, "Content-Type": "application/json"})
+    assert refused.status_code == 400
+    assert refused.json() == {"errors": ["since: at most 365d back"]}
+
+
+def test_a_year_back_is_allowed(client: TestClient, opsgenie: FakeOpsgenie) -> None:
+    before_ms = int(time.time() * 1000)
+    assert run(client, since="365d", dry_run=True).status_code == 200
+    query = opsgenie.seen("/v2/alerts")[0].query["query"]
+    assert int(query.removeprefix("createdAt>")) < before_ms - 364 * 86400_000
+
+
+class BrokenStore(SQLiteStore):
+    """A store with a bug in one read: what the relay does with an error nobody named."""
+
+    async def find_service_object(self, id_or_name: str) -> ServiceObject | None:
+        raise RuntimeError("a bug")
+
+
+def test_an_unexpected_error_is_counted_as_500(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(api_key=Secret("api"), app_key=Secret("app"))
+    store = BrokenStore(tmp_path / "relay.db", clock=time.time)
+    app = create_app(settings, store=store, registry=CollectorRegistry())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = run(client)
+        assert failed.status_code == 500
+        assert failed.json() == {"errors": ["internal error"]}
+        assert admin_count(client, "500") == 1
 
 
 def test_a_key_that_no_longer_decrypts_is_a_clear_409(

@@ -310,3 +310,13 @@ def test_refused_admin_keys_are_a_configuration_error_naming_the_variables(
         f"opsgenie-dx-relay: configuration error: the relay refused the admin keys ({refusal}):"
         " check RELAY_API_KEY and RELAY_APP_KEY\n"
     )
+
+
+def test_backfill_since_beyond_a_year_is_refused_before_any_request(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay's own check, as a bad argument: exit 2, like ``--limit 0``."""
+    with relay_answering(monkeypatch, {"data": {}}) as asked:
+        code, out, err = run(capsys, "backfill", "--service", "payments", "--since", "9999999999d")
+    assert (code, out, asked) == (2, "", [])
+    assert err == ("opsgenie-dx-relay: configuration error: --since: at most 365d back\n")
