@@ -50,6 +50,9 @@ def serve(settings: Settings) -> None:
     from service import logs
     from service.app import create_app
 
+    # Before anything creates a file: an unusable path is one line naming the variable,
+    # not a traceback from the app's startup.
+    operate.check_database(settings.database_path)
     logs.configure(
         fmt=settings.log_format,
         level=settings.log_level,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -320,8 +321,44 @@ def _settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, lis
                 return None, problems
             del env[name]
         else:
+            if env.get("RELAY_DATABASE_URL") == environ.get("RELAY_DATABASE_URL"):  # not set aside
+                try:
+                    check_database(settings.database_path)
+                except ConfigError as error:
+                    problems.append(error.message)
             return (settings if not problems else None), problems
     return None, problems
+
+
+def check_database(path: Path) -> None:
+    """``ConfigError`` when the relay could not open its SQLite file at ``path``.
+
+    Found before anything is created (``serve`` runs it before uvicorn; ``check-config``
+    must change nothing): the relay creates missing directories, the file, its ``-wal``
+    and ``-shm`` beside it and maybe the key file, so the nearest existing directory must
+    take new files, and the path must not be a directory.
+    """
+    try:
+        reason = _database_problem(path)
+    except OSError as exc:  # stat refused on the way (EACCES on a parent)
+        reason = exc.strerror or str(exc)
+    if reason is not None:
+        raise ConfigError(f"RELAY_DATABASE_URL: cannot open {path}: {reason}")
+
+
+def _database_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a directory"
+    directory = path.absolute().parent
+    while not directory.exists():
+        directory = directory.parent
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"cannot create files in {directory}: permission denied"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return "permission denied"
+    return None
 
 
 def check_config(environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:

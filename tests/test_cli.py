@@ -320,3 +320,51 @@ def test_backfill_since_beyond_a_year_is_refused_before_any_request(
         code, out, err = run(capsys, "backfill", "--service", "payments", "--since", "9999999999d")
     assert (code, out, asked) == (2, "", [])
     assert err == ("opsgenie-dx-relay: configuration error: --since: at most 365d back\n")
+
+
+def unusable_databases(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Real paths the relay cannot open, each with the reason check-config must give."""
+    directory = tmp_path / "dir.db"
+    directory.mkdir()
+    regular = tmp_path / "regular"
+    regular.write_text("not a directory\n")
+    return [
+        (directory, "is a directory"),
+        (regular / "x.db", f"{regular} is not a directory"),
+        (regular / "deeper" / "x.db", f"{regular} is not a directory"),
+    ]
+
+
+def test_check_config_refuses_a_database_path_it_cannot_open(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for path, reason in unusable_databases(tmp_path):
+        monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{path}")
+        code, out, err = run(capsys, "check-config")
+        assert (code, out) == (2, "")
+        assert err == (
+            f"opsgenie-dx-relay: configuration error: RELAY_DATABASE_URL: cannot open {path}:"
+            f" {reason}\n"
+        )
+
+
+def test_check_config_lists_the_database_with_the_other_problems(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}")
+    monkeypatch.setenv("RELAY_PORT", "eighty")
+    code, _, err = run(capsys, "check-config")
+    assert code == 2
+    named = [line.split(": ")[2] for line in err.splitlines()]
+    assert named == ["RELAY_PORT", "RELAY_DATABASE_URL"]
+
+
+def test_check_config_creates_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database in directories that do not exist yet is fine: serve creates them."""
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/new/dirs/relay.db")
+    code, out, err = run(capsys, "check-config")
+    assert (code, err) == (0, "")
+    assert f"database:        {tmp_path}/new/dirs/relay.db" in out
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,7 @@ from tests.e2e.conftest import RELAY, RelayProcess
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
-from tests.fakes.servers import UvicornThread
+from tests.fakes.servers import UvicornThread, free_port
 from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
 
 pytestmark = pytest.mark.e2e
@@ -148,6 +148,39 @@ def test_deliveries_says_when_limit_cut_the_list(started: RelayProcess) -> None:
     whole = cli(started, "deliveries", "--limit", "3")
     assert (whole.returncode, whole.stderr) == (0, "")
     assert "opsgenie-a-2" in whole.stdout
+
+
+def serve(database: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    environ.update(RELAY_DATABASE_URL=f"sqlite:///{database}", RELAY_PORT=str(free_port()))
+    return subprocess.run(
+        [str(RELAY), "serve"],
+        cwd=workdir,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_serve_refuses_a_database_path_it_cannot_open(tmp_path: Path) -> None:
+    """SPEC 2: one line naming the variable and what is wrong; no traceback, exit 2."""
+    directory = tmp_path / "dir.db"
+    directory.mkdir()
+    regular = tmp_path / "regular"
+    regular.write_text("not a directory\n")
+    for database, reason in [
+        (directory, "is a directory"),
+        (regular / "x.db", f"{regular} is not a directory"),
+    ]:
+        result = serve(database, tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            f"opsgenie-dx-relay: configuration error: RELAY_DATABASE_URL: cannot open"
+            f" {database}: {reason}\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.db", "regular"]  # nothing made
 
 
 @pytest.fixture
