@@ -124,7 +124,7 @@ def test_not_found_and_config_errors(started: RelayProcess) -> None:
         f"opsgenie-dx-relay: nothing at {started.url}/api/api/v1/deliveries (404):"
         " --url or RELAY_URL must be the relay's base URL, such as http://127.0.0.1:8080\n"
     )
-    wrong = cli(started, "deliveries", RELAY_APP_KEY="wrong")
+    wrong = cli(started, "deliveries", RELAY_APP_KEY="wrong-app-key-0123")
     assert wrong.returncode == 2
     assert "refused the admin keys" in wrong.stderr
     readonly = cli(started, "retry", "--all-failed", RELAY_APP_KEY="cli-read-key-0123")
