@@ -28,6 +28,14 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"database": {"mode": "mysql"}}, "/database/mode"),
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"dx": {"baseUrl": "acme.getdx.net"}}, "/dx/baseUrl"),
+    ({"dx": {"baseUrl": "https://acme.getdx.net/api"}}, "/dx/baseUrl"),
+    ({"dx": {"baseUrl": "https://acme.getdx.net?x=1"}}, "/dx/baseUrl"),
+    # secrets the relay would refuse at start: shorter than 16 characters
+    ({"secrets": {"webhookTokens": ["short-token"]}}, "/secrets/webhookTokens/0"),
+    ({"secrets": {"apiKey": "short-api-key"}}, "/secrets/apiKey"),
+    ({"secrets": {"appKey": "short-app-key"}}, "/secrets/appKey"),
+    ({"secrets": {"readonlyAppKey": "short-ro-key"}}, "/secrets/readonlyAppKey"),
+    ({"secrets": {"secretKey": "short-secret"}}, "/secrets/secretKey"),
     ({"opsgenie": {"webUrl": "app.opsgenie.com"}}, "/opsgenie/webUrl"),
     ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
     ({"persistence": {"mountPath": "data"}}, "/persistence/mountPath"),
@@ -65,7 +73,7 @@ def test_postgresql_mode_needs_a_shared_secret_key(chart: helm.Chart) -> None:
     }
     with pytest.raises(helm.HelmRenderError, match=r"secrets\.secretKey"):
         render(chart, values)
-    render(chart, {**values, "secrets": {"secretKey": "k"}})
+    render(chart, {**values, "secrets": {"secretKey": "shared-secret-key-0123"}})
     render(chart, {**values, "secrets": {"existingSecret": "mine"}})
 
 

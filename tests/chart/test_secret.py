@@ -57,8 +57,8 @@ def test_empty_values_leave_keys_out_and_refs_optional(rendered: dict[str, Rende
 
 
 def test_only_given_values_are_stored(chart: helm.Chart) -> None:
-    result = render(chart, {"secrets": {"webhookTokens": ["only-one"]}})
-    assert _decoded(result) == {"RELAY_WEBHOOK_TOKENS": "only-one"}
+    result = render(chart, {"secrets": {"webhookTokens": ["only-one-token-0123"]}})
+    assert _decoded(result) == {"RELAY_WEBHOOK_TOKENS": "only-one-token-0123"}
 
 
 def test_existing_secret_replaces_the_chart_secret(rendered: dict[str, Rendered]) -> None:

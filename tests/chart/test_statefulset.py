@@ -177,7 +177,9 @@ def test_secret_change_rolls_the_pod(chart: helm.Chart) -> None:
     config2, secret2 = _checksums(render(chart, {"secrets": {"dxToken": "two"}}))
     assert secret != secret2
     assert config == config2
-    _, secret3 = _checksums(render(chart, {"secrets": {"webhookTokens": ["a", "b"]}}))
+    _, secret3 = _checksums(
+        render(chart, {"secrets": {"webhookTokens": ["token-a-0123456789", "token-b-0123456789"]}})
+    )
     assert secret3 not in (secret, secret2)
 
 
