@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.errors import PayloadError
 
@@ -74,10 +74,35 @@ class OpsgenieEvent:
 
     @property
     def known_action(self) -> Action | None:
-        try:
-            return Action(self.action)
-        except ValueError:
-            return None
+        return known_action(self.action)
+
+
+#: Every ``Action`` by its exact (case-sensitive) name: one dict lookup, where ``Action(x)``
+#: raises and catches ``ValueError`` for every custom or unknown action.
+_ACTIONS: dict[str, Action] = {action.value: action for action in Action}
+
+
+def known_action(action: str) -> Action | None:
+    """The ``Action`` named exactly ``action``, or None for a custom or unknown one."""
+    return _ACTIONS.get(action)
+
+
+class Envelope(NamedTuple):
+    """What every webhook must carry, checked before anything else (SPEC 3): a JSON
+    object with an ``action`` and an ``alert.alertId``.
+
+    Intake decides from ``action`` alone whether the relay acts on a webhook; one it
+    ignores is never read further, so a field it would never use cannot make it a 400.
+    """
+
+    action: str
+    alert_id: str
+    alert: dict[str, Any]
+    document: dict[str, Any]
+
+    @property
+    def known_action(self) -> Action | None:
+        return known_action(self.action)
 
 
 #: ``P1``..``P5`` as written (either case), to the form the relay stores.
@@ -148,6 +173,19 @@ def _utf8_encodable(document: object) -> bool:
 
 def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
+    return event_from_envelope(read_envelope(body), received_ns=received_ns)
+
+
+# The id names the DX incident and keys every stored row; Opsgenie's are plain text, and a
+# control character (NUL above all) would not survive every layer below unchanged.
+_UNPRINTABLE_ID = "{}: control or other unprintable characters are not allowed"
+
+
+def read_envelope(body: bytes) -> Envelope:
+    """Decode a webhook body and check only what every webhook must carry (SPEC 3).
+
+    Raises ``PayloadError`` naming the problem; ``event_from_envelope`` reads the rest.
+    """
     try:
         # Strict UTF-8 (a BOM allowed): ``json.loads(bytes)`` decodes with "surrogatepass",
         # which would let UTF-8-encoded surrogates through as lone surrogates. This is what
@@ -170,22 +208,18 @@ def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
         raise PayloadError("alert.alertId is required", field="alert.alertId")
     if not isinstance(alert, dict):
         raise PayloadError("alert: expected an object", field="alert")
-    return _event_from_alert(action, alert, document, received_ns=received_ns)
-
-
-# The id names the DX incident and keys every stored row; Opsgenie's are plain text, and a
-# control character (NUL above all) would not survive every layer below unchanged.
-_UNPRINTABLE_ID = "{}: control or other unprintable characters are not allowed"
-
-
-def _event_from_alert(
-    action: str, alert: Mapping[str, Any], envelope: Mapping[str, Any], *, received_ns: int
-) -> OpsgenieEvent:
     alert_id = _text(alert, "alertId")
     if alert_id is None or not alert_id.strip():
         raise PayloadError("alert.alertId is required", field="alert.alertId")
     if not alert_id.isprintable():
         raise PayloadError(_UNPRINTABLE_ID.format("alert.alertId"), field="alert.alertId")
+    return Envelope(action, alert_id, alert, document)
+
+
+def event_from_envelope(envelope: Envelope, *, received_ns: int) -> OpsgenieEvent:
+    """The whole event, every field the relay uses checked. Raises ``PayloadError``
+    naming the first field that is wrong."""
+    action, alert_id, alert, document = envelope
     updated = alert.get("updatedAt")
     stamp = received_ns if updated is None else parse_timestamp_ns(updated, field="alert.updatedAt")
     created = alert.get("createdAt")
@@ -218,7 +252,7 @@ def _event_from_alert(
         acknowledged=_ACKNOWLEDGED.get(action),
         closed_at_ns=stamp if action == Action.CLOSE else None,
         details=_details(alert.get("details")),
-        integration_name=_text(envelope, "integrationName", prefix=""),
+        integration_name=_text(document, "integrationName", prefix=""),
     )
 
 

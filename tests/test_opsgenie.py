@@ -15,8 +15,10 @@ from service.opsgenie import (
     Action,
     OpsgenieEvent,
     event_from_api_alert,
+    event_from_envelope,
     parse_event,
     parse_timestamp_ns,
+    read_envelope,
 )
 from tests.conftest import PAYLOADS, SAMPLES, payload, sample
 
@@ -201,6 +203,28 @@ def test_unknown_or_miscased_action_parses_with_no_known_action(action: str) -> 
         assert event.known_action is Action.SNOOZE
     else:
         assert event.known_action is None
+
+
+def test_the_envelope_is_read_without_the_fields_only_an_event_needs() -> None:
+    """Intake decides from the envelope whether to act; only then is the rest read."""
+    document = sample("CustomAction.TestAction")
+    document["alert"].update(priority="high", tags="x,y", updatedAt="soon")
+    body = json.dumps(document).encode()
+    envelope = read_envelope(body)
+    assert (envelope.action, envelope.alert_id) == ("TestAction", document["alert"]["alertId"])
+    assert envelope.known_action is None
+    with pytest.raises(PayloadError) as caught:
+        event_from_envelope(envelope, received_ns=RECEIVED)
+    assert caught.value.field == "alert.updatedAt"
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda path: path.stem)
+def test_an_envelope_knows_the_action_its_event_does(path: Path) -> None:
+    envelope = read_envelope(path.read_bytes())
+    event = event_from_envelope(envelope, received_ns=RECEIVED)
+    assert (envelope.action, envelope.alert_id) == (event.action, event.alert_id)
+    assert envelope.known_action is event.known_action
+    assert event == parse_event(path.read_bytes(), received_ns=RECEIVED)
 
 
 # -- the quirks ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -189,6 +190,91 @@ def test_actions_the_relay_does_not_act_on_are_accepted_counted_ignored(
     assert rows(db, "events") == 0
     label = "other" if name.startswith("Custom") else "Delete"
     assert counter(client, label, "ignored") == 1
+
+
+#: Fields the relay reads only from actions it acts on, each set to a type it refuses there.
+BROKEN_FIELDS: list[dict[str, Any]] = [
+    {"priority": "high"},
+    {"priority": 9},
+    {"tags": "x,y"},
+    {"updatedAt": "soon"},
+    {"createdAt": -1},
+    {"message": 5},
+    {"details": ["not", "an", "object"]},
+    {"addedTags": 7},
+    {"alias": ["a"]},
+]
+
+
+@pytest.mark.parametrize("broken", BROKEN_FIELDS, ids=lambda broken: next(iter(broken)))
+@pytest.mark.parametrize("action", ["TestAction", "SomethingNew", "Delete", "Fetched"])
+def test_an_ignored_action_is_not_read_beyond_action_and_alert_id(
+    client: TestClient, db: Path, action: str, broken: dict[str, Any]
+) -> None:
+    """SPEC 3: actions the relay does not act on get 202, counted as ignored, nothing
+    else; a field it would never use cannot make them bad input."""
+    body = sample("CustomAction.TestAction")
+    body["action"] = action
+    body["alert"].update(broken)
+    response = client.post(URL, json=body, headers=auth())
+    assert response.status_code == 202
+    assert response.json() == {"outcome": "ignored"}
+    label = "Delete" if action == "Delete" else "other"
+    assert counter(client, label, "ignored") == 1
+    assert counter(client, label, "invalid") == counter(client, "none", "invalid") == 0
+    assert rows(db, "events") == rows(db, "alerts") == 0
+
+
+def test_a_bare_custom_action_with_a_word_for_a_priority_is_ignored(
+    client: TestClient, db: Path
+) -> None:
+    body = {"action": "TestAction", "alert": {"alertId": "z", "priority": "high"}}
+    response = client.post(URL, json=body, headers=auth())
+    assert (response.status_code, response.json()) == (202, {"outcome": "ignored"})
+    assert counter(client, "other", "ignored") == 1
+    assert rows(db, "events") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"action": "TestAction"}', "alert.alertId is required"),
+        (b'{"action": "TestAction", "alert": []}', "alert: expected an object"),
+        (b'{"action": "TestAction", "alert": {"alertId": " "}}', "alert.alertId is required"),
+        (
+            b'{"action": "TestAction", "alert": {"alertId": 5, "priority": "high"}}',
+            "alert.alertId: expected a string",
+        ),
+        (
+            b'{"action": "Delete", "alert": {"alertId": "a\\u0000b"}}',
+            "alert.alertId: control or other unprintable characters are not allowed",
+        ),
+        (b'{"action": "", "alert": {"alertId": "a"}}', "action: expected a non-empty string"),
+        (b'{"action": "TestAction", "alert": {"alertId": "a"', "body is not valid JSON"),
+    ],
+)
+def test_an_ignored_action_still_needs_what_every_webhook_carries(
+    client: TestClient, db: Path, body: bytes, message: str
+) -> None:
+    response = client.post(URL, content=body, headers=auth())
+    assert (response.status_code, response.json()) == (400, {"errors": [message]})
+    assert counter(client, "none", "invalid") == 1
+    assert rows(db, "events") == 0
+
+
+@pytest.mark.parametrize("broken", BROKEN_FIELDS, ids=lambda broken: next(iter(broken)))
+def test_a_delete_the_relay_acts_on_is_validated_in_full(
+    make_client: MakeClient, broken: dict[str, Any]
+) -> None:
+    client = make_client(deliver=False, rules=Rules(delete_incidents=True))
+    body = sample("Delete")
+    body["alert"].update(broken)
+    response = client.post(URL, json=body, headers=auth())
+    assert response.status_code == 400
+    [message] = response.json()["errors"]
+    assert message.startswith(f"alert.{next(iter(broken))}")
+    db = client.app.state.relay.settings.database_path  # type: ignore[attr-defined]
+    assert rows(db, "events") == 0
 
 
 def test_delete_is_stored_when_incident_deletion_is_configured(
