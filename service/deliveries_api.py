@@ -381,7 +381,7 @@ def openapi_paths() -> dict[str, Any]:
                 "responses": {
                     **responses(
                         {
-                            "400": "Bad body",
+                            "400": "Bad body, or since further back than 365d",
                             "404": "Unknown service object",
                             "409": (
                                 "The service object has no Opsgenie API key, or"
