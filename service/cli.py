@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from service import __version__, operate
+from service import __version__, config_check, operate
 from service.errors import ConfigError, PayloadError
 from service.mapping import load_rules
 from service.opsgenie import Action, parse_event
@@ -52,7 +52,7 @@ def serve(settings: Settings) -> None:
 
     # Before anything creates a file: an unusable path is one line naming the variable,
     # not a traceback from the app's startup.
-    operate.check_database(settings.database_path)
+    config_check.check_database(settings.database_path)
     logs.configure(
         fmt=settings.log_format,
         level=settings.log_level,

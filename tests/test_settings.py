@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from starlette.datastructures import Secret
 
+from service.config_check import check_config
 from service.errors import ConfigError
-from service.operate import check_config
 from service.settings import Settings, parse_duration
 
 
