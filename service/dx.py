@@ -165,7 +165,7 @@ class DXClient:
         except PermanentError as error:
             if error.code != "not_found" or error.http_status is None:
                 raise
-            return Answer(error.http_status, "not_found: DX holds no such incident")
+            return Answer(error.http_status, error.body or "")
 
     async def _post(self, method: str, body: dict[str, Any]) -> Answer:
         try:
