@@ -23,7 +23,8 @@ from service.store import (
     StoredEvent,
 )
 from service.store.folding import StoredRow, replay
-from service.store.sqlite_engine import MIGRATIONS, SQLiteEngine, connect, migrate
+from service.store.schema import MIGRATIONS, migrate
+from service.store.sqlite_engine import SQLiteEngine, connect
 from service.store.sqlite_services import SQLiteServiceObjects
 from service.translate import AlertState, dump_state, load_state
 
