@@ -28,7 +28,7 @@ from service.deliveries_api import DeliveriesAPI
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
 from service.enrichment import Enricher
-from service.errors import RelayError, StoreUnavailable
+from service.errors import AuthError, RelayError, StoreUnavailable
 from service.mapping import Rules, load_rules
 from service.metrics import Metrics
 from service.relay import Relay
@@ -128,8 +128,17 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/webhooks/opsgenie", webhooks.receive, methods=["POST"]),
-            Route("/webhooks/opsgenie/{service}", webhooks.receive, methods=["POST"]),
+            # With a trailing slash too: Starlette would answer it with a redirect, which
+            # a webhook sender may not follow, and the alert would never arrive.
+            *(
+                Route(path, webhooks.receive, methods=["POST"])
+                for path in (
+                    "/webhooks/opsgenie",
+                    "/webhooks/opsgenie/",
+                    "/webhooks/opsgenie/{service}",
+                    "/webhooks/opsgenie/{service}/",
+                )
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -191,7 +200,12 @@ async def metrics_endpoint(request: Request) -> Response:
 
 async def relay_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RelayError)
-    return JSONResponse({"errors": [exc.message]}, status_code=exc.status_code)
+    challenge = exc.challenge if isinstance(exc, AuthError) else None
+    return JSONResponse(
+        {"errors": [exc.message]},
+        status_code=exc.status_code,
+        headers={"WWW-Authenticate": challenge} if challenge else None,
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

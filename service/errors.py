@@ -63,11 +63,17 @@ class BodyTooLarge(RelayError):
 
 
 class AuthError(RelayError):
-    """Missing or wrong credentials. Webhooks answer 401, the admin API 403 (as Datadog)."""
+    """Missing or wrong credentials. Webhooks answer 401, the admin API 403 (as Datadog).
+
+    A 401 names the scheme to use in ``challenge`` (``WWW-Authenticate``), as RFC 9110
+    requires of every 401; Basic with the token as password works too, but Bearer is the
+    one to ask for.
+    """
 
     def __init__(self, message: str, *, status_code: int = 401) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.challenge = 'Bearer realm="opsgenie-dx-relay"' if status_code == 401 else None
 
 
 class NotFound(RelayError):

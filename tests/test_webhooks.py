@@ -121,8 +121,17 @@ def test_bad_credentials_get_401_and_store_nothing(
     response = client.post(URL, json=CREATE, headers=headers)
     assert response.status_code == 401
     assert response.json() == {"errors": ["missing or invalid webhook token"]}
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="opsgenie-dx-relay"'
     assert rows(db, "events") == 0
     assert counter(client, "none", "unauthorized") == 1
+
+
+def test_a_trailing_slash_is_the_same_webhook_not_a_redirect(client: TestClient, db: Path) -> None:
+    """Opsgenie may not follow a redirect; one answered to a misplaced slash would lose
+    every alert sent to that URL."""
+    response = client.post(URL + "/", json=CREATE, headers=auth(), follow_redirects=False)
+    assert response.status_code == 202
+    assert rows(db, "events") == 1
 
 
 def test_without_configured_tokens_every_webhook_is_refused(make_client: MakeClient) -> None:
