@@ -2,13 +2,15 @@
 
 Runs inside the relay (``POST /api/v1/backfill``, called by ``opsgenie-dx-relay
 backfill``): only the relay can decrypt the service object's Opsgenie key, and only its
-single writer may write the database. Each listed alert is folded into the outbox as a
-``Fetched`` event, exactly as enrichment does, so the delivery worker sends it with the
-usual filter, coalescing and retries; alerts DX already holds unchanged cost no request.
-A dry run only lists what it would fold, and whether the relay knew each alert.
+single writer may write the database. ``GET /v2/alerts`` lists reduced alerts (no
+``details``, ``entity`` or ``teams``), so each listed alert the relay does not already
+hold as listed is read whole (``GET /v2/alerts/{id}``) and folded into the outbox as a
+``Fetched`` event, exactly as enrichment does; the delivery worker sends it with the
+usual filter, coalescing and retries, and alerts DX already holds unchanged cost no
+request. A dry run only lists what it would fold, and whether the relay knew each alert.
 
 Opsgenie rate-limits the Alert API: a 429 (or a 5xx, or a network error) is waited out
-(``Retry-After``, else jittered backoff) and the same page asked again a few times
+(``Retry-After``, else jittered backoff) and the same request made again a few times
 before the run fails with 502; rerunning is always safe. A ``Progress`` after each page
 lets the route stream a progress line to the ``backfill`` command.
 """
@@ -23,36 +25,41 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from service.errors import (
     Conflict,
     NotFound,
     OpsgenieAPIError,
+    OpsgenieNotFound,
     OpsgenieRetryable,
     PayloadError,
     RelayError,
     SecretKeyError,
 )
-from service.opsgenie import Action, event_from_api_alert
-from service.opsgenie_api import AlertPage, OpsgenieAPI, api_for
+from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert
+from service.opsgenie_api import OpsgenieAPI, api_for
 from service.relay import Relay
 from service.settings import parse_duration
-from service.store import Incoming
-from service.translate import iso8601, reference_id
+from service.store import Incoming, Outcome
+from service.translate import AlertState, fold, iso8601, reference_id
 
 log = logging.getLogger("service.backfill")
+
+T = TypeVar("T")
 
 PAGE_SIZE = 100  # Opsgenie's maximum
 #: Opsgenie refuses offsets past 20,000; a week that busy needs a narrower --since.
 MAX_ALERTS = 20_000
-#: Attempts per page before a 429/5xx/network error becomes a 502; an operator reruns.
-PAGE_ATTEMPTS = 5
+#: Attempts per request (a page, an alert) before a 429/5xx/network error becomes a 502;
+#: an operator reruns.
+ATTEMPTS = 5
 #: Backoff ceiling when Opsgenie gives no ``Retry-After``; and the longest it may ask for
 #: (an operator is watching the progress line, and the run is safe to repeat later).
-#: All waits of one page stay under the CLI's 300 s read timeout between lines.
+#: All waits of one request stay under the CLI's 300 s read timeout between lines.
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 #: The furthest back a backfill reaches. It recovers webhooks lost in an outage (days,
@@ -193,11 +200,15 @@ async def backfill_steps(
     offset = 0
     page_number = 0
     while offset < MAX_ALERTS:
-        page, attempts = await _page(target.api, query, offset)
+        ask = partial(target.api.list_alerts, query, limit=PAGE_SIZE, offset=offset)
+        page, attempts = await _patiently(ask, "Opsgenie alert list", offset=offset)
         retries += attempts
         page_number += 1
         for data in page.alerts:
-            folded = await _fold(relay, data, service_id=target.id, dry_run=dry_run)
+            folded, attempts = await _fold(
+                relay, target.api, data, service_id=target.id, dry_run=dry_run
+            )
+            retries += attempts
             counts[folded["outcome"]] += 1
             report.alerts.append(folded)
         if not dry_run and counts["accepted"]:
@@ -219,55 +230,73 @@ async def backfill_steps(
     yield report
 
 
-async def _page(api: OpsgenieAPI, query: str, offset: int) -> tuple[AlertPage, int]:
-    """One page and how many retries it took; a 429/5xx/network error is asked again."""
+async def _patiently(ask: Callable[[], Awaitable[T]], what: str, **context: Any) -> tuple[T, int]:
+    """``ask()``'s answer and how many retries it took; a 429/5xx/network error is asked
+    again, up to ``ATTEMPTS`` times, and any other refusal fails the run with a 502."""
     attempt = 0
     while True:
         try:
-            return await api.list_alerts(query, limit=PAGE_SIZE, offset=offset), attempt
+            return await ask(), attempt
         except OpsgenieRetryable as error:
-            if attempt + 1 >= PAGE_ATTEMPTS:
+            if attempt + 1 >= ATTEMPTS:
                 raise OpsgenieUnavailable(
-                    f"Opsgenie alert list failed {PAGE_ATTEMPTS} times: {error.message}"
+                    f"{what} failed {ATTEMPTS} times: {error.message}"
                 ) from None
             delay = retry_delay(attempt, error.retry_after, random.random)
             log.warning(
-                "Opsgenie alert list failed, retrying",
-                extra={"offset": offset, "error": error.message, "delay": delay},
+                f"{what} failed, retrying",
+                extra={**context, "error": error.message, "delay": delay},
             )
             await asyncio.sleep(delay)
             attempt += 1
         except OpsgenieAPIError as error:
-            raise OpsgenieUnavailable(f"Opsgenie alert list failed: {error.message}") from None
+            raise OpsgenieUnavailable(f"{what} failed: {error.message}") from None
 
 
 async def _fold(
-    relay: Relay, data: dict[str, Any], *, service_id: str, dry_run: bool
-) -> dict[str, Any]:
-    received = relay.clock()
+    relay: Relay, api: OpsgenieAPI, listed: dict[str, Any], *, service_id: str, dry_run: bool
+) -> tuple[dict[str, Any], int]:
+    """What became of one listed alert, and how many retries reading it took.
+
+    The list item only decides whether to read the alert: folded as it is, it would say
+    nothing about ``details`` and the services they name would never reach DX. A dry
+    run reads nothing more: a full read costs the rate limit the real run will need.
+    """
     try:
-        event = event_from_api_alert(data, received_ns=int(received * 1e9))
+        event = _event(relay, listed)
     except PayloadError as error:
-        log.warning(
-            "backfill skipped an unusable alert",
-            extra={"action": Action.FETCHED.value, "outcome": "invalid", "error": error.message},
-        )
-        return {"reference_id": None, "alert_id": data.get("id"), "outcome": "invalid"}
+        return _invalid(listed.get("id"), error), 0
     ref = reference_id(event.alert_id, relay.rules)
+    held = await relay.store.get(ref)
+    retries = 0
     if dry_run:
-        outcome = "known" if await relay.store.get(ref) is not None else "new"
+        outcome = "known" if held is not None else "new"
+    elif held is not None and held.state is not None and _holds(held.state, event):
+        outcome = Outcome.DUPLICATE.value
     else:
-        raw = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        incoming = Incoming(
+        whole, retries = await _patiently(
+            partial(_read, api, event.alert_id),
+            f"Opsgenie alert {event.alert_id}",
             reference_id=ref,
-            alert_id=event.alert_id,
-            action=Action.FETCHED.value,
-            service_id=service_id,
-            dedup_key=hashlib.sha256(raw.encode()).hexdigest(),
-            raw=raw,
-            received_at=received,
         )
-        outcome = (await relay.store.accept(incoming)).value
+        if whole is None:
+            outcome = "deleted"  # between listing and reading: nothing left to recover
+        else:
+            try:
+                _event(relay, whole)
+            except PayloadError as error:
+                return _invalid(event.alert_id, error), retries
+            raw = json.dumps(whole, sort_keys=True, separators=(",", ":"))
+            incoming = Incoming(
+                reference_id=ref,
+                alert_id=event.alert_id,
+                action=Action.FETCHED.value,
+                service_id=service_id,
+                dedup_key=hashlib.sha256(raw.encode()).hexdigest(),
+                raw=raw,
+                received_at=relay.clock(),
+            )
+            outcome = (await relay.store.accept(incoming)).value
     log.info(
         "alert backfilled",
         extra={
@@ -277,4 +306,31 @@ async def _fold(
             "dry_run": dry_run,
         },
     )
-    return {"reference_id": ref, "alert_id": event.alert_id, "outcome": outcome}
+    return {"reference_id": ref, "alert_id": event.alert_id, "outcome": outcome}, retries
+
+
+def _event(relay: Relay, data: dict[str, Any]) -> OpsgenieEvent:
+    return event_from_api_alert(data, received_ns=int(relay.clock() * 1e9))
+
+
+def _holds(state: AlertState, listed: OpsgenieEvent) -> bool:
+    """True when the relay already knows all Opsgenie would tell: the listed copy changes
+    nothing, and the details the list leaves out were learned (a state folded from a
+    list item alone, by a backfill before full reads, lacks them and is read again)."""
+    return state.details is not None and fold(state, listed) == state
+
+
+async def _read(api: OpsgenieAPI, alert_id: str) -> dict[str, Any] | None:
+    """The whole alert, or ``None`` once Opsgenie no longer has it."""
+    try:
+        return await api.get_alert(alert_id)
+    except OpsgenieNotFound:
+        return None
+
+
+def _invalid(alert_id: object, error: PayloadError) -> dict[str, Any]:
+    log.warning(
+        "backfill skipped an unusable alert",
+        extra={"action": Action.FETCHED.value, "outcome": "invalid", "error": error.message},
+    )
+    return {"reference_id": None, "alert_id": alert_id, "outcome": "invalid"}

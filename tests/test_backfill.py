@@ -24,11 +24,11 @@ from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
 from service.deliveries_api import NDJSON
 from service.operate import CommandFailed, progress_line, run_backfill
 from service.settings import Settings
-from service.store import ServiceObject
+from service.store import Incoming, ServiceObject
 from service.store.sqlite import SQLiteStore
 from tests.conftest import DX_TOKEN, auth, sample
 from tests.fakes.dx import FakeDX
-from tests.fakes.opsgenie import FakeOpsgenie, api_alert
+from tests.fakes.opsgenie import NOT_LISTED, FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
 
 KEY = "genie-key-backfill"
@@ -144,6 +144,91 @@ def test_pages_through_opsgenie(client: TestClient, opsgenie: FakeOpsgenie) -> N
     assert [r.query["offset"] for r in opsgenie.seen("/v2/alerts")] == ["0", "100", "200"]
 
 
+def test_services_from_alert_details_reach_dx(
+    client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie
+) -> None:
+    """Opsgenie lists alerts without ``details``: each new one is read whole before folding."""
+    now_ms = int(time.time() * 1000)
+    opsgenie.add(
+        api_alert("detailed", created_ms=now_ms - 60_000, tags=["env:prod"], entity="db-7")
+    )
+    report = run(client).json()["data"]
+    assert report["counts"] == {"accepted": 1}
+    incident = wait_for(lambda: fake_dx.incident("opsgenie-detailed"), message="incident")
+    assert incident["services"] == [{"identifier": "payments"}]  # details {"service": ...}
+    assert incident["metadata"]["entity"] == "db-7"  # also left out of the list
+    assert [r.query for r in opsgenie.seen("/v2/alerts/detailed")] == [{"identifierType": "id"}]
+
+    again = run(client).json()["data"]
+    assert again["counts"] == {"duplicate": 1}
+    assert len(opsgenie.seen("/v2/alerts/detailed")) == 1  # held unchanged: no second read
+
+
+def test_an_alert_folded_from_the_list_alone_is_read_whole_on_the_next_run(
+    client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie
+) -> None:
+    """Earlier backfills folded the reduced list item: a rerun repairs those incidents."""
+    listed = api_alert("listed", created_ms=int(time.time() * 1000) - 60_000, tags=["env:prod"])
+    opsgenie.add(listed)
+    reduced = {k: v for k, v in listed.items() if k not in NOT_LISTED}
+    raw = json.dumps(reduced, sort_keys=True)
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    stale = Incoming(
+        reference_id="opsgenie-listed",
+        alert_id="listed",
+        action="Fetched",
+        service_id=None,
+        dedup_key="as-an-earlier-backfill-stored-it",
+        raw=raw,
+        received_at=time.time(),
+    )
+    assert client.portal is not None
+    client.portal.call(store.accept, stale)
+    wait_for(lambda: fake_dx.incident("opsgenie-listed"), message="incident without details")
+
+    assert run(client, dry_run=True).json()["data"]["counts"] == {"known": 1}
+    assert opsgenie.seen("/v2/alerts/listed") == []  # a dry run reads no alert
+    assert run(client).json()["data"]["counts"] == {"accepted": 1}
+    wait_for(
+        lambda: (
+            (fake_dx.incident("opsgenie-listed") or {}).get("services")
+            == [{"identifier": "payments"}]
+        ),
+        message="services from details",
+    )
+
+
+def test_an_alert_deleted_after_it_was_listed_is_reported(
+    client: TestClient, opsgenie: FakeOpsgenie
+) -> None:
+    now_ms = int(time.time() * 1000)
+    opsgenie.add(api_alert("kept", created_ms=now_ms - 2000))
+    opsgenie.add(api_alert("gone", created_ms=now_ms - 1000))
+
+    opsgenie.fail_next(1, status=404, path="/v2/alerts/gone")  # deleted once listed
+    report = run(client).json()["data"]
+    assert report["counts"] == {"accepted": 1, "deleted": 1}
+    assert [a["outcome"] for a in report["alerts"]] == ["accepted", "deleted"]
+
+
+def test_reading_an_alert_waits_out_rate_limits_like_a_page(
+    client: TestClient, opsgenie: FakeOpsgenie
+) -> None:
+    opsgenie.add(api_alert("busy", created_ms=int(time.time() * 1000) - 1000))
+    opsgenie.rate_limit_next(2, retry_after=0, path="/v2/alerts/busy")
+    report = run(client).json()["data"]
+    assert report["counts"] == {"accepted": 1}
+    assert len(opsgenie.seen("/v2/alerts/busy")) == 3
+
+    opsgenie.add(api_alert("busy", created_ms=int(time.time() * 1000) - 1000, message="changed"))
+    opsgenie.fail_next(service.backfill.ATTEMPTS, path="/v2/alerts/busy")
+    exhausted = run(client)
+    assert exhausted.status_code == 502
+    assert exhausted.json()["errors"][0].startswith(
+        f"Opsgenie alert busy failed {service.backfill.ATTEMPTS} times"
+    )
+
+
 def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
     assert run(client, service="nobody").status_code == 404
     assert run(client, since="soon").status_code == 400
@@ -154,10 +239,10 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
     failed = run(client)
     assert failed.status_code == 502
     assert "Opsgenie" in failed.json()["errors"][0]
-    opsgenie.rate_limit_next(service.backfill.PAGE_ATTEMPTS, retry_after=0, path="/v2/alerts")
+    opsgenie.rate_limit_next(service.backfill.ATTEMPTS, retry_after=0, path="/v2/alerts")
     exhausted = run(client)
     assert exhausted.status_code == 502
-    assert f"failed {service.backfill.PAGE_ATTEMPTS} times" in exhausted.json()["errors"][0]
+    assert f"failed {service.backfill.ATTEMPTS} times" in exhausted.json()["errors"][0]
 
 
 def admin_count(client: TestClient, status: str) -> float:
