@@ -177,6 +177,13 @@ class Enricher:
         return True
 
     async def _retry_later(self, pending: Pending, error: OpsgenieRetryable) -> bool:
+        """Hold the reference until Opsgenie can answer, or send it as is (``True``).
+
+        A 429 names the window to wait out (``retry_after``, at most a minute), and the
+        store holds the reference that long: asked again inside the window, Opsgenie only
+        refuses again, and each refusal spends one of the few attempts before DX gets an
+        incident started at receipt, without priority. The attempts bound the hold.
+        """
         self._metrics.enrichment.labels("retryable").inc()
         retry_after = error.retry_after
         attempt_no = pending.attempts + 1

@@ -31,6 +31,9 @@ API_BASES: dict[str, str] = {
     "us": "https://api.opsgenie.com",
     "eu": "https://api.eu.opsgenie.com",
 }
+#: Opsgenie's rate-limit windows are 1 s and 60 s; a longer "window" is none of them, and
+#: a minute is already as long as enrichment holds an incident back for one answer.
+MAX_RATE_LIMIT_PERIOD = 60.0
 
 
 def api_base(region: str, custom_url: str | None) -> str:
@@ -124,9 +127,7 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     status = response.status_code
     if status == 429 or 500 <= status <= 599:
         raise OpsgenieRetryable(
-            f"Opsgenie answered {status}",
-            http_status=status,
-            retry_after=retry_after_seconds(response.headers.get("retry-after"), now=time.time()),
+            f"Opsgenie answered {status}", http_status=status, retry_after=_retry_after(response)
         )
     if status in (401, 403):
         raise OpsgenieAuthError(f"Opsgenie refused the API key ({status})", http_status=status)
@@ -141,6 +142,26 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise OpsgeniePermanent("Opsgenie answered with a non-object", http_status=status)
     return document
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before asking again, ``None`` when the answer does not say.
+
+    Opsgenie's 429 carries no ``Retry-After`` (a proxy in front of it may add one, which
+    wins), only ``X-RateLimit-Period-In-Sec``: the window, 1 or 60 s, whose bucket is
+    empty. Its buckets refill within that window, so waiting it out is the wait; without
+    it, callers backed off for a few seconds and gave up inside a 60 s window.
+    """
+    explicit = retry_after_seconds(response.headers.get("retry-after"), now=time.time())
+    if explicit is not None or response.status_code != 429:
+        return explicit
+    try:
+        period = float(response.headers.get("x-ratelimit-period-in-sec", ""))
+    except ValueError:
+        return None
+    if not period > 0:  # zero, negative or NaN: no window worth waiting for
+        return None
+    return min(period, MAX_RATE_LIMIT_PERIOD)
 
 
 __all__ = [

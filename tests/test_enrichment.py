@@ -298,13 +298,33 @@ def test_opsgenie_5xx_and_429_are_retried_then_enrichment_succeeds(
     add_service(relay_client)
     fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
     fake_opsgenie.fail_next(1, status=503)
-    fake_opsgenie.rate_limit_next(1, retry_after=0.2)
+    fake_opsgenie.rate_limit_next(1)  # Opsgenie's per-second bucket
     relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
     incident = delivered(fake_dx, lambda i: i.get("priority") == "P2")
     assert incident["services"] == [{"identifier": "payments"}]
     assert metric(relay_client, "retryable") == 2
     assert metric(relay_client, "success") == 1
     assert len(fake_dx.upserts(REF)) == 1
+
+
+def test_a_throttled_opsgenie_holds_the_incident_until_its_window_is_over(
+    make_relay: Callable[..., TestClient], fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    """Opsgenie's 429 has no ``Retry-After``, only the window it throttled. The relay's own
+    backoff (0.5 s here) would spend every attempt inside that window and send DX an
+    incident started at receipt, without priority; waiting out the window gets the alert."""
+    relay = make_relay(retry_max_backoff_seconds=0.5)
+    add_service(relay)
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS, priority="P1"))
+    fake_opsgenie.throttle(period=2)
+    relay.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
+    delivered(fake_dx, lambda i: True)
+    first, *_ = fake_dx.upserts(REF)  # DX never saw a partial incident
+    assert first["started_at"] == "2026-11-18T11:06:40.000Z"
+    assert first["priority"] == "P1"
+    assert first["services"] == [{"identifier": "payments"}]
+    assert len(fake_opsgenie.seen(f"/v2/alerts/{ALERT}")) == 2  # throttled, then after it
+    assert metric(relay, "retryable") == 1
 
 
 def test_opsgenie_down_delays_delivery_a_bounded_number_of_times(

@@ -34,6 +34,8 @@ from tests.fakes.servers import UvicornThread
 CREATED_MS = 1_795_000_000_000
 T = TypeVar("T")
 ALERT = "70413a06-38d6-4c85-92b8-5ebc900d42e2"
+#: What Opsgenie's 429 carries besides ``X-RateLimit-Period-In-Sec`` (opsgenie-go-sdk-v2).
+THROTTLED = {"X-RateLimit-State": "THROTTLED", "X-RateLimit-Reason": "ACCOUNT"}
 
 
 def run(coro: object) -> object:
@@ -94,6 +96,13 @@ def test_get_alert_sends_genie_key_and_identifier_type() -> None:
     ("status", "headers", "error", "retry_after"),
     [
         (429, {"Retry-After": "7"}, OpsgenieRetryable, 7.0),
+        # Opsgenie's own 429: no Retry-After, the throttled window's length instead.
+        (429, {**THROTTLED, "X-RateLimit-Period-In-Sec": "60"}, OpsgenieRetryable, 60.0),
+        (429, {**THROTTLED, "X-RateLimit-Period-In-Sec": "1"}, OpsgenieRetryable, 1.0),
+        (429, {**THROTTLED, "X-RateLimit-Period-In-Sec": "86400"}, OpsgenieRetryable, 60.0),
+        (429, {**THROTTLED, "X-RateLimit-Period-In-Sec": "soon"}, OpsgenieRetryable, None),
+        (429, {"Retry-After": "7", "X-RateLimit-Period-In-Sec": "60"}, OpsgenieRetryable, 7.0),
+        (503, {"X-RateLimit-Period-In-Sec": "60"}, OpsgenieRetryable, None),
         (503, {}, OpsgenieRetryable, None),
         (401, {}, OpsgenieAuthError, None),
         (403, {}, OpsgenieAuthError, None),
@@ -210,7 +219,7 @@ def test_deleted_alert_is_a_404(server: UvicornThread) -> None:
 
 def test_rate_limit_and_5xx_switches(fake: FakeOpsgenie, server: UvicornThread) -> None:
     fake.add(api_alert(ALERT, created_ms=CREATED_MS))
-    fake.rate_limit_next(1, retry_after=2)
+    fake.rate_limit_next(1, period=60)  # as Opsgenie answers: no Retry-After
     fake.fail_next(1, status=502)
 
     async def three_tries() -> list[object]:
@@ -223,7 +232,7 @@ def test_rate_limit_and_5xx_switches(fake: FakeOpsgenie, server: UvicornThread) 
                     answers.append((error.http_status, error.retry_after))
         return answers
 
-    assert run(three_tries()) == [(429, 2.0), (502, None), ALERT]
+    assert run(three_tries()) == [(429, 60.0), (502, None), ALERT]
 
 
 def test_list_alerts_pages_until_paging_has_no_next(

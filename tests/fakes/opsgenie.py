@@ -2,7 +2,8 @@
 
 It enforces ``Authorization: GenieKey <key>`` like the real one, answers in Opsgenie's
 shape (ISO timestamps, ``data``, ``paging.next``), records every request, and has
-switches for the failures a client must survive: 429 with ``Retry-After`` and 5xx.
+switches for the failures a client must survive: 5xx, and 429 as Opsgenie sends it
+(``X-RateLimit-*`` headers, no ``Retry-After``).
 Serve it in-process (``httpx.ASGITransport``) or on a socket (``UvicornThread``).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +25,6 @@ from starlette.routing import Route
 JSONObject = dict[str, Any]
 #: The part of Opsgenie's search syntax the relay uses: ``createdAt>MS [AND createdAt<MS]``.
 CREATED_TERM = re.compile(r"^createdAt\s*([<>])\s*(\d+)$")
-#: What ``GET /v2/alerts`` leaves out of each alert that ``GET /v2/alerts/{id}`` has.
-NOT_LISTED = frozenset({"details", "description", "entity", "actions", "teams"})
 
 
 def iso(ms: int) -> str:
@@ -94,8 +94,11 @@ class FakeOpsgenie:
         self.account = account
         self.alerts: dict[str, JSONObject] = {}
         self.requests: list[SeenRequest] = []
-        #: Queued ``(status, retry_after, path)``; a ``path`` failure waits for that path.
-        self._failures: list[tuple[int, float | None, str | None]] = []
+        #: Queued ``(status, headers, path)``; a ``path`` failure waits for that path.
+        self._failures: list[tuple[int, dict[str, str], str | None]] = []
+        #: ``throttle``: every request before this ``time.monotonic()`` answers 429.
+        self._throttled_until = 0.0
+        self._throttle_period = 1
         #: Awaited with the offset before each list page is answered (not for failures):
         #: lets a test change the account, or post webhooks, between pages.
         self.before_list: Callable[[int], Awaitable[None]] | None = None
@@ -115,12 +118,30 @@ class FakeOpsgenie:
     def fail_next(self, n: int, status: int = 503, *, path: str | None = None) -> None:
         """The next ``n`` requests (to ``path`` only, if given) answer ``status`` (a 5xx)."""
         with self._lock:
-            self._failures.extend([(status, None, path)] * n)
+            self._failures.extend([(status, {}, path)] * n)
 
-    def rate_limit_next(self, n: int, retry_after: float = 1.0, *, path: str | None = None) -> None:
-        """The next ``n`` requests (to ``path`` only, if given) answer 429 with ``Retry-After``."""
+    def rate_limit_next(
+        self,
+        n: int,
+        period: int = 1,
+        *,
+        path: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """The next ``n`` requests (to ``path`` only, if given) answer 429 as Opsgenie does,
+        naming the ``period`` (1 or 60 s) of the window it throttled. ``retry_after``: a
+        429 with only ``Retry-After`` instead, for tests that want an exact wait (Opsgenie
+        never sends one; a proxy in front of it could)."""
+        headers = _throttled(period) if retry_after is None else {"Retry-After": str(retry_after)}
         with self._lock:
-            self._failures.extend([(429, retry_after, path)] * n)
+            self._failures.extend([(429, headers, path)] * n)
+
+    def throttle(self, period: int = 1) -> None:
+        """Empty the key's rate-limit bucket for one window: every request in the next
+        ``period`` seconds answers 429 as Opsgenie does, whatever it asks for."""
+        with self._lock:
+            self._throttled_until = time.monotonic() + period
+            self._throttle_period = period
 
     def seen(self, path: str) -> list[SeenRequest]:
         with self._lock:
@@ -138,14 +159,14 @@ class FakeOpsgenie:
             failure = next((f for f in self._failures if f[2] in (None, request.url.path)), None)
             if failure is not None:
                 self._failures.remove(failure)
+            throttled = time.monotonic() < self._throttled_until
         if authorization != f"GenieKey {self.api_key}":
             return _error(401, "Could not authenticate")
         if failure is not None:
-            status, retry_after, _ = failure
-            headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-            return _error(
-                status, "Rate limit exceeded" if status == 429 else "Server error", headers
-            )
+            status, headers, _ = failure
+            return _error(status, "TooManyRequests" if status == 429 else "Server error", headers)
+        if throttled:
+            return _error(429, "TooManyRequests", _throttled(self._throttle_period))
         return None
 
     async def _account(self, request: Request) -> JSONResponse:
@@ -188,12 +209,7 @@ class FakeOpsgenie:
                 key=lambda a: (a["createdAt"], a["id"]),
                 reverse=request.query_params.get("order", "desc") == "desc",
             )
-        # Opsgenie lists reduced alerts (its SDKs' BaseAlert, ListAlertResult): the whole
-        # alert, with details, entity and teams, only comes from GET /v2/alerts/{id}.
-        page = [
-            {key: value for key, value in alert.items() if key not in NOT_LISTED}
-            for alert in everything[offset : offset + limit]
-        ]
+        page = everything[offset : offset + limit]
         paging: JSONObject = {"first": str(request.url.include_query_params(offset=0))}
         if offset + limit < len(everything):
             paging["next"] = str(request.url.include_query_params(offset=offset + limit))
@@ -217,6 +233,16 @@ def _created_bounds(query: str) -> tuple[int, int] | None:
 def _created_ms(alert: JSONObject) -> int:
     moment = datetime.fromisoformat(alert["createdAt"].replace("Z", "+00:00"))
     return round(moment.timestamp() * 1000)
+
+
+def _throttled(period: int) -> dict[str, str]:
+    """Opsgenie's 429 headers (as its Go SDK's client tests show them): no ``Retry-After``;
+    ``X-RateLimit-Period-In-Sec`` says which bucket, the per-second or the per-minute one."""
+    return {
+        "X-RateLimit-State": "THROTTLED",
+        "X-RateLimit-Reason": "ACCOUNT",
+        "X-RateLimit-Period-In-Sec": str(period),
+    }
 
 
 def _ok(data: Any) -> JSONResponse:
