@@ -45,9 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
-
-    from service import logs
+    from service import logs, server
     from service.app import create_app
 
     # Before anything creates a file: an unusable path is one line naming the variable,
@@ -65,21 +63,7 @@ def serve(settings: Settings) -> None:
             settings.secret_key,
         ),
     )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        # Longer than the ingress's idle timeout (60 s), or the ingress sees 502s.
-        timeout_keep_alive=settings.keep_alive_seconds,
-        timeout_graceful_shutdown=int(settings.shutdown_deadline_seconds),
-        access_log=settings.access_log,
-        log_config=None,
-        http="httptools",
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        workers=1,
-        server_header=False,
-    )
+    server.run(create_app(settings), settings)
 
 
 def translate_files(settings: Settings, paths: Sequence[Path]) -> str:

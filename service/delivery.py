@@ -138,6 +138,7 @@ class Worker:
         self._pauses = 0  # in a row, for the backoff
         self._paused_until = 0.0
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Task[None] | None = None
         metrics.paused.labels("not_configured").set(0 if dx else 1)
 
     @property
@@ -172,7 +173,17 @@ class Worker:
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
 
     async def stop(self, deadline: float) -> None:
-        """Stop claiming, give in-flight requests ``deadline`` seconds, leave the rest."""
+        """Stop claiming, give in-flight requests ``deadline`` seconds, leave the rest.
+
+        A second call waits for the first instead of granting a second deadline: the
+        server starts stopping the worker when shutdown begins, beside its own drain of
+        open requests, and the app's lifespan stops it again once that drain is over.
+        """
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop(deadline))
+        await self._stopped
+
+    async def _stop(self, deadline: float) -> None:
         self._stopping = True
         self._wakeup.set()
         if self._loop_task is not None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import sample
+from tests.conftest import WEBHOOK_TOKEN, sample
 from tests.e2e.conftest import RelayProcess
 from tests.fakes.dx import FakeDX
 from tests.fakes.polling import wait_for
@@ -160,6 +163,53 @@ def test_sigkill_while_dx_is_down_loses_nothing(
         assert incident["name"] == f"alert {n}"
         assert bool(incident["resolved_at"]) == bool(n % 2)
     wait_for(lambda: restarted.metric("relay_outbox_pending") == 0)
+
+
+def unread_bytes(server_port: int, peer_port: int) -> int | None:
+    """Bytes the server has not read yet on its end of one loopback connection, from the
+    kernel's table (``/proc/net/tcp``): 0 once the server has taken all that was sent."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if (
+            int(local.split(":")[1], 16) == server_port
+            and int(remote.split(":")[1], 16) == peer_port
+        ):
+            return int(queues.split(":")[1], 16)
+    return None
+
+
+def test_shutdown_keeps_to_one_deadline_for_open_requests_and_dx_together(
+    relay: Callable[..., RelayProcess], fake_dx: FakeDX
+) -> None:
+    """A client that stalls mid-body holds uvicorn's drain, and a slow DX holds the
+    worker's: both must end within one RELAY_SHUTDOWN_DEADLINE, not one after the other
+    (the pod's grace period is the deadline plus 10 s, then comes SIGKILL)."""
+    deadline = 4.0
+    fake_dx.latency = 60.0
+    process = relay(RELAY_SHUTDOWN_DEADLINE=f"{deadline:g}s")
+    assert process.post(CREATE).status_code == 202
+    wait_for(lambda: fake_dx.requests, message="a DX request in flight")
+    with socket.create_connection(("127.0.0.1", process.port)) as stalled:
+        stalled.sendall(
+            b"POST /webhooks/opsgenie HTTP/1.1\r\nHost: relay\r\n"
+            + f"Authorization: Bearer {WEBHOOK_TOKEN}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"action":'
+        )
+        # Shut down only once the relay has read the headers, so the request is open.
+        peer = stalled.getsockname()[1]
+        wait_for(lambda: unread_bytes(process.port, peer) == 0, message="headers read")
+        assert process.proc is not None
+        started = time.monotonic()
+        process.proc.send_signal(signal.SIGTERM)
+        process.proc.wait(timeout=30)
+        took = time.monotonic() - started
+    logs = process.logs()
+    assert "timeout graceful shutdown exceeded" in logs  # the stalled client held the drain
+    assert "shutdown left requests unfinished" in logs  # and DX held the worker
+    assert '"message": "relay stopped"' in logs
+    # One deadline, not two; the margin is for start-up of neither, only the exit itself.
+    assert took < 2 * deadline - 1.0, f"shutdown took {took:.1f} s"
 
 
 def test_sigterm_finishes_in_flight_requests_and_keeps_the_rest(

@@ -1,0 +1,54 @@
+"""uvicorn, run so that a shutdown keeps to one ``RELAY_SHUTDOWN_DEADLINE``.
+
+uvicorn first waits up to its graceful timeout for open requests, and only then tells the
+app to shut down, where the delivery worker gets its own deadline for requests to DX. One
+after the other that is twice the deadline, past the pod's grace period (the deadline plus
+10 s), and the SIGKILL would cut both short. So the worker starts stopping when shutdown
+begins, beside uvicorn's drain, and the lifespan's own stop then only waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+
+from service.relay import Relay
+from service.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, relay: Relay, deadline: float) -> None:
+        super().__init__(config)
+        self._relay = relay
+        self._deadline = deadline
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        stopping = asyncio.ensure_future(self._relay.worker.stop(self._deadline))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await stopping
+
+
+def run(app: Starlette, settings: Settings) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then drain within the shutdown deadline."""
+    relay: Relay = app.state.relay
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        # Longer than the ingress's idle timeout (60 s), or the ingress sees 502s.
+        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_graceful_shutdown=int(settings.shutdown_deadline_seconds),
+        access_log=settings.access_log,
+        log_config=None,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        workers=1,
+        server_header=False,
+    )
+    _Server(config, relay, settings.shutdown_deadline_seconds).run()
