@@ -25,6 +25,8 @@ from starlette.routing import Route
 JSONObject = dict[str, Any]
 #: The part of Opsgenie's search syntax the relay uses: ``createdAt>MS [AND createdAt<MS]``.
 CREATED_TERM = re.compile(r"^createdAt\s*([<>])\s*(\d+)$")
+#: What ``GET /v2/alerts`` leaves out of each alert that ``GET /v2/alerts/{id}`` has.
+NOT_LISTED = frozenset({"details", "description", "entity", "actions", "teams"})
 
 
 def iso(ms: int) -> str:
@@ -209,7 +211,12 @@ class FakeOpsgenie:
                 key=lambda a: (a["createdAt"], a["id"]),
                 reverse=request.query_params.get("order", "desc") == "desc",
             )
-        page = everything[offset : offset + limit]
+        # Opsgenie lists reduced alerts (its SDKs' BaseAlert, ListAlertResult): the whole
+        # alert, with details, entity and teams, only comes from GET /v2/alerts/{id}.
+        page = [
+            {key: value for key, value in alert.items() if key not in NOT_LISTED}
+            for alert in everything[offset : offset + limit]
+        ]
         paging: JSONObject = {"first": str(request.url.include_query_params(offset=0))}
         if offset + limit < len(everything):
             paging["next"] = str(request.url.include_query_params(offset=offset + limit))
