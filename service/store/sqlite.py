@@ -203,12 +203,21 @@ class SQLiteStore(SQLiteServiceObjects):
 
     async def stats(self) -> OutboxStats:
         def run(conn: sqlite3.Connection) -> OutboxStats:
-            row = conn.execute(
-                "SELECT count(*) FILTER (WHERE status = 'pending'),"
-                " count(*) FILTER (WHERE status = 'failed'),"
-                " min(pending_since) FILTER (WHERE status = 'pending') FROM alerts"
-            ).fetchone()
-            return OutboxStats(pending=row[0], failed=row[1], oldest_pending_since=row[2])
+            # Through the alerts_due index: every scrape runs this, and the table keeps
+            # every alert ever seen, so a scan would grow slower forever.
+            rows = {
+                status: (count, oldest)
+                for status, count, oldest in conn.execute(
+                    "SELECT status, count(*), min(pending_since) FROM alerts"
+                    " WHERE status IN ('pending', 'failed') GROUP BY status"
+                )
+            }
+            pending, oldest = rows.get("pending", (0, None))
+            return OutboxStats(
+                pending=pending,
+                failed=rows.get("failed", (0, None))[0],
+                oldest_pending_since=oldest,
+            )
 
         return await self._read(run)
 
