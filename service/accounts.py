@@ -2,9 +2,12 @@
 
 Payloads carry no account name, yet alert links need it
 (``https://<account>.app.opsgenie.com``). A service object's API key can ask
-``GET /v2/account``; the answer is cached, and any failure falls back to the default
-web URL (``RELAY_OPSGENIE_WEB_URL``): a link that is less precise is better than a
-delivery held back for it.
+``GET /v2/account``; the answer is cached. When it cannot (a team integration's key reads
+alerts but gets 403 there), the link falls back to the service object's region host
+(``https://app.eu.opsgenie.com``), not to the default web URL (``RELAY_OPSGENIE_WEB_URL``),
+which is another account's and may be in the other region. Without a region to go by
+(no service object, ``custom``), the default it is: a link that is less precise is better
+than a delivery held back for it.
 """
 
 from __future__ import annotations
@@ -84,25 +87,27 @@ class Accounts:
             log.warning("service object lookup failed", extra={"service_id": service_id})
             return self._default, FAILURE_TTL_SECONDS
         if service is None or service.region == "custom":
-            # custom: the API base says nothing reliable about the web UI's address.
+            # custom: the API base (a proxy, an on-premises gateway) says nothing reliable
+            # about the web UI's address; the operator's default is the only word on it.
             return self._default, ACCOUNT_TTL_SECONDS
+        regional = Account(web_url=web_url(service.region))
         try:
             api = api_for(self._http, service)
             if api is None:
-                return self._default, ACCOUNT_TTL_SECONDS
+                return regional, ACCOUNT_TTL_SECONDS
             name = await api.get_account()
         except (OpsgenieAPIError, SecretKeyError) as error:  # refused, or the key does not decrypt
             log.warning(
-                "Opsgenie account name unavailable; using the default web URL",
+                "Opsgenie account name unavailable; linking to the region's web host",
                 extra={"service_id": service_id, "error": error.message},
             )
-            return self._default, FAILURE_TTL_SECONDS
-        except Exception:  # e.g. an unusable custom URL: a link is never worth a failed delivery
+            return regional, FAILURE_TTL_SECONDS
+        except Exception:  # a link is never worth a failed delivery
             log.exception("Opsgenie account lookup failed", extra={"service_id": service_id})
-            return self._default, FAILURE_TTL_SECONDS
+            return regional, FAILURE_TTL_SECONDS
         if not _HOST_LABEL.fullmatch(name):
             log.warning(
                 "Opsgenie account name is not a host name", extra={"service_id": service_id}
             )
-            return self._default, ACCOUNT_TTL_SECONDS
+            return regional, ACCOUNT_TTL_SECONDS
         return Account(web_url=web_url(service.region, name.lower())), ACCOUNT_TTL_SECONDS

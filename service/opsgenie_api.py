@@ -48,10 +48,11 @@ def api_base(region: str, custom_url: str | None) -> str:
         raise OpsgeniePermanent(f"unknown Opsgenie region {region!r}") from None
 
 
-def web_url(region: str, account: str) -> str:
-    """The web UI of an account, where alert pages live (``custom`` has no rule: ``None``)."""
+def web_url(region: str, account: str | None = None) -> str:
+    """The web UI of an account, where alert pages live; without the account's name, its
+    region's host, which at least keeps an EU alert's link on the EU side."""
     domain = "app.eu.opsgenie.com" if region == "eu" else "app.opsgenie.com"
-    return f"https://{account}.{domain}"
+    return f"https://{domain}" if account is None else f"https://{account}.{domain}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -365,13 +365,36 @@ def test_alert_links_use_the_account_name(
     assert incident["source_url"] == f"{web}/alert/detail/{ALERT}/details"
 
 
-def test_account_lookup_failure_falls_back_to_the_default_link(
-    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+@pytest.mark.parametrize(
+    ("region", "web"),
+    [
+        ("us", "https://app.opsgenie.com"),
+        ("eu", "https://app.eu.opsgenie.com"),
+        ("custom", "https://default.app.opsgenie.com"),  # no region to go by
+    ],
+)
+def test_account_lookup_failure_keeps_the_link_in_the_region(
+    relay_client: TestClient, fake_dx: FakeDX, region: str, web: str
 ) -> None:
-    add_service(relay_client, region="us", custom_url=None, key="wrong-key")
+    url = "https://opsgenie.test" if region == "custom" else None
+    add_service(relay_client, region=region, custom_url=url, key="wrong-key")
     relay_client.post("/webhooks/opsgenie/payments-og", json=close(), headers=auth())
     incident = delivered(fake_dx, lambda i: True)
-    assert incident["source_url"].startswith("https://default.app.opsgenie.com/")
+    assert incident["source_url"] == f"{web}/alert/detail/{ALERT}/details"
+
+
+def test_a_team_key_links_an_eu_alert_to_the_eu_host(
+    relay_client: TestClient, fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    """A team integration's key reads alerts, as README asks, but not the account; the
+    default web URL is another account's, maybe in the US, where an EU alert is not."""
+    add_service(relay_client, region="eu", custom_url=None)
+    fake_opsgenie.team_key = True
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
+    incident = delivered(fake_dx, lambda i: i.get("priority") == "P2")  # enriched all the same
+    assert incident["source_url"] == f"https://app.eu.opsgenie.com/alert/detail/{ALERT}/details"
+    assert len(fake_opsgenie.seen("/v2/account")) == 1
 
 
 def test_account_name_is_cached(
@@ -412,7 +435,7 @@ def test_a_key_that_no_longer_decrypts_costs_enrichment_and_links_not_the_alert(
     response = second.post(f"/webhooks/opsgenie/{service_id}", json=escalate(), headers=auth())
     assert response.status_code == 202, response.text
     incident = delivered(fake_dx, lambda i: True)
-    assert incident["source_url"].startswith("https://default.app.opsgenie.com/")
+    assert incident["source_url"].startswith("https://app.opsgenie.com/")  # its region's
     assert metric(second, "skipped") == 1
     assert fake_opsgenie.requests == []
     said = [r for r in caplog.records if "RELAY_SECRET_KEY" in str(getattr(r, "error", ""))]
@@ -508,7 +531,8 @@ def test_accounts_fall_back_when_the_store_or_the_url_fails(
                 (await us.account("svc-1")).web_url,
             ]
 
-    assert asyncio.run(main()) == ["https://default.app.opsgenie.com"] * 2
+    # No service object to go by: the default. A "us" one: its region's host.
+    assert asyncio.run(main()) == ["https://default.app.opsgenie.com", "https://app.opsgenie.com"]
 
 
 def _explode(request: httpx.Request) -> httpx.Response:

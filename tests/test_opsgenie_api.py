@@ -62,6 +62,8 @@ def test_custom_without_url_is_a_permanent_error() -> None:
 def test_web_urls_follow_the_region() -> None:
     assert web_url("us", "acme") == "https://acme.app.opsgenie.com"
     assert web_url("eu", "acme") == "https://acme.app.eu.opsgenie.com"
+    assert web_url("us") == "https://app.opsgenie.com"  # no account name known
+    assert web_url("eu") == "https://app.eu.opsgenie.com"
 
 
 # --- the client over MockTransport -----------------------------------------------------

@@ -2,8 +2,8 @@
 
 It enforces ``Authorization: GenieKey <key>`` like the real one, answers in Opsgenie's
 shape (ISO timestamps, ``data``, ``paging.next``), records every request, and has
-switches for the failures a client must survive: 5xx, and 429 as Opsgenie sends it
-(``X-RateLimit-*`` headers, no ``Retry-After``).
+switches for the failures a client must survive: 5xx, 429 as Opsgenie sends it
+(``X-RateLimit-*`` headers, no ``Retry-After``), and a team key's 403 on the account.
 Serve it in-process (``httpx.ASGITransport``) or on a socket (``UvicornThread``).
 """
 
@@ -96,6 +96,8 @@ class FakeOpsgenie:
         self.account = account
         self.alerts: dict[str, JSONObject] = {}
         self.requests: list[SeenRequest] = []
+        #: A team integration's key: it reads alerts, but ``GET /v2/account`` answers 403.
+        self.team_key = False
         #: Queued ``(status, headers, path)``; a ``path`` failure waits for that path.
         self._failures: list[tuple[int, dict[str, str], str | None]] = []
         #: ``throttle``: every request before this ``time.monotonic()`` answers 429.
@@ -174,6 +176,8 @@ class FakeOpsgenie:
     async def _account(self, request: Request) -> JSONResponse:
         if (refused := self._begin(request)) is not None:
             return refused
+        if self.team_key:
+            return _error(403, "You are not authorized for this operation")
         return _ok({"name": self.account, "userCount": 12, "plan": {"name": "Enterprise"}})
 
     async def _alert(self, request: Request) -> JSONResponse:
