@@ -8,7 +8,15 @@ dashboards and alerts see a series before the first event.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from service.opsgenie import Action
 from service.store import OutboxStats
@@ -73,6 +81,11 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # The default registry has these; an app-owned one must add them itself, or memory,
+        # restarts and open files go unseen (the pod runs under a memory limit).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.webhooks = Counter(
             "relay_webhooks_received",
             "Opsgenie webhooks received, by action and what the relay did with them.",

@@ -13,6 +13,7 @@ import asyncio
 import socket
 import sys
 
+import prometheus_client
 import uvicorn
 from starlette.applications import Starlette
 
@@ -37,6 +38,9 @@ class _Server(uvicorn.Server):
 def run(app: Starlette, settings: Settings) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then drain within the shutdown deadline."""
     relay: Relay = app.state.relay
+    # A ``_created`` series beside every counter and histogram child would double each
+    # scrape (half its samples, here) for a timestamp Prometheus does not use.
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -64,6 +64,9 @@ def test_metrics_route_answers_without_a_redirect(make_client: MakeClient) -> No
     assert "relay_outbox_pending 0.0" in text
     assert "relay_outbox_oldest_pending_age_seconds 0.0" in text
     assert "relay_delivery_lag_seconds_bucket" in text
+    # The process and the runtime too, on the app's own registry.
+    for family in ("process_resident_memory_bytes", "process_start_time_seconds", "python_info"):
+        assert f"\n{family}" in text, family
 
 
 def test_metrics_reflect_the_outbox(make_client: MakeClient) -> None:

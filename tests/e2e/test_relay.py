@@ -232,3 +232,11 @@ def test_sigterm_finishes_in_flight_requests_and_keeps_the_rest(
     fake_dx.latency = 0.0
     relay()  # ...and the next start delivers them
     wait_for(lambda: len(fake_dx.incidents) == 10, timeout=30)
+
+
+def test_the_served_metrics_carry_the_process_and_no_created_series(
+    relay: Callable[..., RelayProcess],
+) -> None:
+    text = relay().client.get("/metrics").text
+    assert "\nprocess_resident_memory_bytes " in text
+    assert "_created" not in text  # one per counter and histogram child, doubling a scrape
