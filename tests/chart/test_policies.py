@@ -26,7 +26,12 @@ def test_pdb(rendered: dict[str, Rendered]) -> None:
 
 
 def test_pdb_min_available_wins(chart: helm.Chart) -> None:
-    values = {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}}
+    values = {  # several replicas: with SQLite's one, such a budget is refused
+        "database": {"mode": "postgresql", "postgresql": {"existingSecret": "pg"}},
+        "secrets": {"secretKey": "shared-secret-key-0123"},
+        "replicaCount": 3,
+        "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
+    }
     spec = render(chart, values).one("PodDisruptionBudget")["spec"]
     assert spec["minAvailable"] == "50%"
     assert "maxUnavailable" not in spec

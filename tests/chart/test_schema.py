@@ -60,6 +60,22 @@ def test_sqlite_mode_refuses_more_than_one_replica(chart: helm.Chart) -> None:
         render(chart, {"replicaCount": 2})
 
 
+@pytest.mark.parametrize(
+    "budget", [{"minAvailable": 1}, {"minAvailable": "100%"}, {"maxUnavailable": 0}]
+)
+def test_a_disruption_budget_that_would_block_drains_is_refused(
+    chart: helm.Chart, budget: dict[str, Any]
+) -> None:
+    values = {"podDisruptionBudget": {"enabled": True, "minAvailable": None, **budget}}
+    with pytest.raises(helm.HelmRenderError, match="node drain blocks forever"):
+        render(chart, values)
+
+
+def test_a_disruption_budget_that_lets_the_pod_go_is_rendered(chart: helm.Chart) -> None:
+    render(chart, {"podDisruptionBudget": {"enabled": True}})
+    render(chart, {"podDisruptionBudget": {"enabled": True, "minAvailable": 0}})
+
+
 def test_postgresql_mode_needs_the_url_secret(chart: helm.Chart) -> None:
     values = {"database": {"mode": "postgresql"}, "replicaCount": 2}
     with pytest.raises(helm.HelmRenderError, match=r"database\.postgresql\.existingSecret"):

@@ -108,6 +108,15 @@ so a bad combination fails the install with a message saying what to change.
 {{- if and (include "opsgenie-dx-relay.sqlite" .) (ne (int .Values.replicaCount) 1) }}
 {{- fail (printf "database.mode=sqlite runs exactly one replica (SQLite has one writer), got replicaCount=%d: set replicaCount: 1, or use database.mode: postgresql" (int .Values.replicaCount)) }}
 {{- end }}
+{{- with .Values.podDisruptionBudget }}
+{{- if and .enabled (include "opsgenie-dx-relay.sqlite" $) }}
+{{- $min := toString .minAvailable }}
+{{- $max := toString .maxUnavailable }}
+{{- if or (and (not (kindIs "invalid" .minAvailable)) (not (has $min (list "0" "0%")))) (has $max (list "0" "0%")) }}
+{{- fail "podDisruptionBudget: with one replica (database.mode=sqlite) it must allow that pod to go (minAvailable null or 0, maxUnavailable at least 1), or every node drain blocks forever" }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if eq .Values.database.mode "postgresql" }}
 {{- if not .Values.database.postgresql.existingSecret }}
 {{- fail "database.mode=postgresql needs database.postgresql.existingSecret: the name of a Secret holding the PostgreSQL URL" }}
