@@ -40,7 +40,7 @@ from service.errors import (
     RelayError,
     SecretKeyError,
 )
-from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert
+from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_iso_ns
 from service.opsgenie_api import OpsgenieAPI, api_for
 from service.relay import Relay
 from service.settings import parse_duration
@@ -52,8 +52,9 @@ log = logging.getLogger("service.backfill")
 T = TypeVar("T")
 
 PAGE_SIZE = 100  # Opsgenie's maximum
-#: Opsgenie refuses offsets past 20,000; a week that busy needs a narrower --since.
-MAX_ALERTS = 20_000
+#: Opsgenie answers 422 when ``offset + limit`` passes this, so one query lists at most
+#: this many alerts; the listing goes on with a new query from the last ``createdAt``.
+LIST_WINDOW = 20_000
 #: Attempts per request (a page, an alert) before a 429/5xx/network error becomes a 502;
 #: an operator reruns.
 ATTEMPTS = 5
@@ -63,7 +64,7 @@ ATTEMPTS = 5
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
 #: The furthest back a backfill reaches. It recovers webhooks lost in an outage (days,
-#: weeks); a year is past any such gap, and the listing stops at ``MAX_ALERTS`` anyway.
+#: weeks); a year is past any such gap.
 #: Without a bound, a huge ``since`` overflowed the date arithmetic into a 500.
 MAX_SINCE = "365d"
 MAX_SINCE_SECONDS = parse_duration(MAX_SINCE)
@@ -81,13 +82,23 @@ class Report:
     since: str
     dry_run: bool
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: Alerts the run could not list; with the alerts it listed but did not fold, what
+    #: makes it incomplete. An operator must not take a partial backfill for a whole one.
+    unlisted: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         counts = Counter(a["outcome"] for a in self.alerts)
+        warnings = [*self.unlisted]
+        if counts["invalid"]:
+            warnings.append(f"{counts['invalid']} alerts unreadable, not folded (see the log)")
+        if counts["deleted"]:
+            warnings.append(f"{counts['deleted']} alerts deleted in Opsgenie before being read")
         return {
             "service": self.service,
             "since": self.since,
             "dry_run": self.dry_run,
+            "complete": not warnings,
+            "warnings": warnings,
             "counts": dict(sorted(counts.items())),
             "alerts": self.alerts,
         }
@@ -189,22 +200,35 @@ async def backfill_steps(
     Pages are asked oldest first from a fixed ``createdAt`` lower bound, so alerts created
     while it runs land after the last offset instead of shifting earlier pages; folding
     is idempotent, so a rerun or a webhook racing a page changes nothing twice.
+
+    Opsgenie lists ``LIST_WINDOW`` alerts a query, and the newest come last: past that,
+    the listing asks again from the newest ``createdAt`` listed (ms; alerts sharing it
+    come again and are skipped by id). Only when one millisecond holds a whole window
+    would that repeat itself; the rest of that millisecond is then reported unlisted.
     """
     now = relay.clock()
     since_ns = int((now - since_seconds) * 1e9)
     report = Report(service=target.name, since=iso8601(since_ns), dry_run=dry_run)
     # Opsgenie's search syntax: "createdAt : Unix timestamp in milliseconds", with < and >.
-    query = f"createdAt>{since_ns // 1_000_000 - 1}"
+    after_ms = since_ns // 1_000_000 - 1
+    window: list[int] = []  # createdAt (ms) of what this query listed
+    seen: set[str] = set()
     counts: Counter[str] = Counter()
     retries = 0
     offset = 0
     page_number = 0
-    while offset < MAX_ALERTS:
+    while True:
+        query = f"createdAt>{after_ms}"
         ask = partial(target.api.list_alerts, query, limit=PAGE_SIZE, offset=offset)
         page, attempts = await _patiently(ask, "Opsgenie alert list", offset=offset)
         retries += attempts
         page_number += 1
+        window += [ms for ms in map(_created_ms, page.alerts) if ms is not None]
         for data in page.alerts:
+            if isinstance(alert_id := data.get("id"), str):
+                if alert_id in seen:
+                    continue  # listed again by the query from its millisecond
+                seen.add(alert_id)
             folded, attempts = await _fold(
                 relay, target.api, data, service_id=target.id, dry_run=dry_run
             )
@@ -217,6 +241,24 @@ async def backfill_steps(
         if not page.has_more or not page.alerts:
             break
         offset += PAGE_SIZE
+        if offset + PAGE_SIZE <= LIST_WINDOW:
+            continue
+        newest = max(window, default=None)
+        if newest is None:
+            report.unlisted.append(
+                f"Opsgenie listed {LIST_WINDOW} alerts without a createdAt to list on from"
+            )
+            break
+        if min(window) == newest:  # asking from it would list the same window again
+            report.unlisted.append(
+                f"{LIST_WINDOW} alerts or more created at {iso8601(newest * 1_000_000)}"
+                f" (one millisecond): Opsgenie lists {LIST_WINDOW} a query, any more unread"
+            )
+            after_ms = newest
+        else:
+            after_ms = newest - 1
+        window, offset = [], 0
+    result = report.as_json()
     log.info(
         "backfill finished",
         extra={
@@ -224,7 +266,8 @@ async def backfill_steps(
             "dry_run": dry_run,
             "pages": page_number,
             "retries": retries,
-            **report.as_json()["counts"],
+            "complete": result["complete"],
+            **result["counts"],
         },
     )
     yield report
@@ -307,6 +350,13 @@ async def _fold(
         },
     )
     return {"reference_id": ref, "alert_id": event.alert_id, "outcome": outcome}, retries
+
+
+def _created_ms(listed: dict[str, Any]) -> int | None:
+    """A listed alert's ``createdAt`` in epoch ms (Opsgenie's query unit), if readable."""
+    with contextlib.suppress(PayloadError):
+        return parse_iso_ns(listed.get("createdAt"), field="createdAt") // 1_000_000
+    return None
 
 
 def _event(relay: Relay, data: dict[str, Any]) -> OpsgenieEvent:

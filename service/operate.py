@@ -292,6 +292,8 @@ def backfill_text(report: dict[str, Any]) -> str:
     counts = ", ".join(f"{n} {outcome}" for outcome, n in report["counts"].items()) or "none"
     mode = "would fold" if report["dry_run"] else "folded"
     lines = [f"{report['service']}: alerts created since {report['since']} {mode}: {counts}"]
+    # A partial backfill must not pass for a whole one; older relays send no warnings.
+    lines += [f"INCOMPLETE: {warning}" for warning in report.get("warnings", [])]
     rows = [(a["reference_id"], a["outcome"]) for a in report["alerts"]]
     if rows:
         lines += ["", table(rows, ("REFERENCE_ID", "OUTCOME"))]

@@ -19,13 +19,15 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 import service.backfill
+import tests.fakes.opsgenie
 from service.app import create_app
 from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
 from service.deliveries_api import NDJSON
-from service.operate import CommandFailed, progress_line, run_backfill
+from service.operate import CommandFailed, backfill_text, progress_line, run_backfill
 from service.settings import Settings
 from service.store import Incoming, ServiceObject
 from service.store.sqlite import SQLiteStore
+from service.translate import iso8601
 from tests.conftest import DX_TOKEN, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import NOT_LISTED, FakeOpsgenie, api_alert
@@ -363,6 +365,73 @@ def test_rate_limit_and_outage_mid_way_are_waited_out(
     assert answered[10] - answered[5] >= 1.0  # Retry-After honoured (then a short backoff)
     for n in range(12):
         wait_for(lambda n=n: fake_dx.incident(f"opsgenie-r-{n:02}"), message=f"r-{n:02}")
+
+
+@pytest.fixture
+def small_window(monkeypatch: pytest.MonkeyPatch, small_pages: int) -> int:
+    """Opsgenie's 20,000-alert listing window (``offset + limit``) as four pages of five."""
+    monkeypatch.setattr(service.backfill, "LIST_WINDOW", 4 * small_pages)
+    monkeypatch.setattr(tests.fakes.opsgenie, "LIST_WINDOW", 4 * small_pages)
+    return 4 * small_pages
+
+
+def test_lists_past_opsgenies_window_from_the_last_created_at(
+    client: TestClient, opsgenie: FakeOpsgenie, small_window: int
+) -> None:
+    """Oldest first, the alerts past the window are the newest: none may be left out."""
+    base_ms = int(time.time() * 1000) - 3600_000
+    created = [base_ms + n for n in range(47)]
+    created[17:23] = [base_ms + 17] * 6  # one millisecond across the window's edge
+    for n, created_ms in enumerate(created):
+        opsgenie.add(api_alert(f"k-{n:02}", created_ms=created_ms))
+
+    report = run(client).json()["data"]
+    assert report["counts"] == {"accepted": 47}
+    assert sorted(a["alert_id"] for a in report["alerts"]) == [f"k-{n:02}" for n in range(47)]
+    assert (report["complete"], report["warnings"]) == (True, [])
+    lists = opsgenie.seen("/v2/alerts")
+    assert all(int(r.query["offset"]) + int(r.query["limit"]) <= small_window for r in lists)
+    queries = [r.query["query"] for r in lists if r.query["offset"] == "0"]
+    assert queries[1:] == [f"createdAt>{base_ms + 16}", f"createdAt>{base_ms + 35}"]
+
+
+def test_a_millisecond_holding_a_whole_window_is_reported_and_passed(
+    client: TestClient, opsgenie: FakeOpsgenie, small_window: int
+) -> None:
+    base_ms = int(time.time() * 1000) - 3600_000
+    for n in range(small_window + 5):
+        opsgenie.add(api_alert(f"m-{n:02}", created_ms=base_ms))
+    for n in range(3):
+        opsgenie.add(api_alert(f"later-{n}", created_ms=base_ms + 1 + n))
+
+    report = run(client, dry_run=True).json()["data"]
+    listed = [a["alert_id"] for a in report["alerts"]]
+    assert len(listed) == small_window + 3
+    assert listed[-3:] == ["later-0", "later-1", "later-2"]
+    assert report["complete"] is False
+    assert report["warnings"] == [
+        f"{small_window} alerts or more created at {iso8601(base_ms * 1_000_000)} (one"
+        f" millisecond): Opsgenie lists {small_window} a query, any more unread"
+    ]
+    assert opsgenie.seen("/v2/alerts")[-1].query["query"] == f"createdAt>{base_ms}"
+
+
+def test_the_cli_says_what_a_backfill_left_out() -> None:
+    report = {
+        "service": "payments",
+        "since": "2026-11-16T09:00:00.000Z",
+        "dry_run": False,
+        "complete": False,
+        "warnings": ["1 alerts deleted in Opsgenie before being read"],
+        "counts": {"accepted": 1, "deleted": 1},
+        "alerts": [],
+    }
+    assert backfill_text(report).splitlines() == [
+        "payments: alerts created since 2026-11-16T09:00:00.000Z folded: 1 accepted, 1 deleted",
+        "INCOMPLETE: 1 alerts deleted in Opsgenie before being read",
+    ]
+    whole = {**report, "complete": True, "warnings": [], "counts": {"accepted": 1}}
+    assert "INCOMPLETE" not in backfill_text(whole)
 
 
 def webhook(action: str, alert_id: str, created_ms: int, updated_ms: int) -> dict[str, Any]:

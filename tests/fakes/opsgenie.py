@@ -27,6 +27,8 @@ JSONObject = dict[str, Any]
 CREATED_TERM = re.compile(r"^createdAt\s*([<>])\s*(\d+)$")
 #: What ``GET /v2/alerts`` leaves out of each alert that ``GET /v2/alerts/{id}`` has.
 NOT_LISTED = frozenset({"details", "description", "entity", "actions", "teams"})
+#: Opsgenie answers 422 when ``offset + limit`` passes this: a listing sees 20,000 alerts.
+LIST_WINDOW = 20_000
 
 
 def iso(ms: int) -> str:
@@ -201,6 +203,8 @@ class FakeOpsgenie:
             return _error(422, "limit and offset must be integers")
         if not 0 < limit <= 100 or offset < 0:
             return _error(422, "limit must be 1..100 and offset >= 0")
+        if offset + limit > LIST_WINDOW:
+            return _error(422, f"offset + limit must be at most {LIST_WINDOW}")
         if request.query_params.get("sort", "createdAt") != "createdAt":
             return _error(422, "only sort=createdAt is faked")
         bounds = _created_bounds(request.query_params.get("query", ""))
