@@ -238,7 +238,9 @@ async def backfill_steps(
         if not dry_run and counts["accepted"]:
             relay.worker.wake()  # deliver as pages land, not only at the end
         yield Progress(page_number, len(report.alerts), dict(counts), retries)
-        if not page.has_more or not page.alerts:
+        # ``paging.next`` is Opsgenie's word for more; a full page is the relay's own, so a
+        # missing link costs at most one empty page instead of every alert after it.
+        if not page.alerts or not (page.has_more or len(page.alerts) >= PAGE_SIZE):
             break
         offset += PAGE_SIZE
         if offset + PAGE_SIZE <= LIST_WINDOW:

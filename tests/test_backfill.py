@@ -56,14 +56,22 @@ def opsgenie() -> FakeOpsgenie:
 
 
 @pytest.fixture
+def opsgenie_transport(opsgenie: FakeOpsgenie) -> httpx.AsyncBaseTransport:
+    """How the relay reaches Opsgenie: the fake, unless a test puts something before it."""
+    return httpx.ASGITransport(app=opsgenie.app)
+
+
+@pytest.fixture
 def serve(
-    make_settings: Callable[..., Settings], fake_dx: FakeDX, opsgenie: FakeOpsgenie
+    make_settings: Callable[..., Settings],
+    fake_dx: FakeDX,
+    opsgenie_transport: httpx.AsyncBaseTransport,
 ) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
     """A relay on the test's database while the block runs; ``overrides`` change settings."""
     transport = HostRouter(
         {
             "dx.test": httpx.ASGITransport(app=fake_dx.app),
-            "api.eu.opsgenie.com": httpx.ASGITransport(app=opsgenie.app),
+            "api.eu.opsgenie.com": opsgenie_transport,
         }
     )
 
@@ -229,6 +237,38 @@ def test_reading_an_alert_waits_out_rate_limits_like_a_page(
     assert exhausted.json()["errors"][0].startswith(
         f"Opsgenie alert busy failed {service.backfill.ATTEMPTS} times"
     )
+
+
+class WithoutPaging(httpx.AsyncBaseTransport):
+    """Opsgenie's list answers without their ``paging`` links."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.url.path != "/v2/alerts" or response.status_code != 200:
+            return response
+        document = json.loads(await response.aread())
+        del document["paging"]
+        return httpx.Response(200, json=document)
+
+
+class TestWithoutPagingLinks:
+    @pytest.fixture
+    def opsgenie_transport(self, opsgenie: FakeOpsgenie) -> httpx.AsyncBaseTransport:
+        return WithoutPaging(httpx.ASGITransport(app=opsgenie.app))
+
+    def test_a_full_page_means_there_may_be_more(
+        self, client: TestClient, opsgenie: FakeOpsgenie, small_pages: int
+    ) -> None:
+        """``paging.next`` is Opsgenie's word for more; a full page is the relay's own."""
+        now_ms = int(time.time() * 1000)
+        for n in range(2 * small_pages + 2):
+            opsgenie.add(api_alert(f"f-{n:02}", created_ms=now_ms - 1000 + n))
+        report = run(client, dry_run=True).json()["data"]
+        assert report["counts"] == {"new": 2 * small_pages + 2}
+        assert [r.query["offset"] for r in opsgenie.seen("/v2/alerts")] == ["0", "5", "10"]
 
 
 def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
