@@ -212,6 +212,7 @@ async def backfill_steps(
     # Opsgenie's search syntax: "createdAt : Unix timestamp in milliseconds", with < and >.
     after_ms = since_ns // 1_000_000 - 1
     window: list[int] = []  # createdAt (ms) of what this query listed
+    fresh = 0  # alerts this query listed that no query before it had
     seen: set[str] = set()
     counts: Counter[str] = Counter()
     retries = 0
@@ -229,6 +230,7 @@ async def backfill_steps(
                 if alert_id in seen:
                     continue  # listed again by the query from its millisecond
                 seen.add(alert_id)
+                fresh += 1
             folded, attempts = await _fold(
                 relay, target.api, data, service_id=target.id, dry_run=dry_run
             )
@@ -246,9 +248,10 @@ async def backfill_steps(
         if offset + PAGE_SIZE <= LIST_WINDOW:
             continue
         newest = max(window, default=None)
-        if newest is None:
+        if newest is None or not fresh:  # asking on could only repeat this window
             report.unlisted.append(
-                f"Opsgenie listed {LIST_WINDOW} alerts without a createdAt to list on from"
+                f"Opsgenie's listing (createdAt>{after_ms}) made no progress past"
+                f" {LIST_WINDOW} alerts; those after them were not listed"
             )
             break
         if min(window) == newest:  # asking from it would list the same window again
@@ -259,7 +262,7 @@ async def backfill_steps(
             after_ms = newest
         else:
             after_ms = newest - 1
-        window, offset = [], 0
+        window, fresh, offset = [], 0, 0
     result = report.as_json()
     log.info(
         "backfill finished",

@@ -456,6 +456,41 @@ def test_a_millisecond_holding_a_whole_window_is_reported_and_passed(
     assert opsgenie.seen("/v2/alerts")[-1].query["query"] == f"createdAt>{base_ms}"
 
 
+class FirstQueryOnly(httpx.AsyncBaseTransport):
+    """An Opsgenie whose listing ignores every ``query`` after the first one."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self._first: str | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/alerts":
+            self._first = self._first or request.url.params["query"]
+            request.url = request.url.copy_set_param("query", self._first)
+        return await self._inner.handle_async_request(request)
+
+
+class TestAListingThatMakesNoProgress:
+    @pytest.fixture
+    def opsgenie_transport(self, opsgenie: FakeOpsgenie) -> httpx.AsyncBaseTransport:
+        return FirstQueryOnly(httpx.ASGITransport(app=opsgenie.app))
+
+    def test_stops_and_says_so(
+        self, client: TestClient, opsgenie: FakeOpsgenie, small_window: int
+    ) -> None:
+        base_ms = int(time.time() * 1000) - 3600_000
+        for n in range(small_window + 5):
+            opsgenie.add(api_alert(f"n-{n:02}", created_ms=base_ms + n))
+        report = run(client, dry_run=True).json()["data"]
+        assert report["counts"] == {"new": small_window}
+        assert report["complete"] is False
+        [warning] = report["warnings"]
+        assert warning.endswith(
+            f"made no progress past {small_window} alerts; those after them were not listed"
+        )
+        assert len(opsgenie.seen("/v2/alerts")) == 2 * small_window // service.backfill.PAGE_SIZE
+
+
 def test_the_cli_says_what_a_backfill_left_out() -> None:
     report = {
         "service": "payments",
