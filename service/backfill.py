@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ ATTEMPTS = 5
 #: All waits of one request stay under the CLI's 300 s read timeout between lines.
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 60.0
+#: A progress line at least this often (seconds) while a page is read alert by alert: a
+#: page of 100 full reads, each waiting out a throttled minute, would otherwise leave the
+#: stream silent past the CLI's read timeout.
+PROGRESS_EVERY = 10.0
 #: The furthest back a backfill reaches. It recovers webhooks lost in an outage (days,
 #: weeks); a year is past any such gap.
 #: Without a bound, a huge ``since`` overflowed the date arithmetic into a 500.
@@ -106,7 +111,8 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """After each page: what a progress line shows while a long backfill runs."""
+    """After each page, and every ``PROGRESS_EVERY`` seconds within one: what a progress
+    line shows while a long backfill runs."""
 
     page: int
     alerts_seen: int
@@ -195,7 +201,8 @@ async def backfill_steps(
     since_seconds: float,
     dry_run: bool,
 ) -> AsyncIterator[Progress | Report]:
-    """A ``Progress`` after each page, then the ``Report``: streamed to a watching operator.
+    """A ``Progress`` after each page (and every ``PROGRESS_EVERY`` seconds within one),
+    then the ``Report``: streamed to a watching operator.
 
     Pages are asked oldest first from a fixed ``createdAt`` lower bound, so alerts created
     while it runs land after the last offset instead of shifting earlier pages; folding
@@ -218,6 +225,7 @@ async def backfill_steps(
     retries = 0
     offset = 0
     page_number = 0
+    last_progress = time.monotonic()
     while True:
         query = f"createdAt>{after_ms}"
         ask = partial(target.api.list_alerts, query, limit=PAGE_SIZE, offset=offset)
@@ -237,9 +245,13 @@ async def backfill_steps(
             retries += attempts
             counts[folded["outcome"]] += 1
             report.alerts.append(folded)
+            if time.monotonic() - last_progress >= PROGRESS_EVERY:
+                yield Progress(page_number, len(report.alerts), dict(counts), retries)
+                last_progress = time.monotonic()
         if not dry_run and counts["accepted"]:
             relay.worker.wake()  # deliver as pages land, not only at the end
         yield Progress(page_number, len(report.alerts), dict(counts), retries)
+        last_progress = time.monotonic()
         # ``paging.next`` is Opsgenie's word for more; a full page is the relay's own, so a
         # missing link costs at most one empty page instead of every alert after it.
         if not page.alerts or not (page.has_more or len(page.alerts) >= PAGE_SIZE):

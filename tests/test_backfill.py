@@ -596,6 +596,27 @@ def test_webhooks_racing_the_backfill_leave_each_alert_once_in_its_latest_state(
     assert incident["name"] == "new"
 
 
+def test_a_slow_page_streams_progress_between_its_alerts(
+    client: TestClient,
+    opsgenie: FakeOpsgenie,
+    small_pages: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each alert of a page may wait out a throttled minute: the stream must not fall
+    silent for a whole page, or the CLI's read timeout ends the run. With the interval
+    at 0, every alert read is followed by a line."""
+    monkeypatch.setattr(service.backfill, "PROGRESS_EVERY", 0.0)
+    now_ms = int(time.time() * 1000)
+    for n in range(7):
+        opsgenie.add(api_alert(f"p-{n}", created_ms=now_ms - 1000 + n))
+    body = {"service": "payments", "since": "7d"}
+    response = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    seen = [line["progress"]["alerts_seen"] for line in lines[:-1]]
+    assert seen == [1, 2, 3, 4, 5, 5, 6, 7, 7]  # each alert, then each page's own line
+    assert lines[-1]["data"]["counts"] == {"accepted": 7}
+
+
 def test_streams_a_progress_line_per_page(
     client: TestClient, opsgenie: FakeOpsgenie, small_pages: int
 ) -> None:
