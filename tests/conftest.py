@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
@@ -73,11 +75,20 @@ def dx_server(fake_dx: FakeDX) -> Iterator[UvicornThread]:
 
 
 @pytest.fixture
+def open_client() -> Iterator[Callable[[Starlette], TestClient]]:
+    """A client for an app with its lifespan running until the test ends; several apps'
+    are stopped last first, as a relay reopened on one database needs."""
+    with contextlib.ExitStack() as stack:
+        yield lambda app: stack.enter_context(TestClient(app, raise_server_exceptions=False))
+
+
+@pytest.fixture
 def make_client(
-    make_settings: Callable[..., Settings], fake_dx: FakeDX
-) -> Iterator[Callable[..., TestClient]]:
+    make_settings: Callable[..., Settings],
+    fake_dx: FakeDX,
+    open_client: Callable[[Starlette], TestClient],
+) -> Callable[..., TestClient]:
     """Build an app (lifespan running) whose DX is the in-process fake."""
-    clients: list[TestClient] = []
 
     def make(*, deliver: bool = True, rules: Rules | None = None, **overrides: Any) -> TestClient:
         if deliver:
@@ -89,14 +100,9 @@ def make_client(
             transport=httpx.ASGITransport(app=fake_dx.app),
             registry=CollectorRegistry(),
         )
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return open_client(app)
 
-    yield make
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
+    return make
 
 
 def auth(token: str = WEBHOOK_TOKEN) -> dict[str, str]:

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +18,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
@@ -60,8 +61,11 @@ def fake_opsgenie() -> FakeOpsgenie:
 
 @pytest.fixture
 def make_relay(
-    make_settings: Callable[..., Settings], fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
-) -> Iterator[Callable[..., TestClient]]:
+    make_settings: Callable[..., Settings],
+    fake_dx: FakeDX,
+    fake_opsgenie: FakeOpsgenie,
+    open_client: Callable[[Starlette], TestClient],
+) -> Callable[..., TestClient]:
     """Build relays (lifespan running) on one database; ``overrides`` change settings."""
     opsgenie = httpx.ASGITransport(app=fake_opsgenie.app)
     transport = HostRouter(
@@ -72,7 +76,6 @@ def make_relay(
             "api.eu.opsgenie.com": opsgenie,
         }
     )
-    clients: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
         settings = make_settings(
@@ -83,15 +86,9 @@ def make_relay(
             app_key=Secret(ADMIN[1]),
             **overrides,
         )
-        app = create_app(settings, transport=transport, registry=CollectorRegistry())
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return open_client(create_app(settings, transport=transport, registry=CollectorRegistry()))
 
-    yield make
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
+    return make
 
 
 @pytest.fixture
