@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import random
@@ -346,14 +344,11 @@ async def _fold(
                 _event(relay, whole)
             except PayloadError as error:
                 return _invalid(event.alert_id, error), retries
-            raw = json.dumps(whole, sort_keys=True, separators=(",", ":"))
-            incoming = Incoming(
+            incoming = Incoming.fetched(
+                whole,
                 reference_id=ref,
                 alert_id=event.alert_id,
-                action=Action.FETCHED.value,
                 service_id=service_id,
-                dedup_key=hashlib.sha256(raw.encode()).hexdigest(),
-                raw=raw,
                 received_at=relay.clock(),
             )
             outcome = (await relay.store.accept(incoming)).value

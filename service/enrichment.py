@@ -13,8 +13,6 @@ relay sends what it has.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import time
@@ -31,7 +29,7 @@ from service.errors import (
     StoreUnavailable,
 )
 from service.metrics import Metrics
-from service.opsgenie import Action, event_from_api_alert
+from service.opsgenie import event_from_api_alert
 from service.opsgenie_api import OpsgenieAPI, ServiceObjects, api_for
 from service.store import Attempt, Incoming, Outcome, Pending, Store
 from service.translate import AlertState
@@ -124,14 +122,11 @@ class Enricher:
                 },
             )
             return True
-        raw = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        incoming = Incoming(
+        incoming = Incoming.fetched(
+            data,
             reference_id=pending.reference_id,
             alert_id=state.alert_id,
-            action=Action.FETCHED.value,
             service_id=pending.service_id,
-            dedup_key=hashlib.sha256(raw.encode()).hexdigest(),
-            raw=raw,
             received_at=self._clock(),
         )
         try:

@@ -7,6 +7,8 @@ changing. Records are plain frozen values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +17,7 @@ from typing import Any, Literal, Protocol, TypedDict
 from starlette.datastructures import Secret
 
 from service.crypto import SealedKey
+from service.opsgenie import Action
 from service.translate import AlertState
 
 
@@ -45,6 +48,32 @@ class Incoming:
     dedup_key: str
     raw: str
     received_at: float
+
+    @classmethod
+    def fetched(
+        cls,
+        alert: dict[str, Any],
+        *,
+        reference_id: str,
+        alert_id: str,
+        service_id: str | None,
+        received_at: float,
+    ) -> Incoming:
+        """An alert as Opsgenie's Alert API returned it, as a ``Fetched`` event.
+
+        Written canonically (sorted keys, no spaces) and keyed by that text's hash, so the
+        same answer read twice, by enrichment or by a backfill, is stored once.
+        """
+        raw = json.dumps(alert, sort_keys=True, separators=(",", ":"))
+        return cls(
+            reference_id=reference_id,
+            alert_id=alert_id,
+            action=Action.FETCHED.value,
+            service_id=service_id,
+            dedup_key=hashlib.sha256(raw.encode()).hexdigest(),
+            raw=raw,
+            received_at=received_at,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
