@@ -163,13 +163,19 @@ def _secret(text: str) -> Secret | None:
     return Secret(value) if value else None
 
 
-def _chosen_secret(text: str) -> Secret | None:
-    """A secret the operator chooses. The message gives its length, never the value."""
-    secret = _secret(text)
-    if secret is not None and len(str(secret)) < MIN_SECRET_LENGTH:
+def _check_length(secret: str, which: str) -> None:
+    """The message gives a short secret's length, never its value."""
+    if len(secret) < MIN_SECRET_LENGTH:
         raise ValueError(
-            f"must be at least {MIN_SECRET_LENGTH} characters: got {len(str(secret))}; {_MAKE_ONE}"
+            f"must be at least {MIN_SECRET_LENGTH} characters: {which} {len(secret)}; {_MAKE_ONE}"
         )
+
+
+def _chosen_secret(text: str) -> Secret | None:
+    """A secret the operator chooses."""
+    secret = _secret(text)
+    if secret is not None:
+        _check_length(str(secret), "got")
     return secret
 
 
@@ -181,11 +187,7 @@ def _webhook_tokens(text: str) -> tuple[Secret, ...]:
     """
     tokens = [token.strip() for token in text.split(",") if token.strip()]
     for number, token in enumerate(tokens, start=1):
-        if len(token) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                f"must be at least {MIN_SECRET_LENGTH} characters: token {number} of"
-                f" {len(tokens)} has {len(token)}; {_MAKE_ONE}"
-            )
+        _check_length(token, f"token {number} of {len(tokens)} has")
     return tuple(Secret(token) for token in tokens)
 
 
