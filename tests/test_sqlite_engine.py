@@ -1,18 +1,22 @@
-"""The SQLite writer thread: group commit, isolation of bad jobs, cancelled callers."""
+"""The SQLite writer thread: group commit, isolation of bad jobs, cancelled callers; and the
+WAL checkpointer thread that keeps checkpoints off the commit path."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from service.errors import StoreUnavailable
+from service.store import sqlite_engine
 from service.store.sqlite_engine import SQLiteEngine
 
 
@@ -200,6 +204,113 @@ def test_a_batch_of_one_bulk_write_commits_on_its_own(tmp_path: Path) -> None:
             await engine.close()
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 12  # the failed statement: nothing
+
+
+BLOB = 100_000  # bytes per written row: a few rows make megabytes of WAL pages
+
+
+async def write_blobs(engine: SQLiteEngine, rows: int) -> None:
+    """``rows`` commits of one ``BLOB``-sized row each, as intake's commits follow each other."""
+    await engine._write(lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (b BLOB)"))
+    insert = "INSERT INTO t VALUES (zeroblob(?))"
+    for _ in range(rows):
+        await engine._write(lambda conn: conn.execute(insert, (BLOB,)))
+
+
+async def poll(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
+    """Six megabytes of commits, past SQLite's own 1,000-page (4 MiB) checkpoint point: no
+    commit copies them into the database file; the WAL holds them until the checkpointer runs."""
+    path = tmp_path / "x.db"
+
+    async def scenario() -> tuple[int, int]:
+        engine = SQLiteEngine(path, clock=lambda: 0.0, checkpoint_every=3600.0)  # never, here
+        await engine.open()
+        try:
+            await write_blobs(engine, 60)
+            return path.stat().st_size, Path(f"{path}-wal").stat().st_size
+        finally:
+            await engine.close()
+
+    database, wal = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert wal > 60 * BLOB
+    assert database < 1_000_000  # a commit that checkpointed would have copied them here
+    with other_connection(path) as conn:  # and closing the store left nothing behind
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 60
+
+
+def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    """One megabyte, well below any commit's checkpoint point, reaches the database file
+    on the checkpointer's next round."""
+    path = tmp_path / "x.db"
+
+    async def scenario() -> None:
+        engine = SQLiteEngine(path, clock=lambda: 0.0, checkpoint_every=0.02)
+        await engine.open()
+        try:
+            await write_blobs(engine, 10)
+            await poll(lambda: path.stat().st_size > 10 * BLOB, "a checkpoint")
+        finally:
+            await engine.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_failing_checkpoint_is_logged_once_and_its_recovery_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_connect = sqlite_engine.connect
+    broken = threading.Event()
+    broken.set()
+    attempts = 0
+
+    def connect(path: Path) -> sqlite3.Connection:
+        nonlocal attempts
+        if threading.current_thread().name == "store-checkpointer" and broken.is_set():
+            attempts += 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_connect(path)
+
+    monkeypatch.setattr(sqlite_engine, "connect", connect)
+
+    def lines(message: str) -> int:
+        return sum(record.getMessage() == message for record in caplog.records)
+
+    async def scenario() -> None:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0, checkpoint_every=0.01)
+        await engine.open()
+        try:
+            await poll(lambda: attempts >= 5, "five failed rounds")
+            assert lines("WAL checkpoint failed") == 1
+            broken.clear()
+            await poll(lambda: lines("WAL checkpoint works again") == 1, "the recovery line")
+            await engine.ping()  # the writer never noticed
+        finally:
+            await engine.close()
+
+    with caplog.at_level(logging.INFO, logger="service.store"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    failed = next(r for r in caplog.records if r.getMessage() == "WAL checkpoint failed")
+    assert failed.levelno == logging.WARNING
+    assert failed.__dict__["error"] == "disk I/O error"
+
+
+def test_close_stops_the_checkpointer(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        await engine.open()
+        assert any(t.name == "store-checkpointer" for t in threading.enumerate())
+        await engine.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))  # a checkpointer that ignored close: timeout
+    assert not any(t.name == "store-checkpointer" for t in threading.enumerate())
 
 
 @contextlib.contextmanager
