@@ -27,7 +27,7 @@ from service.errors import StoreUnavailable
 from service.store.schema import migrate
 
 #: How often the checkpointer copies the WAL back into the database file.
-CHECKPOINT_EVERY = 0.25
+CHECKPOINT_EVERY = 0.5
 #: WAL pages past which a commit checkpoints by itself after all (SQLite's default is 1,000).
 #: Only reached if the checkpointer falls behind or fails: it bounds the WAL file's growth.
 WRITER_AUTOCHECKPOINT = 10_000
@@ -276,7 +276,7 @@ class _Checkpointer(threading.Thread):
                     conn = conn or connect(self._path)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as exc:
-                    if not failing:  # once per spell of failures, not every quarter second
+                    if not failing:  # once per spell of failures, not every round
                         log.warning("WAL checkpoint failed", extra={"error": str(exc)})
                     failing = True
                 else:
