@@ -3,6 +3,8 @@ asserted: numbers belong to the scripts' output, not to tests)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,61 @@ def test_micro_benchmark_runs(script: str, args: list[str], expected: str) -> No
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_bench_report_reads_its_rounds_and_the_results_file_is_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bench/run.py needs wrk and minutes to run; its report and results file do not."""
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_run", run)  # its dataclass looks itself up there
+    spec.loader.exec_module(run)
+
+    def wrk(rate: float, p99: float) -> object:
+        return run.WrkResult(int(rate * 10), 10.0, rate, 1.0, 2.0, p99, p99 + 5, 0, 0)
+
+    results = {
+        "config": {"dx_concurrency": 4, "dx_latency_s": 0.02, "dx_rate": 1000.0},
+        "intake_rounds": [
+            {"baseline": wrk(8000, 8), "relay": wrk(2000, 40), "ratio": 0.25},
+            {"baseline": wrk(6000, 9), "relay": wrk(4200, 20), "ratio": 0.7},
+            {"baseline": wrk(7000, 8), "relay": wrk(4550, 22), "ratio": 0.65},
+        ],
+        "memory": {
+            "rss_idle_mib": 50.0,
+            "rss_after_events_mib": 56.0,
+            "stored_events": 100_000,
+            "database_mib": 120.0,
+        },
+        "delivery": {
+            "steady_lag": {"rate_per_second": 50.0, "lag_p50_ms": 7.0, "lag_p99_ms": 14.0},
+            "drain": {
+                "webhooks_posted": 7000,
+                "dx_upserts": 2000,
+                "seconds_until_drained": 16.0,
+                "dx_upserts_per_second": 125.0,
+                "dx_upserts_per_second_after_load": 140.0,
+                "share_of_dx_bound_after_load": 0.97,
+                "dx_request_mean_ms": 27.5,
+                "dx_bound_upserts_per_second": 145.5,
+            },
+            "coalescing": {"events": 100, "dx_calls": 12},
+            "rate_limited": {
+                "rate_limit_per_second": 10.0,
+                "alerts": 150,
+                "dx_upserts": 150,
+                "upserts_per_second_after_burst": 10.0,
+            },
+        },
+    }
+    table = run.report(results)
+    # The median round decides, not the first or the best one.
+    assert "median of 3 rounds: relay/baseline throughput 65% (target >= 60%: ok)" in table
+    assert "relay p99 22.0 ms (target < 25 ms: ok)" in table
+    assert "   relay 2  4,200" in table
+    assert results["targets"] == {"ratio_ok": True, "p99_ok": True}
+    written = json.loads(json.dumps(run.to_json(results)))
+    assert written["intake_rounds"][1]["relay"]["requests_per_second"] == 4200
