@@ -9,8 +9,7 @@ import json
 import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from service.errors import StoreUnavailable
 from service.store import sqlite_engine
 from service.store.sqlite_engine import SQLiteEngine
+from tests.fakes.polling import wait_for_async
 
 
 def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
@@ -217,14 +217,6 @@ async def write_blobs(engine: SQLiteEngine, rows: int) -> None:
         await engine._write(lambda conn: conn.execute(insert, (BLOB,)))
 
 
-async def poll(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def test_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
     """Six megabytes of commits, past SQLite's own 1,000-page (4 MiB) checkpoint point: no
     commit copies them into the database file; the WAL holds them until the checkpointer runs."""
@@ -256,7 +248,9 @@ def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: Path) 
         await engine.open()
         try:
             await write_blobs(engine, 10)
-            await poll(lambda: path.stat().st_size > 10 * BLOB, "a checkpoint")
+            await wait_for_async(
+                lambda: path.stat().st_size > 10 * BLOB, 20, message="a checkpoint"
+            )
         finally:
             await engine.close()
 
@@ -287,10 +281,12 @@ def test_a_failing_checkpoint_is_logged_once_and_its_recovery_too(
         engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0, checkpoint_every=0.01)
         await engine.open()
         try:
-            await poll(lambda: attempts >= 5, "five failed rounds")
+            await wait_for_async(lambda: attempts >= 5, 20, message="five failed rounds")
             assert lines("WAL checkpoint failed") == 1
             broken.clear()
-            await poll(lambda: lines("WAL checkpoint works again") == 1, "the recovery line")
+            await wait_for_async(
+                lambda: lines("WAL checkpoint works again") == 1, 20, message="the recovery line"
+            )
             await engine.ping()  # the writer never noticed
         finally:
             await engine.close()
