@@ -405,9 +405,7 @@ def test_dx_never_has_more_than_concurrency_requests_open(
     fake_dx.latency = 0.5
     client = make_client(dx_concurrency=2)
     for i in range(8):
-        body = event("Create", 0)
-        body["alert"]["alertId"] = f"alert-{i}"
-        client.post(URL, json=body, headers=auth())
+        client.post(URL, json=event("Create", 0, alertId=f"alert-{i}"), headers=auth())
     wait_for(
         lambda: all(fake_dx.incident(f"opsgenie-alert-{i}") for i in range(8)),
         timeout=30,
@@ -424,14 +422,10 @@ def test_an_event_stored_while_every_slot_is_taken_is_delivered(
     fake_dx.latency = 1.0
     client = make_client(dx_concurrency=1)
     for i in range(2):
-        body = event("Create", 0)
-        body["alert"]["alertId"] = f"busy-{i}"
-        client.post(URL, json=body, headers=auth())
+        client.post(URL, json=event("Create", 0, alertId=f"busy-{i}"), headers=auth())
     worker = client.app.state.relay.worker  # type: ignore[attr-defined]
     wait_for(lambda: len(worker._inflight) == 2, message="both slots taken")
-    late = event("Create", 0)
-    late["alert"]["alertId"] = "late"
-    client.post(URL, json=late, headers=auth())
+    client.post(URL, json=event("Create", 0, alertId="late"), headers=auth())
     wait_for(lambda: fake_dx.incident("opsgenie-late"), timeout=30, message="late delivered")
     assert {r.json["reference_id"] for r in upsert_requests(fake_dx)} == {
         "opsgenie-busy-0",
