@@ -1,4 +1,5 @@
-"""Request bodies at the HTTP edges: read within a size limit, parse as one JSON object.
+"""Requests at the HTTP edges: bodies read within a size limit and parsed as one JSON
+object, and the methods an endpoint is shown.
 
 Every route that takes a body (webhooks, service objects, backfill) reads it the same
 way, so the 413 and the 400 messages are the same everywhere.
@@ -12,6 +13,10 @@ from typing import Any
 from starlette.requests import Request
 
 from service.errors import BodyTooLarge, PayloadError
+
+#: Passed as a route's ``methods`` so every request reaches its endpoint, which answers a
+#: method it does not take with a 405 itself (and counts it; Starlette's own 405 is not).
+EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from service.auth import Access, admin_access
 from service.backfill import Progress, Target, backfill, backfill_steps, resolve, since_seconds
-from service.bodies import read_json_object
+from service.bodies import EVERY_METHOD, read_json_object
 from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import Attempt, Delivery, Status, StoredEvent
@@ -44,7 +44,7 @@ MAX_LIMIT = 500
 #: How much history one ``GET /{reference_id}`` shows; enough for any night's story.
 HISTORY_LIMIT = 200
 ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed", "backfill")
-STATUSES = ("200", "400", "403", "404", "409", "413", "500", "502", "503")
+STATUSES = ("200", "400", "403", "404", "405", "409", "413", "500", "502", "503")
 
 Handler = Callable[[Request, Access], Awaitable[Response]]
 
@@ -61,29 +61,41 @@ class DeliveriesAPI:
     def routes(self) -> list[Route]:
         # ``retry-failed`` before ``{reference_id}``: a GET of that name still reaches ``show``.
         return [
-            Route(PATH, self.index, methods=["GET"]),
-            Route(PATH + "/retry-failed", self.retry_failed, methods=["POST"]),
-            Route(PATH + "/{reference_id}", self.show, methods=["GET"]),
-            Route(PATH + "/{reference_id}/retry", self.retry, methods=["POST"]),
-            Route(BACKFILL_PATH, self.backfill, methods=["POST"]),
+            Route(PATH, self.index, methods=EVERY_METHOD),
+            Route(PATH + "/retry-failed", self.retry_failed, methods=EVERY_METHOD),
+            Route(PATH + "/{reference_id}", self.show, methods=EVERY_METHOD),
+            Route(PATH + "/{reference_id}/retry", self.retry, methods=EVERY_METHOD),
+            Route(BACKFILL_PATH, self.backfill, methods=EVERY_METHOD),
         ]
 
     async def index(self, request: Request) -> Response:
-        return await self._serve(request, "deliveries", self._list)
+        return await self._serve(request, "deliveries", {"GET": self._list, "HEAD": self._list})
 
     async def show(self, request: Request) -> Response:
-        return await self._serve(request, "delivery", self._show)
+        return await self._serve(request, "delivery", {"GET": self._show, "HEAD": self._show})
 
     async def retry(self, request: Request) -> Response:
-        return await self._serve(request, "delivery_retry", self._retry)
+        return await self._serve(request, "delivery_retry", {"POST": self._retry})
 
     async def retry_failed(self, request: Request) -> Response:
-        return await self._serve(request, "delivery_retry_failed", self._retry_failed)
+        return await self._serve(request, "delivery_retry_failed", {"POST": self._retry_failed})
 
     async def backfill(self, request: Request) -> Response:
-        return await self._serve(request, "backfill", self._backfill)
+        return await self._serve(request, "backfill", {"POST": self._backfill})
 
-    async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
+    async def _serve(
+        self, request: Request, route: str, handlers: Mapping[str, Handler]
+    ) -> Response:
+        """Authenticate, run, and answer errors as JSON; count every answer by route and
+        status. A wrong method is answered first, as Starlette would, but counted."""
+        handler = handlers.get(request.method)
+        if handler is None:
+            self._relay.metrics.admin.labels(route, "405").inc()
+            return JSONResponse(
+                {"errors": ["Method Not Allowed"]},
+                status_code=405,
+                headers={"Allow": ", ".join(handlers)},
+            )
         try:
             response = await handler(request, self._authenticate(request))
         except RelayError as exc:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import Access, admin_access
-from service.bodies import read_json_object
+from service.bodies import EVERY_METHOD, read_json_object
 from service.errors import AuthError, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
@@ -124,27 +124,37 @@ class ServicesAPI:
 
     def routes(self) -> list[Route]:
         return [
-            Route(PATH, self.collection, methods=["GET", "POST"]),
-            Route(
-                PATH + "/{integration_service_id}", self.item, methods=["GET", "PATCH", "DELETE"]
-            ),
+            Route(PATH, self.collection, methods=EVERY_METHOD),
+            Route(PATH + "/{integration_service_id}", self.item, methods=EVERY_METHOD),
         ]
 
     async def collection(self, request: Request) -> Response:
-        handler = self._create if request.method == "POST" else self._list
-        return await self._serve(request, "services", handler)
+        handlers = {"GET": self._list, "HEAD": self._list, "POST": self._create}
+        return await self._serve(request, "services", handlers)
 
     async def item(self, request: Request) -> Response:
-        handlers = {"PATCH": self._update, "DELETE": self._delete}
-        return await self._serve(request, "service", handlers.get(request.method, self._get))
+        handlers = {
+            "GET": self._get,
+            "HEAD": self._get,
+            "PATCH": self._update,
+            "DELETE": self._delete,
+        }
+        return await self._serve(request, "service", handlers)
 
-    async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
+    async def _serve(
+        self, request: Request, route: str, handlers: Mapping[str, Handler]
+    ) -> Response:
         """Authenticate, rate limit, run, and answer errors as Datadog does, with headers.
 
         Only a caller whose keys are right gets a window of its own (per API key, as
         Datadog counts); every other caller shares one. So junk keys neither grow the
         limiter's table nor escape the limit while guessing, nor use up the admin's.
+        A wrong method is answered first, as Starlette would, but counted.
         """
+        handler = handlers.get(request.method)
+        if handler is None:
+            self._relay.metrics.admin.labels(route, "405").inc()
+            return _errors(405, "Method Not Allowed", headers={"Allow": ", ".join(handlers)})
         api_key = request.headers.get("dd-api-key")
         access = self._access(request)
         if access is Access.NONE or api_key is None:
@@ -268,8 +278,8 @@ class ServicesAPI:
         )
 
 
-def _errors(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"errors": [message]}, status_code=status)
+def _errors(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errors": [message]}, status_code=status, headers=headers)
 
 
 def _resource(obj: ServiceObject) -> dict[str, Any]:

@@ -167,3 +167,28 @@ def test_bad_or_missing_keys_are_403(client: TestClient, headers: dict[str, str]
 def test_openapi_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {PATH, f"{PATH}/{{reference_id}}", f"{PATH}/{{reference_id}}/retry"} <= set(paths)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route", "allow"),
+    [
+        ("POST", PATH, "deliveries", "GET, HEAD"),
+        ("DELETE", f"{PATH}/{REF}", "delivery", "GET, HEAD"),
+        ("GET", f"{PATH}/{REF}/retry", "delivery_retry", "POST"),
+        ("GET", "/api/v1/backfill", "backfill", "POST"),
+    ],
+)
+def test_unsupported_method_is_405_json_and_counted(
+    client: TestClient, method: str, path: str, route: str, allow: str
+) -> None:
+    response = client.request(method, path, headers=FULL)
+    assert response.status_code == 405
+    assert response.json() == {"errors": ["Method Not Allowed"]}
+    assert response.headers["Allow"] == allow
+    assert admin_count(client, route, "405") == 1
+
+
+def test_head_reads_like_get(client: TestClient) -> None:
+    assert client.head(PATH, headers=READ).status_code == 200
+    assert client.head(f"{PATH}/{REF}", headers=READ).status_code == 404
+    assert admin_count(client, "deliveries", "200") == 1

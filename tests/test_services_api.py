@@ -23,6 +23,7 @@ READ_KEY = "dd-read-key-0123456789"
 OPSGENIE_KEY = "og-secret-7f3e9a1c-0000-4000-8000-c0ffee000001"
 FULL = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY}
 READ = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": READ_KEY}
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def body(**attributes: Any) -> dict[str, Any]:
@@ -365,10 +366,33 @@ def test_duplicate_names_conflict_case_insensitively(client: TestClient) -> None
     assert same.status_code == 200
 
 
-def test_unsupported_method_is_405_json(client: TestClient) -> None:
-    response = client.put(PATH, json={}, headers=FULL)
+@pytest.mark.parametrize(
+    ("method", "path", "route", "allow"),
+    [
+        ("PUT", PATH, "services", "GET, HEAD, POST"),
+        ("DELETE", PATH, "services", "GET, HEAD, POST"),
+        ("POST", f"{PATH}/{UNKNOWN_ID}", "service", "GET, HEAD, PATCH, DELETE"),
+    ],
+)
+def test_unsupported_method_is_405_json_and_counted(
+    client: TestClient, method: str, path: str, route: str, allow: str
+) -> None:
+    response = client.request(method, path, json={}, headers=FULL)
     assert response.status_code == 405
-    assert "errors" in response.json()
+    assert response.json() == {"errors": ["Method Not Allowed"]}
+    assert response.headers["Allow"] == allow
+    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    counted = registry.get_sample_value(
+        "relay_admin_requests_total", {"route": route, "status": "405"}
+    )
+    assert counted == 1.0
+
+
+def test_head_reads_like_get(client: TestClient) -> None:
+    created = create(client)
+    assert client.head(PATH, headers=FULL).status_code == 200
+    assert client.head(f"{PATH}/{created['id']}", headers=READ).status_code == 200
+    assert client.head(f"{PATH}/{UNKNOWN_ID}", headers=READ).status_code == 404
 
 
 def test_rate_limit_headers_and_429(make_client: Callable[..., TestClient]) -> None:
