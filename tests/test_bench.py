@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,52 @@ def test_the_bench_report_reads_its_rounds_and_the_results_file_is_json(
     assert results["targets"] == {"ratio_ok": True, "p99_ok": True}
     written = json.loads(json.dumps(run.to_json(results)))
     assert written["intake_rounds"][1]["relay"]["requests_per_second"] == 4200
+
+
+@pytest.fixture
+def ceiling(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """bench/ceiling.py, imported as it imports itself (next to bench/run.py as ``run``)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.delitem(sys.modules, "run", raising=False)
+    spec = importlib.util.spec_from_file_location("bench_ceiling", BENCH / "ceiling.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("run", None)
+
+
+def test_every_ceiling_variant_still_switches_its_part_off(ceiling: Any) -> None:
+    """A part renamed in the service must fail the patch, not leave it silently on."""
+    for name, patch in ceiling.VARIANTS.items():
+        if patch is None:
+            continue
+        check = patch + "\nimport service.store.sqlite, service.webhooks\n"
+        check += "assert service.store.sqlite.SQLiteStore.accept is _accept\n"
+        if "event_from_envelope" in patch:
+            check += "assert service.webhooks.event_from_envelope(None, 0) is None\n"
+        result = subprocess.run(
+            [sys.executable, "-c", check], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, (name, result.stderr)
+    broken = ceiling.VARIANTS["no storage"].replace('"accept"', '"accept_renamed"')
+    result = subprocess.run([sys.executable, "-c", broken], capture_output=True, timeout=60)
+    assert result.returncode != 0
+
+
+def test_the_ceiling_report_takes_the_median_round(ceiling: Any) -> None:
+    def wrk(rate: float, p99: float) -> object:
+        return ceiling.run.WrkResult(int(rate * 10), 10.0, rate, 1.0, 2.0, p99, p99 + 5, 0, 0)
+
+    rounds = [
+        {"baseline": wrk(6000, 8)} | {name: wrk(1500, 50) for name in ceiling.VARIANTS},
+        {"baseline": wrk(5000, 9)} | {name: wrk(3000, 20) for name in ceiling.VARIANTS},
+        {"baseline": wrk(4000, 9)} | {name: wrk(2000, 30) for name in ceiling.VARIANTS},
+    ]
+    table = ceiling.report(rounds)
+    rows = {line[:40].strip(): line[40:].split() for line in table.splitlines()[1:]}
+    assert rows["baseline"] == ["5,000"]
+    # ratios 25%, 60%, 50%: the median is 50%, and the median p99 30 ms
+    assert rows["no storage, no validation, no log line"] == ["2,000", "50%", "30.0"]
+    assert list(rows) == ["baseline", *ceiling.VARIANTS]
