@@ -16,6 +16,7 @@ from service.retention import BATCH, Pruner
 from service.store import Incoming
 from service.store.sqlite import SQLiteStore
 from tests.conftest import auth, sample
+from tests.fakes.polling import wait_for_async
 
 DAY = 86400.0
 T = TypeVar("T")
@@ -160,15 +161,13 @@ def test_background_task_runs_and_stops(tmp_path: Path) -> None:
 
     async def scenario(store: SQLiteStore) -> int:
         await accept(store, event("x", "Create", 0), clock.now - 8 * DAY, "a")
+        pruned = counter()
         pruner = Pruner(
-            store, retention_seconds=7 * DAY, pruned=counter(), clock=clock, interval_seconds=0.01
+            store, retention_seconds=7 * DAY, pruned=pruned, clock=clock, interval_seconds=0.01
         )
         pruner.start()
         assert pruner.running
-        for _ in range(200):
-            if not await store.events("x", limit=1):
-                break
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: total(pruned) == 1, message="the event pruned")
         await pruner.stop()
         assert not pruner.running
         return len(await store.events("x", limit=10))
