@@ -1,5 +1,5 @@
 """Requests at the HTTP edges: bodies read within a size limit and parsed as one JSON
-object, and the methods an endpoint is shown.
+object, and which methods a route lets through to its endpoint.
 
 Every route that takes a body (webhooks, service objects, backfill) reads it the same
 way, so the 413 and the 400 messages are the same everywhere.
