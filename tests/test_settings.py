@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -409,3 +410,31 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+class _Recording(dict[str, str]):
+    """An environ that remembers every variable asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+def test_the_readme_table_names_every_variable_settings_reads() -> None:
+    environ = _Recording()
+    Settings.from_environ(environ)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n#", 1)[0]
+    documented = set(
+        re.findall(
+            r"`(RELAY_[A-Z_]+)`",
+            "\n".join(
+                line.split("|")[1] for line in table.splitlines() if line.startswith("| `RELAY_")
+            ),
+        )
+    )
+    assert environ.asked == documented
