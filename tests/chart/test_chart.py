@@ -34,6 +34,8 @@ CORE_KINDS = {
     "ServiceAccount",
     "StatefulSet",
 }
+#: The Prometheus Operator's kinds: no Kubernetes schema, so test_monitoring.py checks them.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 # Every toggle the issue lists has its ci/ file, like pushgateway's ci/ folder.
 EXPECTED_CI_FILES = {
@@ -72,7 +74,7 @@ def test_renders_only_known_kinds_in_the_release_namespace(
 ) -> None:
     result = rendered[name]
     kinds = [o["kind"] for o in result.objects]
-    assert set(kinds) <= CORE_KINDS | {"ServiceMonitor"}
+    assert set(kinds) <= CORE_KINDS | CRD_KINDS
     assert len(kinds) == len(set(kinds)), f"one object per kind, got {kinds}"
     for obj in result.objects:
         assert obj["metadata"]["namespace"] == NAMESPACE
@@ -87,8 +89,8 @@ def test_renders_only_known_kinds_in_the_release_namespace(
 def test_objects_are_valid_kubernetes(rendered: dict[str, Rendered], name: str) -> None:
     """Strict schemas of the newest Kubernetes: unknown fields and wrong types fail."""
     for obj in rendered[name].objects:
-        if obj["kind"] == "ServiceMonitor":
-            continue  # a CRD: checked structurally in test_monitoring.py
+        if obj["kind"] in CRD_KINDS:
+            continue  # checked structurally in test_monitoring.py
         try:
             kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from collections.abc import Callable
 
-from tests.chart.helpers import ALL_VALUES, Manifest, Rendered
+import helm_python as helm
+import pytest
+from starlette.testclient import TestClient
+
+from tests.chart.helpers import ALL_VALUES, NAMESPACE, Manifest, Rendered, render
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -52,3 +57,91 @@ def test_service_monitor_structure(rendered: dict[str, Rendered], name: str) -> 
 def test_service_monitor_timings(rendered: dict[str, Rendered]) -> None:
     [endpoint] = rendered["servicemonitor-values.yaml"].one("ServiceMonitor")["spec"]["endpoints"]
     assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("15s", "5s")
+
+
+ALERTS = {
+    "OpsgenieDXRelayDown": "critical",
+    "OpsgenieDXRelayWebhooksRefused": "warning",
+    "OpsgenieDXRelayStoreUnavailable": "critical",
+    "OpsgenieDXRelayDeliveryPaused": "critical",
+    "OpsgenieDXRelayDeliveryFailed": "warning",
+    "OpsgenieDXRelayDeliveryBacklog": "warning",
+}
+
+
+def _rules(rendered: Rendered) -> dict[str, Manifest]:
+    rule = rendered.one("PrometheusRule")
+    [group] = rule["spec"]["groups"]
+    return {r["alert"]: r for r in group["rules"]}
+
+
+def test_no_prometheus_rule_by_default(rendered: dict[str, Rendered]) -> None:
+    assert rendered["default"].maybe("PrometheusRule") is None
+
+
+@pytest.mark.parametrize("name", ["servicemonitor-values.yaml", "all-values.yaml"])
+def test_prometheus_rule_structure(rendered: dict[str, Rendered], name: str) -> None:
+    """A CRD, so no Kubernetes schema: checked here against the Prometheus Operator's shape
+    (the rules themselves were checked with ``promtool check rules`` and ``test rules``)."""
+    rule = rendered[name].one("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    rules = _rules(rendered[name])
+    assert {alert: r["labels"]["severity"] for alert, r in rules.items()} == ALERTS
+    for alert, r in rules.items():
+        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, alert
+        assert set(r["annotations"]) == {"summary", "description"}, alert
+        # Scoped to this release's series, as the chart's ServiceMonitor scrapes them: the
+        # job label is the Service's name.
+        service = rendered[name].one("Service")["metadata"]["name"]
+        assert f'namespace="{NAMESPACE}", job="{service}"' in r["expr"], alert
+
+
+def test_prometheus_templates_reach_prometheus_unrendered_by_helm(
+    rendered: dict[str, Rendered],
+) -> None:
+    rules = _rules(rendered["all-values.yaml"])
+    for alert in (
+        "OpsgenieDXRelayWebhooksRefused",
+        "OpsgenieDXRelayStoreUnavailable",
+        "OpsgenieDXRelayDeliveryFailed",
+        "OpsgenieDXRelayDeliveryBacklog",
+    ):
+        assert "{{ $value" in rules[alert]["annotations"]["description"], alert
+    paused = rules["OpsgenieDXRelayDeliveryPaused"]["annotations"]["summary"]
+    assert paused == "Every delivery to DX is paused: {{ $labels.reason }}."
+
+
+def test_prometheus_rule_labels_and_backlog_threshold(rendered: dict[str, Rendered]) -> None:
+    rule = rendered["servicemonitor-values.yaml"].one("PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    backlog = _rules(rendered["servicemonitor-values.yaml"])["OpsgenieDXRelayDeliveryBacklog"]
+    assert backlog["expr"].endswith("> 600")
+    assert _rules(rendered["all-values.yaml"])["OpsgenieDXRelayDeliveryBacklog"]["expr"].endswith(
+        "> 900"
+    )
+
+
+def test_prometheus_rule_selector_can_be_set(chart: helm.Chart) -> None:
+    values = {"prometheusRule": {"enabled": True, "selector": 'job="opsgenie-relay"'}}
+    for alert, r in _rules(render(chart, values)).items():
+        assert '{job="opsgenie-relay"' in r["expr"], alert
+        assert "namespace=" not in r["expr"], alert
+
+
+def test_prometheus_rule_asks_only_for_what_the_relay_exports(
+    rendered: dict[str, Rendered], make_client: Callable[..., TestClient]
+) -> None:
+    """Every relay_* series and label a rule reads exists, so a renamed metric cannot leave
+    an alert silently watching nothing."""
+    registry = make_client().app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    exported: dict[str, set[str]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).update(sample.labels)
+    for alert, r in _rules(rendered["all-values.yaml"]).items():
+        for metric, matchers in re.findall(r"(relay_[a-z_]+)\{([^}]*)\}", r["expr"]):
+            assert metric in exported, (alert, metric)
+            labels = set(re.findall(r"([a-z_]+)\s*(?:=~|!=|=)", matchers))
+            assert labels - {"namespace", "job"} <= exported[metric], (alert, metric)
