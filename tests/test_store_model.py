@@ -24,26 +24,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from service.opsgenie import parse_event
-from service.store import Attempt, Outcome, Pending, Status
+from service.store import Outcome, Pending, Status
 from service.store import sqlite as sqlite_store
 from service.store.sqlite import SQLiteStore
 from service.translate import AlertState, dump_state, fold
 from tests.test_store import Clock, body, event
+from tests.test_store import attempt as make_attempt
 
 ALERTS = ("alert-a", "alert-b", "alert-c")
 ACTIONS = ("Create", "Acknowledge", "UnAcknowledge", "AddNote", "Close", "Escalate")
-
-
-def record(at: float, version: int, outcome: str) -> Attempt:
-    return Attempt(
-        at=at,
-        version=version,
-        outcome=outcome,
-        http_status=None,
-        error_code=None,
-        detail=None,
-        duration_seconds=0.1,
-    )
 
 
 class StoreAgainstModel(RuleBasedStateMachine):
@@ -144,7 +133,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
         ref = data.draw(st.sampled_from(sorted(self.in_flight)))
         pending = self.in_flight.pop(ref)
         now = self.clock.now
-        attempt = record(now, pending.version, how)
+        attempt = make_attempt(pending, now, how)
         request = {"reference_id": ref, "version": pending.version}
         if how == "delivered":
             self.run(
@@ -202,7 +191,7 @@ class StoreAgainstModel(RuleBasedStateMachine):
             for pending in self.run(self.store.due(now=later, limit=5, exclude=[])):
                 ref = pending.reference_id
                 assert dump_state(pending.state) == dump_state(self.expected[ref])
-                attempt = record(later, pending.version, "success")
+                attempt = make_attempt(pending, later, "success")
                 self.run(
                     self.store.record_delivered(pending, request={}, response="{}", attempt=attempt)
                 )
