@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def test_the_bench_report_reads_its_rounds_and_the_results_file_is_json(
 
 
 @pytest.fixture
-def ceiling(monkeypatch: pytest.MonkeyPatch) -> Any:
+def ceiling(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """bench/ceiling.py, imported as it imports itself (next to bench/run.py as ``run``)."""
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.delitem(sys.modules, "run", raising=False)
