@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.cli import main
+from service.config_check import check_database
 from service.deliveries_api import detail
+from service.errors import ConfigError
 from service.store import Delivery, Status
 from tests.conftest import SAMPLES
 from tests.fakes.servers import UvicornThread
+
+NOBODY = 65534
 
 KEYS = {"RELAY_API_KEY": "cli-api-key-0123456789", "RELAY_APP_KEY": "cli-app-key-0123456789"}
 
@@ -346,6 +353,56 @@ def test_check_config_refuses_a_database_path_it_cannot_open(
             f"opsgenie-dx-relay: configuration error: RELAY_DATABASE_URL: cannot open {path}:"
             f" {reason}\n"
         )
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory any user may enter (pytest's own are root's alone, mode 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="relay-perms-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for child in path.iterdir():
+            child.chmod(0o777)
+        shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """As the container's non-root user: root passes every permission check, so under root
+    the process is ``nobody`` for the block (the saved uid lets it become root again)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setresgid(NOBODY, NOBODY, 0)
+    os.setresuid(NOBODY, NOBODY, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+
+
+def test_a_database_the_relay_may_not_write_is_refused(shared_dir: Path) -> None:
+    """The usual Kubernetes mistake: a volume the pod's user may not write."""
+    read_only = shared_dir / "read-only"
+    read_only.mkdir(mode=0o555)
+    read_only.chmod(0o555)
+    writable = shared_dir / "writable"
+    writable.mkdir()
+    writable.chmod(0o777)
+    locked = writable / "locked.db"
+    locked.write_text("")
+    locked.chmod(0o444)
+    for database, reason in (
+        (read_only / "relay.db", f"cannot create files in {read_only}: permission denied"),
+        (locked, "permission denied"),
+    ):
+        with unprivileged(), pytest.raises(ConfigError) as refused:
+            check_database(database)
+        assert str(refused.value) == f"RELAY_DATABASE_URL: cannot open {database}: {reason}"
+    assert list(read_only.iterdir()) == []
 
 
 def test_check_config_lists_the_database_with_the_other_problems(
