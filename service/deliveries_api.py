@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from service.auth import Access, admin_access
 from service.backfill import Progress, Target, backfill, backfill_steps, resolve, since_seconds
-from service.bodies import EVERY_METHOD, read_json_object
+from service.bodies import EVERY_METHOD, method_not_allowed, read_json_object
 from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import Attempt, Delivery, Status, StoredEvent
@@ -91,11 +91,7 @@ class DeliveriesAPI:
         handler = handlers.get(request.method)
         if handler is None:
             self._relay.metrics.admin.labels(route, "405").inc()
-            return JSONResponse(
-                {"errors": ["Method Not Allowed"]},
-                status_code=405,
-                headers={"Allow": ", ".join(handlers)},
-            )
+            return method_not_allowed(handlers)
         try:
             response = await handler(request, self._authenticate(request))
         except RelayError as exc:

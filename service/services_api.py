@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.auth import Access, admin_access
-from service.bodies import EVERY_METHOD, read_json_object
+from service.bodies import EVERY_METHOD, method_not_allowed, read_json_object
 from service.errors import AuthError, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
@@ -154,7 +154,7 @@ class ServicesAPI:
         handler = handlers.get(request.method)
         if handler is None:
             self._relay.metrics.admin.labels(route, "405").inc()
-            return _errors(405, "Method Not Allowed", headers={"Allow": ", ".join(handlers)})
+            return method_not_allowed(handlers)
         api_key = request.headers.get("dd-api-key")
         access = self._access(request)
         if access is Access.NONE or api_key is None:
@@ -278,8 +278,8 @@ class ServicesAPI:
         )
 
 
-def _errors(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"errors": [message]}, status_code=status, headers=headers)
+def _errors(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"errors": [message]}, status_code=status)
 
 
 def _resource(obj: ServiceObject) -> dict[str, Any]:
