@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 
 from starlette.datastructures import Secret
+
+from service.errors import AuthError
+from service.settings import Settings
 
 
 def _equal(given: str, expected: Secret) -> bool:
@@ -80,3 +83,23 @@ def admin_access(
     if api_ok and read:
         return Access.READ
     return Access.NONE
+
+
+def request_access(headers: Mapping[str, str], settings: Settings) -> Access:
+    """``admin_access`` of a request's ``DD-API-KEY`` and ``DD-APPLICATION-KEY`` headers."""
+    return admin_access(
+        headers.get("dd-api-key"),
+        headers.get("dd-application-key"),
+        expected_api_key=settings.api_key,
+        expected_app_key=settings.app_key,
+        readonly_app_key=settings.readonly_app_key,
+    )
+
+
+def require_admin(access: Access, method: str) -> None:
+    """The admin APIs' 403 (as Datadog answers) unless ``access`` may use ``method``:
+    a read-only application key may only read."""
+    if access is Access.NONE:
+        raise AuthError("Forbidden", status_code=403)
+    if access is Access.READ and method not in ("GET", "HEAD"):
+        raise AuthError("Forbidden: this application key may only read", status_code=403)

@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from service.auth import Access, admin_access
+from service.auth import Access, request_access, require_admin
 from service.backfill import Progress, Target, backfill, backfill_steps, resolve, since_seconds
 from service.bodies import EVERY_METHOD, method_not_allowed, read_json_object
-from service.errors import AuthError, Conflict, NotFound, PayloadError, RelayError
+from service.errors import Conflict, NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import Attempt, Delivery, Status, StoredEvent
 from service.translate import AlertState, iso8601
@@ -106,18 +106,8 @@ class DeliveriesAPI:
         return response
 
     def _authenticate(self, request: Request) -> Access:
-        settings = self._relay.settings
-        access = admin_access(
-            request.headers.get("dd-api-key"),
-            request.headers.get("dd-application-key"),
-            expected_api_key=settings.api_key,
-            expected_app_key=settings.app_key,
-            readonly_app_key=settings.readonly_app_key,
-        )
-        if access is Access.NONE:
-            raise AuthError("Forbidden", status_code=403)
-        if access is Access.READ and request.method not in ("GET", "HEAD"):
-            raise AuthError("Forbidden: this application key may only read", status_code=403)
+        access = request_access(request.headers, self._relay.settings)
+        require_admin(access, request.method)
         return access
 
     async def _list(self, request: Request, access: Access) -> Response:

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.auth import Access, admin_access
+from service.auth import Access, request_access, require_admin
 from service.bodies import EVERY_METHOD, method_not_allowed, read_json_object
-from service.errors import AuthError, NotFound, PayloadError, RelayError
+from service.errors import NotFound, PayloadError, RelayError
 from service.relay import Relay
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
 
@@ -156,7 +156,7 @@ class ServicesAPI:
             self._relay.metrics.admin.labels(route, "405").inc()
             return method_not_allowed(handlers)
         api_key = request.headers.get("dd-api-key")
-        access = self._access(request)
+        access = request_access(request.headers, self._relay.settings)
         if access is Access.NONE or api_key is None:
             bucket = UNAUTHENTICATED
         else:  # hashed, so the table never holds a credential
@@ -176,22 +176,9 @@ class ServicesAPI:
         self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
         return response
 
-    def _access(self, request: Request) -> Access:
-        settings = self._relay.settings
-        return admin_access(
-            request.headers.get("dd-api-key"),
-            request.headers.get("dd-application-key"),
-            expected_api_key=settings.api_key,
-            expected_app_key=settings.app_key,
-            readonly_app_key=settings.readonly_app_key,
-        )
-
     def _caller(self, request: Request, access: Access) -> Caller:
-        app_key = request.headers.get("dd-application-key")
-        if access is Access.NONE or app_key is None:
-            raise AuthError("Forbidden", status_code=403)
-        if access is Access.READ and request.method not in ("GET", "HEAD"):
-            raise AuthError("Forbidden: this application key may only read", status_code=403)
+        require_admin(access, request.method)
+        app_key = request.headers["dd-application-key"]  # there: access is not NONE
         digest = hashlib.sha256(app_key.encode("utf-8", "surrogatepass")).hexdigest()
         return Caller(access, digest[:8])
 
