@@ -16,7 +16,7 @@ Variants (each a fresh relay on a fresh database; parts are switched off by a
 - ``no storage, no validation``: also without the full check of the event's fields (the
   envelope, ``action`` and ``alert.alertId``, is still read).
 - ``no storage, no validation, no log line``: also without the per-webhook INFO line
-  (SPEC 8 asks for one per event decision).
+  (the relay logs one per event decision).
 
 It prints a table and writes it to ``bench/results/ceiling-<UTC timestamp>.json``.
 """

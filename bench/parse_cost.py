@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from service.auth import webhook_token_ok  # noqa: E402
 from service.opsgenie import parse_event  # noqa: E402
 
-SAMPLES = ROOT.parent / "shared" / "opsgenie" / "samples"
+SAMPLES = ROOT / "tests" / "payloads" / "docs"
 RECEIVED_NS = 1_700_000_000_123_456_789
 
 # As wrk's bench/webhooks.lua builds it; {extra} is the AddNote note.
@@ -61,7 +61,7 @@ TOKENS = [
 
 
 def bodies() -> dict[str, bytes]:
-    """The bench mix first, then every shared sample."""
+    """The bench mix first, then every documented example payload."""
     named = {
         f"bench {action}": TEMPLATE.format(action=action, extra=EXTRA.get(action, "")).encode()
         for action in ("Create", "Acknowledge", "AddNote", "Close")

@@ -1,6 +1,6 @@
 """Opsgenie's webhook payloads, parsed strictly where the relay uses them and leniently elsewhere.
 
-Opsgenie sends partial, loosely typed JSON (see ``shared/opsgenie/README.md``): only
+Opsgenie sends partial, loosely typed JSON (see ``tests/payloads/README.md``): only
 ``alertId`` is always there, ``updatedAt`` comes in ns, ms or as a numeric string, old
 payloads carry integer priorities, and tag deltas are comma-separated strings. This module
 turns all of that into one typed ``OpsgenieEvent`` and names the field when it cannot.
@@ -88,7 +88,7 @@ def known_action(action: str) -> Action | None:
 
 
 class Envelope(NamedTuple):
-    """What every webhook must carry, checked before anything else (SPEC 3): a JSON
+    """What every webhook must carry, checked before anything else: a JSON
     object with an ``action`` and an ``alert.alertId``.
 
     Intake decides from ``action`` alone whether the relay acts on a webhook; one it
@@ -182,7 +182,7 @@ _UNPRINTABLE_ID = "{}: control or other unprintable characters are not allowed"
 
 
 def read_envelope(body: bytes) -> Envelope:
-    """Decode a webhook body and check only what every webhook must carry (SPEC 3).
+    """Decode a webhook body and check only what every webhook must carry.
 
     Raises ``PayloadError`` naming the problem; ``event_from_envelope`` reads the rest.
     """

@@ -42,7 +42,7 @@ async def receive(request: Request) -> JSONResponse:
         if kind in (None, Action.FETCHED) or (
             kind is Action.DELETE and not relay.rules.delete_incidents
         ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
-            # Not read further: a field the relay never uses is not bad input (SPEC 3).
+            # Not read further: a field the relay never uses is not bad input.
             action = envelope.action
             metrics.webhooks.labels(action_label(action), "ignored").inc()
             log.info(

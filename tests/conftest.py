@@ -22,14 +22,14 @@ from service.settings import Settings
 from tests.fakes.dx import FakeDX
 from tests.fakes.servers import UvicornThread
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "opsgenie" / "samples"
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
+SAMPLES = PAYLOADS / "docs"
 WEBHOOK_TOKEN = "hook-token-0123456789"
 DX_TOKEN = "test-dx-token"
 
 
 def sample(name: str) -> dict[str, Any]:
-    """One of Opsgenie's documented payloads from ``shared/opsgenie/samples``."""
+    """One of Opsgenie's documented example payloads, from ``tests/payloads/docs``."""
     return json.loads((SAMPLES / f"{name}.json").read_text())
 
 

@@ -1,4 +1,4 @@
-"""Parsing Opsgenie webhooks: every shared sample, every quirk we hold a payload for, and a
+"""Parsing Opsgenie webhooks: every documented example, every quirk we hold a payload for, and a
 rejection naming its field for each wrong type the relay cannot work with."""
 
 from __future__ import annotations

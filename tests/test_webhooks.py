@@ -220,7 +220,7 @@ BROKEN_FIELDS: list[dict[str, Any]] = [
 def test_an_ignored_action_is_not_read_beyond_action_and_alert_id(
     client: TestClient, db: Path, action: str, broken: dict[str, Any]
 ) -> None:
-    """SPEC 3: actions the relay does not act on get 202, counted as ignored, nothing
+    """Actions the relay does not act on get 202, counted as ignored, nothing
     else; a field it would never use cannot make them bad input."""
     body = sample("CustomAction.TestAction")
     body["action"] = action

@@ -165,7 +165,7 @@ def serve(database: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_refuses_a_database_path_it_cannot_open(tmp_path: Path) -> None:
-    """SPEC 2: one line naming the variable and what is wrong; no traceback, exit 2."""
+    """One line naming the variable and what is wrong; no traceback, exit 2."""
     directory = tmp_path / "dir.db"
     directory.mkdir()
     regular = tmp_path / "regular"
