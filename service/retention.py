@@ -2,7 +2,7 @@
 
 The raw events only explain history to operators; the alert state rows they were folded
 into are never pruned, so a late event still folds correctly. Deleting runs as many small
-write jobs (``Store.prune_events`` removes at most ``BATCH`` rows per call) with a yield
+write jobs (each ``prune_events`` call removes at most ``BATCH`` rows) with a yield
 between them, so webhook intake, which shares the single writer, never waits long behind
 a big delete.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from prometheus_client import Counter
 
 from service.errors import StoreUnavailable
-from service.store import Store
+from service.store import Outbox
 
 log = logging.getLogger("service.retention")
 
@@ -31,7 +31,7 @@ class Pruner:
 
     def __init__(
         self,
-        store: Store,
+        store: Outbox,
         *,
         retention_seconds: float,
         pruned: Counter,
@@ -55,7 +55,7 @@ class Pruner:
         before = self._clock() - self._retention
         total = 0
         while True:
-            deleted = await self._store.prune_events(before=before)
+            deleted = await self._store.prune_events(before=before, limit=BATCH)
             total += deleted
             self._pruned.inc(deleted)
             if deleted < BATCH or self._stopping.is_set():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import replace
 
 import pytest
 
+from service.folding import Replayed, StoredRow, event_of, replay
 from service.opsgenie import Action, event_from_api_alert, parse_event
-from service.store.folding import StoredRow, event_of, replay
 from service.translate import fold
 from tests.conftest import sample
 from tests.fakes.opsgenie import api_alert
@@ -53,21 +52,21 @@ def test_replay_is_fold_over_the_rows_in_order() -> None:
     expected = None
     for stored in rows:
         expected = fold(expected, event_of(stored))
-    assert replay(None, rows) == expected
+    assert replay(None, rows) == Replayed(expected, [])
     # Folding in two rounds (the worker's claims) ends in the same state.
-    assert replay(replay(None, rows[:1]), rows[1:]) == expected
+    assert replay(replay(None, rows[:1]).state, rows[1:]) == Replayed(expected, [])
 
 
-def test_replay_skips_an_unreadable_row_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+def test_replay_skips_an_unreadable_row_and_says_which() -> None:
+    """The store logs what is skipped (see test_sqlite_outbox); folding only reports it."""
     good = row(2, "Create", webhook("Create"))
-    with caplog.at_level(logging.ERROR, logger="service.store"):
-        state = replay(None, [row(1, "Create", "{not json"), good])
-    assert state == fold(None, event_of(good))
-    [record] = caplog.records
-    assert record.getMessage() == "stored event could not be folded; skipped"
-    assert record.reference_id == "opsgenie-a1"  # type: ignore[attr-defined]
-    assert record.event_id == 1  # type: ignore[attr-defined]
+    unreadable = row(1, "Create", "{not json")
+    replayed = replay(None, [unreadable, good])
+    assert replayed.state == fold(None, event_of(good))
+    [skipped] = replayed.skipped
+    assert skipped.row == unreadable
+    assert skipped.error  # the parser's words, for the log line
 
 
 def test_replay_of_nothing_keeps_the_state() -> None:
-    assert replay(None, []) is None
+    assert replay(None, []) == Replayed(None, [])

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.testclient import TestClient
 
 from service.retention import BATCH, Pruner
-from service.store import Incoming
-from service.store.sqlite import SQLiteStore
+from service.store import Incoming, Store
 from tests.conftest import auth, sample
 from tests.fakes.polling import wait_for_async
+from tests.store_backends import (
+    Stores,
+    stores_fixture,  # noqa: F401  (the ``stores`` fixture)
+)
 
 DAY = 86400.0
-T = TypeVar("T")
 
 
 class Clock:
@@ -31,14 +32,14 @@ class Clock:
 
 
 def event(alert_id: str, action: str, n: int) -> dict[str, Any]:
-    body = json.loads(json.dumps(sample("Create")))
+    body: dict[str, Any] = json.loads(json.dumps(sample("Create")))
     body["action"] = action
     body["alert"]["alertId"] = alert_id
     body["alert"]["updatedAt"] += n * 10**9
     return body
 
 
-async def accept(store: SQLiteStore, body: dict[str, Any], received_at: float, key: str) -> None:
+async def accept(store: Store, body: dict[str, Any], received_at: float, key: str) -> None:
     raw = json.dumps(body).encode()
     incoming = Incoming(
         reference_id=f"opsgenie-{body['alert']['alertId']}",
@@ -52,18 +53,6 @@ async def accept(store: SQLiteStore, body: dict[str, Any], received_at: float, k
     await store.accept(incoming)
 
 
-def with_store(tmp_path: Path, clock: Clock, scenario: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = SQLiteStore(tmp_path / "relay.db", clock=clock)
-        await store.open()
-        try:
-            return await scenario(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
 def counter() -> Counter:
     return Counter("relay_events_pruned", "test", registry=CollectorRegistry())
 
@@ -72,11 +61,11 @@ def total(pruned: Counter) -> float:
     return sum(s.value for m in pruned.collect() for s in m.samples if s.name.endswith("_total"))
 
 
-def test_prunes_only_expired_events_and_keeps_alert_state(tmp_path: Path) -> None:
+def test_prunes_only_expired_events_and_keeps_alert_state(stores: Stores) -> None:
     clock = Clock(100 * DAY)
     pruned = counter()
 
-    async def scenario(store: SQLiteStore) -> tuple[int, list[str], str | None, list[str]]:
+    async def scenario(store: Store) -> tuple[int, list[str], str | None, list[str]]:
         await accept(store, event("old", "Create", 0), clock.now - 8 * DAY, "a")
         await accept(store, event("old", "Acknowledge", 1), clock.now - 6 * DAY, "b")
         pruner = Pruner(store, retention_seconds=7 * DAY, pruned=pruned, clock=clock)
@@ -92,7 +81,7 @@ def test_prunes_only_expired_events_and_keeps_alert_state(tmp_path: Path) -> Non
         after = [e.action for e in await store.events("old", limit=10)]
         return count, left, message, after
 
-    count, left, message, after = with_store(tmp_path, clock, scenario)
+    count, left, message, after = stores.run(scenario, clock=clock)
     assert count == 1
     assert left == ["Acknowledge"]
     assert message == "asdf"
@@ -100,13 +89,13 @@ def test_prunes_only_expired_events_and_keeps_alert_state(tmp_path: Path) -> Non
     assert total(pruned) == 1
 
 
-def test_a_late_event_after_every_event_was_pruned_still_folds(tmp_path: Path) -> None:
+def test_a_late_event_after_every_event_was_pruned_still_folds(stores: Stores) -> None:
     """After a quiet spell retention deletes the newest events too. The next event must
     still get an id above what the alert was folded through, or the fold would skip it and
     its Close would never reach DX (ids used to be reused: max(id) + 1)."""
     clock = Clock(100 * DAY)
 
-    async def scenario(store: SQLiteStore) -> tuple[bool, bool, int]:
+    async def scenario(store: Store) -> tuple[bool, bool, int]:
         for n, alert in enumerate(("x1", "x2", "x3")):
             await accept(store, event(alert, "Create", n), clock.now, f"create-{alert}")
         claimed = await store.due(now=clock.now, limit=10, exclude=())  # folds all three
@@ -120,18 +109,18 @@ def test_a_late_event_after_every_event_was_pruned_still_folds(tmp_path: Path) -
         [pending] = [p for p in claimed if p.reference_id == "opsgenie-x1"]
         return open_before, pending.state is not None and pending.state.closed, pruned
 
-    open_before, closed_after, pruned = with_store(tmp_path, clock, scenario)
+    open_before, closed_after, pruned = stores.run(scenario, clock=clock)
     assert open_before
     assert pruned == 3
     assert closed_after
 
 
-def test_prunes_in_batches(tmp_path: Path) -> None:
+def test_prunes_in_batches(stores: Stores) -> None:
     clock = Clock(100 * DAY)
     pruned = counter()
     calls: list[int] = []
 
-    async def scenario(store: SQLiteStore) -> int:
+    async def scenario(store: Store) -> int:
         old = clock.now - 30 * DAY
         # Concurrent accepts share commits in the writer, which keeps this test fast.
         await asyncio.gather(
@@ -142,8 +131,8 @@ def test_prunes_in_batches(tmp_path: Path) -> None:
         )
         original = store.prune_events
 
-        async def counting(*, before: float) -> int:
-            deleted = await original(before=before)
+        async def counting(*, before: float, limit: int) -> int:
+            deleted = await original(before=before, limit=limit)
             calls.append(deleted)
             return deleted
 
@@ -151,15 +140,15 @@ def test_prunes_in_batches(tmp_path: Path) -> None:
         pruner = Pruner(store, retention_seconds=7 * DAY, pruned=pruned, clock=clock)
         return await pruner.prune_once()
 
-    assert with_store(tmp_path, clock, scenario) == BATCH * 2 + 5
+    assert stores.run(scenario, clock=clock) == BATCH * 2 + 5
     assert calls == [BATCH, BATCH, 5]
     assert total(pruned) == BATCH * 2 + 5
 
 
-def test_background_task_runs_and_stops(tmp_path: Path) -> None:
+def test_background_task_runs_and_stops(stores: Stores) -> None:
     clock = Clock(100 * DAY)
 
-    async def scenario(store: SQLiteStore) -> int:
+    async def scenario(store: Store) -> int:
         await accept(store, event("x", "Create", 0), clock.now - 8 * DAY, "a")
         pruned = counter()
         pruner = Pruner(
@@ -172,7 +161,7 @@ def test_background_task_runs_and_stops(tmp_path: Path) -> None:
         assert not pruner.running
         return len(await store.events("x", limit=10))
 
-    assert with_store(tmp_path, clock, scenario) == 0
+    assert stores.run(scenario, clock=clock) == 0
 
 
 def test_app_exports_the_metric(make_client: Callable[..., TestClient]) -> None:

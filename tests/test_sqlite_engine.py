@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from service.errors import StoreUnavailable
-from service.store import sqlite_engine
-from service.store.sqlite_engine import SQLiteEngine
+from service.store.sqlite import engine as sqlite_engine
+from service.store.sqlite.engine import SQLiteEngine, connect
 from tests.fakes.polling import wait_for_async
 
 
@@ -29,14 +29,14 @@ def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
         release.wait(10)
 
     async def scenario() -> int:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         try:
-            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
-            blocker = asyncio.ensure_future(engine._write(block))
+            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            blocker = asyncio.ensure_future(engine.write(block))
             await asyncio.to_thread(started.wait, 10)  # the writer is busy with the blocker
             queued = asyncio.ensure_future(
-                engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+                engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
             )
             await asyncio.sleep(0)  # queued behind the blocker...
             queued.cancel()  # ...and cancelled there, as by a client hanging up
@@ -44,8 +44,8 @@ def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
                 await queued
             release.set()
             await blocker
-            await engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (2)"))
-            return await engine._read(
+            await engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)"))
+            return await engine.read(
                 lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
             )
         finally:
@@ -57,25 +57,25 @@ def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
 
 def test_a_failing_job_does_not_sink_its_batch(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[object], int]:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         try:
-            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
 
             def bad(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO t VALUES (100)")
                 raise ValueError("bug in one job")
 
             results = await asyncio.gather(
-                engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (1)").rowcount),
-                engine._write(bad),
-                engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (2)").rowcount),
+                engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)").rowcount),
+                engine.write(bad),
+                engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)").rowcount),
                 return_exceptions=True,
             )
-            total = await engine._read(
+            total = await engine.read(
                 lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
             )
-            return results, total
+            return list(results), total
         finally:
             await engine.close()
 
@@ -88,7 +88,7 @@ def test_a_failing_job_does_not_sink_its_batch(tmp_path: Path) -> None:
 
 def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     async def scenario() -> None:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         await engine.close()
         with pytest.raises(StoreUnavailable):
@@ -117,24 +117,24 @@ def test_rows_for_one_bulk_write_share_one_call_per_batch(tmp_path: Path) -> Non
         release.wait(10)
 
     async def scenario() -> tuple[list[object], int]:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         try:
-            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
-            blocker = asyncio.ensure_future(engine._write(block))
+            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            blocker = asyncio.ensure_future(engine.write(block))
             await asyncio.to_thread(started.wait, 10)  # what follows queues as one batch
             queued = [
-                *(asyncio.ensure_future(engine._write_row(insert_all, v)) for v in (1, 2, 3)),
-                asyncio.ensure_future(engine._write_row(broken, 7)),
+                *(asyncio.ensure_future(engine.write_row(insert_all, v)) for v in (1, 2, 3)),
+                asyncio.ensure_future(engine.write_row(broken, 7)),
                 asyncio.ensure_future(
-                    engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (4)").rowcount)
+                    engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (4)").rowcount)
                 ),
             ]
             await asyncio.sleep(0)
             release.set()
             await blocker
             results = await asyncio.gather(*queued, return_exceptions=True)
-            total = await engine._read(
+            total = await engine.read(
                 lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
             )
             return list(results), total
@@ -157,15 +157,15 @@ def test_a_lone_failing_write_is_rolled_back_and_the_writer_goes_on(tmp_path: Pa
         raise ValueError("bug")
 
     async def scenario() -> int:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         try:
-            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
             with pytest.raises(ValueError, match="bug"):
-                await engine._write(bad)
-            await engine._write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+                await engine.write(bad)
+            await engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
             return int(
-                await engine._read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
+                await engine.read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
             )
         finally:
             await engine.close()
@@ -187,18 +187,18 @@ def test_a_batch_of_one_bulk_write_commits_on_its_own(tmp_path: Path) -> None:
         return [None] * len(values)
 
     async def scenario() -> int:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         try:
-            await engine._write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER NOT NULL)"))
-            await engine._write_row(insert_all, 5)
+            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER NOT NULL)"))
+            await engine.write_row(insert_all, 5)
             with other_connection(tmp_path / "x.db") as conn:  # on disk once it returns
                 assert conn.execute("SELECT sum(v) FROM t").fetchone()[0] == 5
             with pytest.raises(StoreUnavailable, match="database write failed"):
-                await engine._write_row(failing, 0)
-            await engine._write_row(insert_all, 7)
+                await engine.write_row(failing, 0)
+            await engine.write_row(insert_all, 7)
             return int(
-                await engine._read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
+                await engine.read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
             )
         finally:
             await engine.close()
@@ -211,10 +211,10 @@ BLOB = 100_000  # bytes per written row: a few rows make megabytes of WAL pages
 
 async def write_blobs(engine: SQLiteEngine, rows: int) -> None:
     """``rows`` commits of one ``BLOB``-sized row each, as intake's commits follow each other."""
-    await engine._write(lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (b BLOB)"))
+    await engine.write(lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (b BLOB)"))
     insert = "INSERT INTO t VALUES (zeroblob(?))"
     for _ in range(rows):
-        await engine._write(lambda conn: conn.execute(insert, (BLOB,)))
+        await engine.write(lambda conn: conn.execute(insert, (BLOB,)))
 
 
 def test_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ def test_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
 
     async def scenario() -> tuple[int, int]:
-        engine = SQLiteEngine(path, clock=lambda: 0.0, checkpoint_every=3600.0)  # never, here
+        engine = SQLiteEngine(path, checkpoint_every=3600.0)  # never, here
         await engine.open()
         try:
             await write_blobs(engine, 60)
@@ -244,7 +244,7 @@ def test_the_checkpointer_copies_the_wal_into_the_database_file(tmp_path: Path) 
     path = tmp_path / "x.db"
 
     async def scenario() -> None:
-        engine = SQLiteEngine(path, clock=lambda: 0.0, checkpoint_every=0.02)
+        engine = SQLiteEngine(path, checkpoint_every=0.02)
         await engine.open()
         try:
             await write_blobs(engine, 10)
@@ -278,7 +278,7 @@ def test_a_failing_checkpoint_is_logged_once_and_its_recovery_too(
         return sum(record.getMessage() == message for record in caplog.records)
 
     async def scenario() -> None:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0, checkpoint_every=0.01)
+        engine = SQLiteEngine(tmp_path / "x.db", checkpoint_every=0.01)
         await engine.open()
         try:
             await wait_for_async(lambda: attempts >= 5, 20, message="five failed rounds")
@@ -300,7 +300,7 @@ def test_a_failing_checkpoint_is_logged_once_and_its_recovery_too(
 
 def test_close_stops_the_checkpointer(tmp_path: Path) -> None:
     async def scenario() -> None:
-        engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
+        engine = SQLiteEngine(tmp_path / "x.db")
         await engine.open()
         assert any(t.name == "store-checkpointer" for t in threading.enumerate())
         await engine.close()
@@ -316,3 +316,43 @@ def other_connection(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+def test_wal_mode_and_synchronous_full(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+
+    async def scenario() -> None:
+        engine = SQLiteEngine(path)
+        await engine.open()
+        try:
+            await engine.ping()
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+    with other_connection(path) as conn:
+        # journal_mode is a property of the file: every process sees WAL.
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # synchronous is per connection: the one the store's connections are made with.
+    conn = connect(path)
+    try:
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    finally:
+        conn.close()
+
+
+def test_open_creates_missing_directories(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "relay.db"
+
+    async def scenario() -> None:
+        engine = SQLiteEngine(path)
+        await engine.open()
+        try:
+            await engine.ping()
+        finally:
+            await engine.close()
+
+    asyncio.run(scenario())
+    assert path.exists()

@@ -1,8 +1,11 @@
-"""What the relay keeps, behind one narrow interface.
+"""What the relay keeps, as records and the interfaces the service reaches them through.
 
-``Store`` is the seam between the HTTP edge, the delivery worker and the database: the
-SQLite backend implements it today, a PostgreSQL backend can later without the callers
-changing. Records are plain frozen values.
+The interfaces are cut by who uses them. ``Outbox`` is the event log and delivery queue
+(the webhook edge, the delivery worker, the retention pruner and the operators'
+deliveries API; intake alone needs just ``Intake``); ``ServiceObjects`` are the Opsgenie
+accounts the admin API manages. ``Store`` is both, with the lifecycle, as one backend
+object provides them: ``service.store.sqlite`` today, a sibling package (``postgres``)
+later, without the callers changing. Records are plain frozen values.
 """
 
 from __future__ import annotations
@@ -176,16 +179,23 @@ class ServiceObjectChanges(TypedDict, total=False):
     api_key: Secret
 
 
-class Store(Protocol):
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def ping(self) -> None: ...
+class Intake(Protocol):
+    """Storing one event: the part of the outbox a writer of events needs."""
 
     async def accept(self, incoming: Incoming) -> Outcome:
         """Store the event and mark its alert due; durable on return.
 
         Nothing is folded here: that is the costly part, and a webhook waits for this.
         """
+        ...
+
+
+class Outbox(Intake, Protocol):
+    """The event log and the delivery queue folded from it: what intake, the delivery
+    worker, the retention pruner and the operators' deliveries API share."""
+
+    async def ping(self) -> None:
+        """Returns once the backend takes writes; ``StoreUnavailable`` otherwise."""
         ...
 
     async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]:
@@ -233,9 +243,15 @@ class Store(Protocol):
     ) -> list[Delivery]: ...
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]: ...
     async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]: ...
-    async def prune_events(self, *, before: float) -> int: ...
+    async def prune_events(self, *, before: float, limit: int) -> int:
+        """Delete up to ``limit`` events received before ``before``, each folded into its
+        alert's state first; returns how many went (fewer than ``limit``: none are left)."""
+        ...
 
-    # Service objects (Datadog-compatible admin API; keys encrypted at rest).
+
+class ServiceObjects(Protocol):
+    """Opsgenie accounts for the Datadog-compatible admin API; keys encrypted at rest."""
+
     async def create_service_object(
         self, *, id: str, name: str, region: Region, custom_url: str | None, api_key: Secret
     ) -> ServiceObject:
@@ -255,3 +271,10 @@ class Store(Protocol):
         ...
 
     async def delete_service_object(self, id: str) -> bool: ...
+
+
+class Store(Outbox, ServiceObjects, Protocol):
+    """Everything one backend object provides, opened once by the app and closed last."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...

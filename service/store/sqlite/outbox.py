@@ -1,6 +1,6 @@
-"""The embedded store: the outbox and the event log, on top of SQLite's group-commit writer.
+"""The outbox in SQLite: the event log, and the delivery queue folded from it.
 
-Every method is one short job on the writer (``sqlite_engine.py``) or the reader thread, so
+Every method is one short job on the engine's writer or reader thread (``engine.py``), so
 intake, the worker and operators never hold the database for long.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.retention import BATCH as PRUNE_BATCH
+from service.folding import Replay
 from service.store import (
     Attempt,
     Delivery,
@@ -22,20 +22,40 @@ from service.store import (
     Status,
     StoredEvent,
 )
-from service.store.folding import StoredRow, replay
-from service.store.schema import MIGRATIONS, migrate
-from service.store.sqlite_engine import SQLiteEngine, connect
-from service.store.sqlite_services import SQLiteServiceObjects
-from service.translate import AlertState, dump_state, load_state
+from service.store.sqlite.engine import SQLiteEngine
+from service.store.sqlite.intake import accept_all
+from service.store.sqlite.states import catch_up, mark_unreadable
 
-__all__ = ["MIGRATIONS", "SQLiteEngine", "SQLiteStore", "connect", "migrate"]
+#: Stored events the worker folds per claim at most, so one alert with a huge backlog of
+#: events holds the writer (and with it intake) for milliseconds, not seconds.
+FOLD_BUDGET = 2000
 
 
-class SQLiteStore(SQLiteServiceObjects):
-    """``Store`` on a local SQLite file."""
+class SQLiteOutbox:
+    """``Outbox`` in the ``events``, ``alerts`` and ``attempts`` tables of ``engine``'s file.
+
+    ``replay`` folds stored events into a state (``service.folding.replay``); a claim or a
+    prune folds at most ``fold_budget`` events.
+    """
+
+    def __init__(
+        self,
+        engine: SQLiteEngine,
+        *,
+        clock: Callable[[], float],
+        replay: Replay,
+        fold_budget: int = FOLD_BUDGET,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._replay = replay
+        self._fold_budget = fold_budget
+
+    async def ping(self) -> None:
+        await self._engine.ping()
 
     async def accept(self, incoming: Incoming) -> Outcome:
-        return await self._write_row(_accept_all, incoming)
+        return await self._engine.write_row(accept_all, incoming)
 
     async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]:
         skip = frozenset(exclude)
@@ -48,15 +68,17 @@ class SQLiteStore(SQLiteServiceObjects):
                 " ORDER BY next_attempt_at LIMIT ?",
                 (now, limit + len(skip)),
             ).fetchall()
-            budget = FOLD_BUDGET
+            budget = self._fold_budget
             claimed = []
             for row in [row for row in rows if row["reference_id"] not in skip][:limit]:
-                state, folded, complete = _fold_stored(conn, row, budget=budget, persist=True)
+                state, folded, complete = catch_up(
+                    conn, row, replay=self._replay, budget=budget, persist=True
+                )
                 budget -= folded
                 if not complete:
                     break  # the rest is folded (and delivered) in the next round
                 if state is None:
-                    _mark_unreadable(conn, row["reference_id"], now)
+                    mark_unreadable(conn, row["reference_id"], now)
                     continue
                 claimed.append(
                     Pending(
@@ -74,7 +96,7 @@ class SQLiteStore(SQLiteServiceObjects):
                     break
             return claimed
 
-        return await self._write(run)
+        return await self._engine.write(run)
 
     async def next_due_at(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
@@ -83,7 +105,7 @@ class SQLiteStore(SQLiteServiceObjects):
             ).fetchone()
             return None if row[0] is None else float(row[0])
 
-        return await self._read(run)
+        return await self._engine.read(run)
 
     async def record_delivered(
         self, pending: Pending, *, request: dict[str, Any], response: str, attempt: Attempt
@@ -107,7 +129,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 },
             )
 
-        await self._write(run)
+        await self._engine.write(run)
 
     async def record_retry(
         self,
@@ -139,7 +161,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 },
             )
 
-        await self._write(run)
+        await self._engine.write(run)
 
     async def record_failed(
         self, pending: Pending, *, request: dict[str, Any], response: str | None, attempt: Attempt
@@ -163,7 +185,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 },
             )
 
-        await self._write(run)
+        await self._engine.write(run)
 
     async def record_filtered(self, pending: Pending) -> None:
         now = self._clock()
@@ -175,7 +197,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 (now, pending.reference_id, pending.version),
             )
 
-        await self._write(run)
+        await self._engine.write(run)
 
     async def retry(self, reference_id: str, *, now: float) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -188,7 +210,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 ).rowcount
             )
 
-        return await self._write(run)
+        return await self._engine.write(run)
 
     async def retry_all_failed(self, *, now: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
@@ -199,7 +221,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 (now, now, now),
             ).rowcount
 
-        return await self._write(run)
+        return await self._engine.write(run)
 
     async def stats(self) -> OutboxStats:
         def run(conn: sqlite3.Connection) -> OutboxStats:
@@ -219,16 +241,16 @@ class SQLiteStore(SQLiteServiceObjects):
                 oldest_pending_since=oldest,
             )
 
-        return await self._read(run)
+        return await self._engine.read(run)
 
     async def get(self, reference_id: str) -> Delivery | None:
         def run(conn: sqlite3.Connection) -> Delivery | None:
             row = conn.execute(
                 "SELECT * FROM alerts WHERE reference_id = ?", (reference_id,)
             ).fetchone()
-            return None if row is None else _delivery(conn, row)
+            return None if row is None else _delivery(conn, row, self._replay)
 
-        return await self._read(run)
+        return await self._engine.read(run)
 
     async def deliveries(
         self, *, status: Status | None, limit: int, after: str | None
@@ -240,9 +262,9 @@ class SQLiteStore(SQLiteServiceObjects):
                 " ORDER BY reference_id LIMIT :limit",
                 {"status": status, "after": after, "limit": limit},
             ).fetchall()
-            return [_delivery(conn, row) for row in rows]
+            return [_delivery(conn, row, self._replay) for row in rows]
 
-        return await self._read(run)
+        return await self._engine.read(run)
 
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]:
         def run(conn: sqlite3.Connection) -> list[Attempt]:
@@ -263,7 +285,7 @@ class SQLiteStore(SQLiteServiceObjects):
                 for row in reversed(rows)
             ]
 
-        return await self._read(run)
+        return await self._engine.read(run)
 
     async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]:
         def run(conn: sqlite3.Connection) -> list[StoredEvent]:
@@ -276,9 +298,9 @@ class SQLiteStore(SQLiteServiceObjects):
                 StoredEvent(received_at=row[0], action=row[1], raw=row[2]) for row in reversed(rows)
             ]
 
-        return await self._read(run)
+        return await self._engine.read(run)
 
-    async def prune_events(self, *, before: float) -> int:
+    async def prune_events(self, *, before: float, limit: int) -> int:
         def run(conn: sqlite3.Connection) -> int:
             # The state must have learnt from an event before the event may go (events
             # are only ever left unfolded this long while DX is unreachable).
@@ -286,11 +308,13 @@ class SQLiteStore(SQLiteServiceObjects):
                 "SELECT reference_id, state, folded_through FROM alerts WHERE reference_id IN"
                 " (SELECT e.reference_id FROM events e JOIN alerts a USING (reference_id)"
                 " WHERE e.received_at < ? AND e.id > a.folded_through LIMIT ?)",
-                (before, PRUNE_BATCH),
+                (before, limit),
             ).fetchall()
-            budget = FOLD_BUDGET
+            budget = self._fold_budget
             for row in unfolded:
-                _, folded, complete = _fold_stored(conn, row, budget=budget, persist=True)
+                _, folded, complete = catch_up(
+                    conn, row, replay=self._replay, budget=budget, persist=True
+                )
                 budget -= folded
                 if not complete or budget <= 0:
                     break
@@ -298,109 +322,10 @@ class SQLiteStore(SQLiteServiceObjects):
                 "DELETE FROM events WHERE id IN (SELECT e.id FROM events e"
                 " JOIN alerts a ON a.reference_id = e.reference_id"
                 " WHERE e.received_at < ? AND e.id <= a.folded_through LIMIT ?)",
-                (before, PRUNE_BATCH),
+                (before, limit),
             ).rowcount
 
-        return await self._write(run)
-
-
-#: Stored events the worker folds per claim at most, so one alert with a huge backlog of
-#: events holds the writer (and with it intake) for milliseconds, not seconds.
-FOLD_BUDGET = 2000
-
-
-def _accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]:
-    """Store a commit's worth of webhooks with one statement.
-
-    Each SQLite call makes the writer win the GIL back from the event loop, which under
-    load can take a whole switch interval, so the batch goes in as one JSON parameter,
-    and the ``event_makes_alert_due`` trigger marks each stored event's alert due.
-    Duplicates (the same body stored before, or twice in this batch) are ignored.
-    """
-    rows = [
-        [i.dedup_key, i.reference_id, i.alert_id, i.action, i.service_id, i.received_at, i.raw]
-        for i in batch
-    ]
-    cursor = conn.execute(_INSERT_EVENTS, (json.dumps(rows),))
-    if cursor.rowcount == len(batch):
-        return [Outcome.ACCEPTED] * len(batch)
-    fresh: set[str] = set()
-    if cursor.rowcount:  # some were duplicates: the new rows are the last ``rowcount`` ids
-        fresh.update(
-            json.loads(
-                conn.execute(
-                    "SELECT json_group_array(dedup_key) FROM events WHERE id > ?",
-                    ((cursor.lastrowid or 0) - cursor.rowcount,),
-                ).fetchone()[0]
-            )
-        )
-    outcomes = []
-    for incoming in batch:
-        if incoming.dedup_key in fresh:
-            fresh.discard(incoming.dedup_key)  # the same body again in this batch: duplicate
-            outcomes.append(Outcome.ACCEPTED)
-        else:
-            outcomes.append(Outcome.DUPLICATE)
-    return outcomes
-
-
-_INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (dedup_key, reference_id, alert_id, action, service_id,"
-    " received_at, raw) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
-    " json_extract(value, '$[5]'), json_extract(value, '$[6]') FROM json_each(?)"
-)
-
-
-def _fold_stored(
-    conn: sqlite3.Connection, row: sqlite3.Row, *, budget: int | None, persist: bool
-) -> tuple[AlertState | None, int, bool]:
-    """The reference's state with up to ``budget`` not yet folded events folded in, how
-    many that took, and whether none are left. With ``persist`` the result is written
-    back, so no event is folded twice; an operator's read folds without writing."""
-    events = [
-        StoredRow(*event)
-        for event in conn.execute(
-            "SELECT id, reference_id, alert_id, action, received_at, raw FROM events"
-            " WHERE reference_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (row["reference_id"], row["folded_through"], -1 if budget is None else budget + 1),
-        )
-    ]
-    complete = budget is None or len(events) <= budget
-    if not complete:
-        events = events[:budget]
-    state = _load_state_text(row["state"])
-    if events:
-        state = replay(state, events)
-        if persist and state is not None:
-            conn.execute(
-                "UPDATE alerts SET state = ?, folded_through = ? WHERE reference_id = ?",
-                (
-                    json.dumps(dump_state(state), separators=(",", ":")),
-                    events[-1].id,
-                    row["reference_id"],
-                ),
-            )
-    return state, len(events), complete
-
-
-def _mark_unreadable(conn: sqlite3.Connection, reference_id: str, now: float) -> None:
-    conn.execute(
-        "UPDATE alerts SET status = 'failed', next_attempt_at = NULL, last_error_code = ?,"
-        " last_error = ?, updated_at = ? WHERE reference_id = ?",
-        (
-            "unreadable_events",
-            "none of the alert's stored events could be read; see the relay's log",
-            now,
-            reference_id,
-        ),
-    )
-
-
-def _load_state_text(text: str) -> AlertState | None:
-    """A stored state column (JSON ``null`` until the first fold)."""
-    data = json.loads(text)
-    return None if data is None else load_state(data)
+        return await self._engine.write(run)
 
 
 def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attempt) -> None:
@@ -424,8 +349,8 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _delivery(conn: sqlite3.Connection, row: sqlite3.Row) -> Delivery:
-    state, _, _ = _fold_stored(conn, row, budget=None, persist=False)
+def _delivery(conn: sqlite3.Connection, row: sqlite3.Row, replay: Replay) -> Delivery:
+    state, _, _ = catch_up(conn, row, replay=replay, budget=None, persist=False)
     return Delivery(
         reference_id=row["reference_id"],
         alert_id=row["alert_id"],

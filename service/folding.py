@@ -5,26 +5,24 @@ insert. The state is folded from the stored events when something needs it: the 
 just before it delivers (which also folds every event since the last delivery in one
 go), an operator reading a delivery, or the pruner before the events it deletes are gone.
 Folding is commutative and idempotent (``translate.fold``), so when and in which batches
-that happens cannot change the result.
+that happens cannot change the result. Pure: a store hands its rows in and gets the state
+back, with the rows that could not be read, for it to report.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from service.errors import PayloadError
 from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_event
 from service.translate import AlertState, fold
 
-log = logging.getLogger("service.store")
-
 
 @dataclass(frozen=True, slots=True)
 class StoredRow:
-    """An event as the events table holds it."""
+    """An event as a store holds it."""
 
     id: int
     reference_id: str
@@ -32,6 +30,24 @@ class StoredRow:
     action: str
     received_at: float
     raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A stored row that no longer parses, and why."""
+
+    row: StoredRow
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    state: AlertState | None
+    skipped: list[Skipped]
+
+
+#: What a store calls to fold its rows: ``replay`` unless a test or another build says otherwise.
+Replay = Callable[[AlertState | None, Iterable[StoredRow]], Replayed]
 
 
 def event_of(row: StoredRow) -> OpsgenieEvent:
@@ -44,18 +60,17 @@ def event_of(row: StoredRow) -> OpsgenieEvent:
     return parse_event(row.raw.encode(), received_ns=received_ns)
 
 
-def replay(state: AlertState | None, rows: Iterable[StoredRow]) -> AlertState | None:
+def replay(state: AlertState | None, rows: Iterable[StoredRow]) -> Replayed:
     """``state`` with ``rows`` folded in, in order.
 
-    A row that no longer parses (stored by a build that read it differently) is logged
-    and skipped rather than holding back every later event of its alert.
+    A row that no longer parses (stored by a build that read it differently) is skipped
+    rather than holding back every later event of its alert, and returned among
+    ``skipped`` so that the store can say so.
     """
+    skipped = []
     for row in rows:
         try:
             state = fold(state, event_of(row))
         except (PayloadError, ValueError) as error:
-            log.error(
-                "stored event could not be folded; skipped",
-                extra={"reference_id": row.reference_id, "event_id": row.id, "error": str(error)},
-            )
-    return state
+            skipped.append(Skipped(row, str(error)))
+    return Replayed(state, skipped)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import cast
 from uuid import UUID
 
@@ -17,25 +16,27 @@ from starlette.datastructures import Secret
 from service.crypto import KeyCipher, SealedKey
 from service.errors import Conflict, PayloadError
 from service.store import Region, ServiceObject, ServiceObjectChanges
-from service.store.sqlite_engine import SQLiteEngine
+from service.store.sqlite.engine import SQLiteEngine
 
 
-class SQLiteServiceObjects(SQLiteEngine):
+class SQLiteServiceObjects:
+    """``ServiceObjects`` in the ``service_objects`` table of ``engine``'s file."""
+
     def __init__(
         self,
-        path: Path,
+        engine: SQLiteEngine,
         *,
         clock: Callable[[], float],
-        max_batch: int = 512,
         cipher: KeyCipher | None = None,
     ) -> None:
-        super().__init__(path, clock=clock, max_batch=max_batch)
+        self._engine = engine
+        self._clock = clock
         #: Encrypts service objects' Opsgenie keys; the key file beside the database if None.
         self._cipher = cipher
 
     def _key_cipher(self) -> KeyCipher:
         if self._cipher is None:
-            self._cipher = KeyCipher.for_database(self.path, None)
+            self._cipher = KeyCipher.for_database(self._engine.path, None)
         return self._cipher
 
     def _service_object(self, row: sqlite3.Row) -> ServiceObject:
@@ -67,13 +68,13 @@ class SQLiteServiceObjects(SQLiteEngine):
                 raise Conflict(f"a service object named {name!r} already exists") from None
             return _service_row(conn, id)
 
-        return self._service_object(await self._write(run))
+        return self._service_object(await self._engine.write(run))
 
     async def list_service_objects(self) -> list[ServiceObject]:
         def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute("SELECT * FROM service_objects ORDER BY created_at, id").fetchall()
 
-        return [self._service_object(row) for row in await self._read(run)]
+        return [self._service_object(row) for row in await self._engine.read(run)]
 
     async def get_service_object(self, id: str) -> ServiceObject | None:
         def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
@@ -82,7 +83,7 @@ class SQLiteServiceObjects(SQLiteEngine):
             ).fetchone()
             return row
 
-        row = await self._read(run)
+        row = await self._engine.read(run)
         return None if row is None else self._service_object(row)
 
     async def find_service_object(self, id_or_name: str) -> ServiceObject | None:
@@ -96,7 +97,7 @@ class SQLiteServiceObjects(SQLiteEngine):
             ).fetchone()
             return row
 
-        row = await self._read(run)
+        row = await self._engine.read(run)
         return None if row is None else self._service_object(row)
 
     async def update_service_object(
@@ -129,14 +130,14 @@ class SQLiteServiceObjects(SQLiteEngine):
                 raise Conflict(f"a service object named {name!r} already exists") from None
             return _service_row(conn, id)
 
-        row = await self._write(run)
+        row = await self._engine.write(run)
         return None if row is None else self._service_object(row)
 
     async def delete_service_object(self, id: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM service_objects WHERE id = ?", (id,)).rowcount > 0
 
-        return await self._write(run)
+        return await self._engine.write(run)
 
 
 def _name_key(name: str) -> str:

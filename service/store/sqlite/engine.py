@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from service.errors import StoreUnavailable
-from service.store.schema import migrate
+from service.store.sqlite.schema import migrate
 
 #: How often the checkpointer copies the WAL back into the database file.
 CHECKPOINT_EVERY = 0.5
@@ -290,18 +290,17 @@ class _Checkpointer(threading.Thread):
 
 class SQLiteEngine:
     """One SQLite file (local disk, never NFS: WAL needs shared memory that works):
-    ``_write`` jobs run on the writer thread, ``_read`` jobs on a reader thread."""
+    ``write`` jobs run on the writer thread, ``read`` jobs on a reader thread. The halves
+    of ``SQLiteStore`` share one engine, so all their writes share its commits."""
 
     def __init__(
         self,
         path: Path,
         *,
-        clock: Callable[[], float],
         max_batch: int = 512,
         checkpoint_every: float = CHECKPOINT_EVERY,
     ) -> None:
         self.path = path
-        self._clock = clock
         self._max_batch = max_batch
         self._checkpoint_every = checkpoint_every
         self._writer: _Writer | None = None
@@ -336,14 +335,14 @@ class SQLiteEngine:
             self._reader.shutdown(wait=True)
             self._reader = None
 
-    async def _write(self, run: Callable[[sqlite3.Connection], R]) -> R:
+    async def write(self, run: Callable[[sqlite3.Connection], R]) -> R:
         if self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("store is not open")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._writer.submit(_Job(run, future))
         return await future
 
-    async def _write_row(self, run: Callable[[sqlite3.Connection, list[T]], list[R]], item: T) -> R:
+    async def write_row(self, run: Callable[[sqlite3.Connection, list[T]], list[R]], item: T) -> R:
         """Queue ``item`` for ``run``, which writes all items queued for it in one call.
 
         ``run`` must write with a single statement (it may read around it): when its
@@ -355,7 +354,7 @@ class SQLiteEngine:
         self._writer.submit(_Row(run, item, future))
         return await future
 
-    async def _read(self, run: Callable[[sqlite3.Connection], R]) -> R:
+    async def read(self, run: Callable[[sqlite3.Connection], R]) -> R:
         if self._reader is None:
             raise StoreUnavailable("store is not open")
 
@@ -372,4 +371,4 @@ class SQLiteEngine:
             raise StoreUnavailable(f"database read failed: {exc}") from None
 
     async def ping(self) -> None:
-        await self._write(lambda conn: None)
+        await self.write(lambda conn: None)

@@ -1,0 +1,148 @@
+"""The migrations: how they are split into statements, what an upgrade keeps, and a
+database from a newer build left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from service.errors import StoreUnavailable
+from service.opsgenie import parse_event
+from service.store import Outcome, Pending
+from service.store.sqlite import SQLiteStore
+from service.store.sqlite.engine import connect
+from service.store.sqlite.schema import MIGRATIONS, migrate, statements
+from service.translate import dump_state, fold
+from tests.store_backends import T0, Clock, body, put
+from tests.test_sqlite_outbox import count, other_process, run_store
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "relay.db"
+
+
+def test_migration_scripts_split_where_sqlite_says_a_statement_ends() -> None:
+    script = """
+    CREATE TABLE t (v INTEGER);
+    CREATE TRIGGER t_ai AFTER INSERT ON t BEGIN
+        UPDATE t SET v = v + 1 WHERE rowid = NEW.rowid;
+    END;
+    """
+    assert [s.split()[:2] for s in statements(script)] == [
+        ["CREATE", "TABLE"],
+        ["CREATE", "TRIGGER"],
+    ]
+    with pytest.raises(ValueError, match="incomplete"):
+        statements("CREATE TABLE t (v INTEGER)")
+
+
+def test_event_ids_are_never_reused_after_the_upgrade(tmp_path: Path) -> None:
+    """A schema 3 database whose newest events were pruned: the upgrade keeps every stored
+    id and starts the sequence above the highest id any alert was folded through."""
+    conn = sqlite3.connect(tmp_path / "relay.db", isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for version, script in enumerate(MIGRATIONS[:3], start=1):
+        for statement in statements(script):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    for n in (1, 2, 3):
+        conn.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES (?, ?, ?, 'Create', 0, '{}')",
+            (f"k{n}", f"opsgenie-a{n}", f"a{n}"),
+        )
+    conn.execute("UPDATE alerts SET folded_through = 3 WHERE reference_id = 'opsgenie-a3'")
+    conn.execute("DELETE FROM events WHERE id = 3")  # pruned: SQLite alone would reuse 3
+    conn.close()
+
+    upgraded = connect(tmp_path / "relay.db")
+    try:
+        assert migrate(upgraded) == len(MIGRATIONS)
+        kept = upgraded.execute("SELECT id, dedup_key FROM events ORDER BY id").fetchall()
+        assert [tuple(row) for row in kept] == [(1, "k1"), (2, "k2")]
+        upgraded.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES ('k4', 'opsgenie-a3', 'a3', 'Close', 1, '{}')"
+        )
+        new_id = upgraded.execute("SELECT id FROM events WHERE dedup_key = 'k4'").fetchone()[0]
+        version = upgraded.execute(
+            "SELECT version FROM alerts WHERE reference_id = 'opsgenie-a3'"
+        ).fetchone()[0]
+    finally:
+        upgraded.close()
+    assert new_id == 4
+    assert version == 2  # the trigger came back with the rebuilt table
+
+
+def test_schema_version_is_recorded_and_reopening_runs_no_migration_twice(db: Path) -> None:
+    assert run_store(db, lambda store: put(store, body("a1"))) is Outcome.ACCEPTED
+    expected = list(range(1, len(MIGRATIONS) + 1))
+    with other_process(db) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == expected
+
+    assert run_store(db, lambda store: put(store, body("a1"))) is Outcome.DUPLICATE
+    with other_process(db) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == expected  # no migration ran twice
+
+
+def test_a_database_from_a_newer_build_is_refused(db: Path) -> None:
+    run_store(db, lambda store: put(store, body("a1")))
+    newer = len(MIGRATIONS) + 1
+    with other_process(db) as conn:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (newer,))
+
+    async def scenario() -> None:
+        store = SQLiteStore(db, clock=Clock())
+        try:
+            with pytest.raises(StoreUnavailable, match=f"schema version {newer} is newer"):
+                await store.open()
+            with pytest.raises(StoreUnavailable):
+                await put(store, body("a2"))
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    with other_process(db) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == newer
+    assert count(db, "events") == 1  # nothing was touched
+
+
+def test_a_database_from_the_fold_at_intake_build_is_upgraded(db: Path) -> None:
+    """Builds before schema 3 folded at intake: their states already hold every stored
+    event, so the upgrade marks those folded and a claim does not fold them again."""
+    create = body("a1")
+    parsed = parse_event(json.dumps(create).encode(), received_ns=int(T0 * 1e9))
+    old_state = fold(None, parsed)
+    with other_process(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, script in enumerate(MIGRATIONS[:2], start=1):
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        conn.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES ('k1', 'opsgenie-a1', 'a1', 'Create', ?, ?)",
+            (T0, json.dumps(create)),
+        )
+        conn.execute(
+            "INSERT INTO alerts (reference_id, alert_id, state, version, status,"
+            " next_attempt_at, pending_since, changed_at, updated_at)"
+            " VALUES ('opsgenie-a1', 'a1', ?, 1, 'pending', ?, ?, ?, ?)",
+            (json.dumps(dump_state(old_state)), T0, T0, T0, T0),
+        )
+
+    async def scenario(store: SQLiteStore) -> Pending:
+        [pending] = await store.due(now=T0, limit=10, exclude=())
+        return pending
+
+    pending = run_store(db, scenario)
+    assert pending.state == old_state
+    with other_process(db) as conn:
+        assert conn.execute("SELECT folded_through FROM alerts").fetchone()[0] == 1
