@@ -17,6 +17,7 @@ import prometheus_client
 import uvicorn
 from starlette.applications import Starlette
 
+from service.http_protocol import ClientLimits, bounded_protocol
 from service.relay import Relay
 from service.settings import Settings
 
@@ -50,7 +51,13 @@ def run(app: Starlette, settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_deadline_seconds),
         access_log=settings.access_log,
         log_config=None,
-        http="httptools",
+        http=bounded_protocol(
+            ClientLimits(
+                max_head_bytes=settings.max_header_bytes,
+                head_timeout=settings.header_timeout_seconds,
+                max_connections=settings.max_connections,
+            )
+        ),
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         workers=1,
         server_header=False,

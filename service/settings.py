@@ -64,6 +64,13 @@ class Settings:
     retry_max_backoff_seconds: float = 300.0
     shutdown_deadline_seconds: float = 20.0
     keep_alive_seconds: int = 75
+    #: A request's line and headers, in bytes (431 past it; before any credential is read).
+    max_header_bytes: int = 32 * 1024
+    #: Seconds for a request's line and headers to arrive, from its first byte or from the
+    #: connection's opening (408 and closed past it: slow and idle clients).
+    header_timeout_seconds: float = 10.0
+    #: Open client connections; one more is closed at once.
+    max_connections: int = 1000
     #: Admin API requests allowed per API key per 60-second window (then 429).
     admin_rate_limit: int = 60
 
@@ -114,6 +121,9 @@ class Settings:
             retry_max_backoff_seconds=get("RETRY_MAX_BACKOFF", _positive_duration, "5m"),
             shutdown_deadline_seconds=get("SHUTDOWN_DEADLINE", _positive_duration, "20s"),
             keep_alive_seconds=get("KEEP_ALIVE", _positive_int, "75"),
+            max_header_bytes=get("MAX_HEADER_BYTES", _positive_int, str(32 * 1024)),
+            header_timeout_seconds=get("HEADER_TIMEOUT", _positive_duration, "10s"),
+            max_connections=get("MAX_CONNECTIONS", _positive_int, "1000"),
             admin_rate_limit=get("ADMIN_RATE_LIMIT", _positive_int, "60"),
         )
 

@@ -7,6 +7,7 @@ production does, on 127.0.0.1 and an OS-chosen port, and hands back its URL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -70,6 +71,8 @@ class UvicornThread:
         log_level: str = "warning",
         startup_timeout: float = 10.0,
         shutdown_timeout: float = 10.0,
+        http: type[asyncio.Protocol] | str = "auto",
+        timeout_keep_alive: int = 5,
     ) -> None:
         # lifespan="on": an app whose startup fails must fail the test, not run half-started.
         config = uvicorn.Config(
@@ -78,6 +81,8 @@ class UvicornThread:
             port=port,
             lifespan=lifespan,
             log_level=log_level,
+            http=http,
+            timeout_keep_alive=timeout_keep_alive,
             # Half the join budget, so in-flight requests are cut off before stop() gives up.
             timeout_graceful_shutdown=max(1, int(shutdown_timeout / 2)),
         )
