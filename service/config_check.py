@@ -1,7 +1,7 @@
 """``check-config``, and the database check ``serve`` makes before it starts: every bad
 variable in one pass, each on one line naming it, and nothing created or changed.
 
-Kept apart from ``operate`` (which talks to a running relay over HTTP): these read only
+Kept apart from ``admin_client`` (which talks to a running relay over HTTP): these read only
 the environment and the filesystem, so they work before any relay runs.
 """
 

@@ -20,10 +20,11 @@ from starlette.testclient import TestClient
 
 import service.backfill
 import tests.fakes.opsgenie
+from service.admin_client import backfill_text, progress_line, run_backfill
 from service.app import create_app
 from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
 from service.deliveries_api import NDJSON
-from service.operate import CommandFailed, backfill_text, progress_line, run_backfill
+from service.errors import CommandFailed
 from service.settings import Settings
 from service.store import Incoming, ServiceObject
 from service.store.sqlite import SQLiteStore

@@ -1,7 +1,8 @@
-"""The operator commands: ``deliveries``, ``delivery``, ``retry`` and ``check-config``.
+"""The CLI's client of the admin API: ``deliveries``, ``delivery``, ``retry`` and ``backfill``
+(``check-config`` is wired here too, but reads only the environment: ``config_check``).
 
-``deliveries``/``delivery``/``retry`` talk to the RUNNING relay over its admin API (the
-``/api/v1/deliveries`` routes), never to the database: the relay owns its single SQLite
+These talk to the RUNNING relay over its admin API (the ``/api/v1/deliveries`` and
+``/api/v1/backfill`` routes), never to the database: the relay owns its single SQLite
 writer, and an operator at 3 a.m. should not need to know where the file lives. The URL
 comes from ``--url``, else ``RELAY_URL``, else ``http://RELAY_HOST:RELAY_PORT``; the keys
 from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or ``RELAY_READONLY_APP_KEY`` to read).
@@ -24,21 +25,21 @@ import httpx
 from service.backfill import since_seconds
 from service.config_check import check_config
 from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, NDJSON, PATH
-from service.errors import ConfigError, Conflict, NotFound, PayloadError, RelayError
+from service.errors import (
+    CommandFailed,
+    ConfigError,
+    Conflict,
+    NotFound,
+    PayloadError,
+    RelayError,
+    UnexpectedAnswer,
+)
 from service.settings import Settings
 from service.store import Status
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 #: A backfill streams a line per Opsgenie page; a page may wait out rate limits.
 BACKFILL_TIMEOUT = httpx.Timeout(300.0, connect=3.0)
-
-
-class CommandFailed(RelayError):
-    """The relay could not be reached or answered something other than success (exit 1)."""
-
-
-class UnexpectedAnswer(CommandFailed):
-    """A success whose body this command cannot read: another server, or another version."""
 
 
 class RelayAPI:
