@@ -12,8 +12,8 @@ from pathlib import Path
 
 from service import __version__, admin_client, config_check
 from service.errors import ConfigError, PayloadError
-from service.mapping import load_rules
 from service.opsgenie import Action, parse_event
+from service.rules_file import load_rules
 from service.settings import Settings
 from service.translate import Account, AlertState, fold, render
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 from service.errors import ConfigError
-from service.mapping import Rules, load_rules
+from service.mapping import Rules
+from service.rules_file import load_rules
 from service.settings import Settings
 
 #: More than this many bad variables is a broken deployment; stop listing.

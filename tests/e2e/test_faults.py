@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.mapping import load_rules
 from service.opsgenie import parse_event
+from service.rules_file import load_rules
 from service.translate import Account, AlertState, fold, render
 from tests.conftest import WEBHOOK_TOKEN
 from tests.e2e.conftest import RelayProcess
