@@ -1,15 +1,14 @@
-"""The CLI's client of the admin API: ``deliveries``, ``delivery``, ``retry`` and ``backfill``
-(``check-config`` is wired here too, but reads only the environment: ``config_check``).
+"""The CLI's client of the admin API: ``deliveries``, ``delivery``, ``retry``, ``backfill``.
 
-These talk to the RUNNING relay over its admin API (the ``/api/v1/deliveries`` and
-``/api/v1/backfill`` routes), never to the database: the relay owns its single SQLite
-writer, and an operator at 3 a.m. should not need to know where the file lives. The URL
-comes from ``--url``, else ``RELAY_URL``, else ``http://RELAY_HOST:RELAY_PORT``; the keys
-from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or ``RELAY_READONLY_APP_KEY`` to read).
+These talk to the RUNNING relay (``/api/v1/deliveries``, ``/api/v1/backfill``), never to the
+database: the relay owns its single SQLite writer, and an operator at 3 a.m. should not need to
+know where the file lives. The URL comes from ``--url``, else ``RELAY_URL``, else
+``http://RELAY_HOST:RELAY_PORT``; the keys from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or
+``RELAY_READONLY_APP_KEY`` to read).
 
-Exit codes: 0 done; 1 not found, or the relay refused or failed the request; 2
-configuration error: a bad variable, ``--url`` or argument, or admin keys the relay
-refuses (403), since those are the caller's ``RELAY_API_KEY``/``RELAY_APP_KEY`` to fix.
+Exit codes: 0 done; 1 not found, or the relay refused or failed the request; 2 configuration
+error: a bad variable, ``--url`` or argument, or admin keys the relay refuses (403), since
+those are the caller's ``RELAY_API_KEY``/``RELAY_APP_KEY`` to fix.
 """
 
 from __future__ import annotations
