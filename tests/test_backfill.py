@@ -113,7 +113,9 @@ def client(
 
 
 def run(client: TestClient, headers: dict[str, str] = FULL, **body: Any) -> httpx.Response:
-    return client.post(PATH, json={"service": "payments", "since": "7d", **body}, headers=headers)
+    document = {"service": "payments", "since": "7d", **body}
+    response: httpx.Response = client.post(PATH, json=document, headers=headers)
+    return response
 
 
 def test_dry_run_then_backfill_delivers(

@@ -369,7 +369,9 @@ def test_team_added_later_satisfies_the_team_filter() -> None:
         ({"priorities": {"P1": "  "}}, "priorities.P1"),
     ],
 )
-def test_priorities_that_could_never_match_are_refused(document: dict, where: str) -> None:
+def test_priorities_that_could_never_match_are_refused(
+    document: dict[str, Any], where: str
+) -> None:
     with pytest.raises(ValueError, match=where):
         parse_rules(document)
 

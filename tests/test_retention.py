@@ -31,7 +31,7 @@ class Clock:
 
 
 def event(alert_id: str, action: str, n: int) -> dict[str, Any]:
-    body = json.loads(json.dumps(sample("Create")))
+    body: dict[str, Any] = json.loads(json.dumps(sample("Create")))
     body["action"] = action
     body["alert"]["alertId"] = alert_id
     body["alert"]["updatedAt"] += n * 10**9

@@ -56,7 +56,7 @@ def test_a_cancelled_caller_does_not_kill_the_writer(tmp_path: Path) -> None:
 
 
 def test_a_failing_job_does_not_sink_its_batch(tmp_path: Path) -> None:
-    async def scenario() -> tuple[list[object], int]:
+    async def scenario() -> tuple[tuple[object, ...], int]:
         engine = SQLiteEngine(tmp_path / "x.db", clock=lambda: 0.0)
         await engine.open()
         try:

@@ -91,7 +91,7 @@ def expected_incidents(acknowledged: list[bytes]) -> dict[str, dict[str, Any]]:
     account = Account(web_url="https://app.opsgenie.com")
     out: dict[str, dict[str, Any]] = {}
     for state in states.values():
-        rendered = dict(render(state, rules, account))
+        rendered: dict[str, Any] = dict(render(state, rules, account))
         out[rendered["reference_id"]] = {key: rendered.get(key) for key in COMPARED}
     return out
 
