@@ -29,10 +29,11 @@ from service.delivery import Worker
 from service.dx import DXClient, make_http_client
 from service.enrichment import Enricher
 from service.errors import AuthError, RelayError, StoreUnavailable
-from service.mapping import Rules, load_rules
+from service.mapping import Rules
 from service.metrics import Metrics
 from service.relay import Relay
 from service.retention import Pruner
+from service.rules_file import load_rules
 from service.services_api import ServicesAPI
 from service.settings import Settings
 from service.store import Store

@@ -39,11 +39,12 @@ from service.errors import (
     RelayError,
     SecretKeyError,
 )
-from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_iso_ns
+from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert
 from service.opsgenie_api import OpsgenieAPI, api_for
 from service.relay import Relay
 from service.settings import parse_duration
 from service.store import Incoming, Outcome
+from service.timestamps import parse_iso_ns
 from service.translate import AlertState, fold, iso8601, reference_id
 
 log = logging.getLogger("service.backfill")

@@ -10,10 +10,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from service import __version__, config_check, operate
+from service import __version__, admin_client, config_check
 from service.errors import ConfigError, PayloadError
-from service.mapping import load_rules
 from service.opsgenie import Action, parse_event
+from service.rules_file import load_rules
 from service.settings import Settings
 from service.translate import Account, AlertState, fold, render
 
@@ -29,10 +29,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "translate", help="print the DX request payloads would produce (dry run, no I/O)"
     )
     translate.add_argument("payloads", nargs="+", type=Path, help="Opsgenie webhook JSON files")
-    operate.add_commands(commands)
+    admin_client.add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command in operate.COMMANDS:
-        raise SystemExit(operate.run(args, os.environ, sys.stdout, sys.stderr))
+    if args.command in admin_client.COMMANDS:
+        raise SystemExit(admin_client.run(args, os.environ, sys.stdout, sys.stderr))
     try:
         settings = Settings.from_environ(os.environ, isatty=sys.stderr.isatty())
         if args.command == "serve":

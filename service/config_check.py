@@ -1,7 +1,7 @@
 """``check-config``, and the database check ``serve`` makes before it starts: every bad
 variable in one pass, each on one line naming it, and nothing created or changed.
 
-Kept apart from ``operate`` (which talks to a running relay over HTTP): these read only
+Kept apart from ``admin_client`` (which talks to a running relay over HTTP): these read only
 the environment and the filesystem, so they work before any relay runs.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 from service.errors import ConfigError
-from service.mapping import Rules, load_rules
+from service.mapping import Rules
+from service.rules_file import load_rules
 from service.settings import Settings
 
 #: More than this many bad variables is a broken deployment; stop listing.

@@ -24,6 +24,8 @@ whole tree to responses in one place (``app.py``).
     + OpsgeniePermanent      other 4xx, unusable body
       - OpsgenieAuthError    401/403: the service object's key is wrong or lacks access
       - OpsgenieNotFound     404: no such alert (deleted alerts cannot be fetched)
+  x CommandFailed            CLI: the relay's admin API unreachable or refusing (exit 1)
+    + UnexpectedAnswer       CLI: a success this version cannot read (another server?)
 ```
 """
 
@@ -199,3 +201,11 @@ class OpsgenieAuthError(OpsgeniePermanent):
 
 class OpsgenieNotFound(OpsgeniePermanent):
     """404: no such alert; Opsgenie cannot fetch a deleted alert."""
+
+
+class CommandFailed(RelayError):
+    """The relay could not be reached or answered something other than success (exit 1)."""
+
+
+class UnexpectedAnswer(CommandFailed):
+    """A success whose body this command cannot read: another server, or another version."""

@@ -1,23 +1,47 @@
 """Operator rules: which alerts become incidents, and which DX services they touch.
 
-The rules come from the YAML file named by ``RELAY_CONFIG``; with no file the defaults
-send every alert and take services from ``service:`` tags and ``service``/``services``
-details. Everything except ``load_rules`` is pure.
+The defaults send every alert and take services from ``service:`` tags and
+``service``/``services`` details; ``rules_file`` reads the operator's YAML into ``Rules``.
+Everything here is pure.
+
+The rules read an alert through ``Alert``, the few facts they match on, rather than the
+folded state itself: the state is ``translate``'s, which renders with these rules, so the
+rules sit below it on the data path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-import yaml
+T_co = TypeVar("T_co", covariant=True)
 
-from service.errors import ConfigError
 
-if TYPE_CHECKING:
-    from service.translate import AlertState
+class Known(Protocol[T_co]):
+    """A fact the relay has learned (``translate.Stamped``)."""
+
+    @property
+    def value(self) -> T_co: ...
+
+
+class Members(Protocol):
+    """A set the relay follows member by member (``translate.StampedSet``)."""
+
+    def members(self) -> tuple[str, ...]: ...
+
+
+class Alert(Protocol):
+    """What the rules match on in an alert's state (``translate.AlertState``)."""
+
+    @property
+    def priority(self) -> Known[str] | None: ...
+    @property
+    def details(self) -> Known[tuple[tuple[str, str], ...]] | None: ...
+    @property
+    def tags(self) -> Members: ...
+    @property
+    def teams(self) -> Members: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,7 +74,7 @@ class Rules:
     delete_incidents: bool = False
 
 
-def wanted(state: AlertState, rules: Rules) -> bool:
+def wanted(state: Alert, rules: Rules) -> bool:
     """Whether the alert passes the filter with what is known of it now.
 
     Unknown facts do not match: an alert whose priority is not known yet waits, and is
@@ -65,7 +89,7 @@ def wanted(state: AlertState, rules: Rules) -> bool:
     return not criteria.teams or bool(criteria.teams & set(state.teams.members()))
 
 
-def services_for(state: AlertState, rules: Rules) -> list[ServiceRef]:
+def services_for(state: Alert, rules: Rules) -> list[ServiceRef]:
     """DX services for the alert: tags, details, teams, mapped; de-duplicated, stable order."""
     raw: list[str] = []
     if rules.tag_prefix:
@@ -90,24 +114,6 @@ def services_for(state: AlertState, rules: Rules) -> list[ServiceRef]:
 _TOP_KEYS = {"reference_prefix", "priorities", "filter", "services", "delete_incidents"}
 _FILTER_KEYS = {"priorities", "tags", "teams"}
 _SERVICE_KEYS = {"tag_prefix", "detail_keys", "teams", "map", "fallback"}
-
-
-def load_rules(path: Path | None) -> Rules:
-    """Read and validate the rules file; ``ConfigError`` names the file and the key."""
-    if path is None:
-        return Rules()
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"RELAY_CONFIG: cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: would escape as is
-        raise ConfigError(f"RELAY_CONFIG: {path} is not UTF-8 text: {exc.reason}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"RELAY_CONFIG: {path} is not valid YAML: {exc}") from None
-    try:
-        return parse_rules({} if document is None else document)
-    except ValueError as exc:
-        raise ConfigError(f"RELAY_CONFIG: {path}: {exc}") from None
 
 
 def parse_rules(document: object) -> Rules:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from anyio.from_thread import BlockingPortal
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
@@ -30,12 +31,14 @@ DX_TOKEN = "test-dx-token"
 
 def sample(name: str) -> dict[str, Any]:
     """One of Opsgenie's documented example payloads, from ``tests/payloads/docs``."""
-    return json.loads((SAMPLES / f"{name}.json").read_text())
+    document: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text())
+    return document
 
 
 def payload(name: str) -> dict[str, Any]:
     """One of our own captures of a quirk, from ``tests/payloads``."""
-    return json.loads((PAYLOADS / f"{name}.json").read_text())
+    document: dict[str, Any] = json.loads((PAYLOADS / f"{name}.json").read_text())
+    return document
 
 
 @pytest.fixture(autouse=True)
@@ -74,23 +77,29 @@ def dx_server(fake_dx: FakeDX) -> Iterator[UvicornThread]:
         yield server
 
 
+class PortalClient(TestClient):
+    """A ``TestClient`` entered as a context manager, so its ``portal`` is always there."""
+
+    portal: BlockingPortal
+
+
 @pytest.fixture
-def open_client() -> Iterator[Callable[[Starlette], TestClient]]:
+def open_client() -> Iterator[Callable[[Starlette], PortalClient]]:
     """A client for an app with its lifespan running until the test ends; several apps'
     are stopped last first, as a relay reopened on one database needs."""
     with contextlib.ExitStack() as stack:
-        yield lambda app: stack.enter_context(TestClient(app, raise_server_exceptions=False))
+        yield lambda app: stack.enter_context(PortalClient(app, raise_server_exceptions=False))
 
 
 @pytest.fixture
 def make_client(
     make_settings: Callable[..., Settings],
     fake_dx: FakeDX,
-    open_client: Callable[[Starlette], TestClient],
-) -> Callable[..., TestClient]:
+    open_client: Callable[[Starlette], PortalClient],
+) -> Callable[..., PortalClient]:
     """Build an app (lifespan running) whose DX is the in-process fake."""
 
-    def make(*, deliver: bool = True, rules: Rules | None = None, **overrides: Any) -> TestClient:
+    def make(*, deliver: bool = True, rules: Rules | None = None, **overrides: Any) -> PortalClient:
         if deliver:
             overrides.setdefault("dx_base_url", "http://dx.test")
             overrides.setdefault("dx_token", Secret(DX_TOKEN))

@@ -14,7 +14,6 @@ from service.app import create_app
 from service.settings import Settings
 from service.store import Incoming, Outcome
 from service.store.sqlite import SQLiteStore
-from service.translate import AlertState
 from tests.conftest import auth, sample
 from tests.fakes.dx import FakeDX
 
@@ -45,6 +44,7 @@ def test_readyz_is_green_while_dx_is_down(make_client: MakeClient, fake_dx: Fake
 def test_readyz_fails_when_the_store_cannot_write(make_client: MakeClient) -> None:
     client = make_client(deliver=False)
     store = client.app.state.relay.store  # type: ignore[attr-defined]
+    assert client.portal is not None
     client.portal.call(store.close)
     response = client.get("/readyz")
     assert response.status_code == 503
@@ -101,9 +101,7 @@ def test_unknown_routes_and_methods_answer_json_errors(make_client: MakeClient) 
 
 
 class ExplodingStore(SQLiteStore):
-    async def accept(
-        self, incoming: Incoming, fold: Callable[[AlertState | None], AlertState]
-    ) -> Outcome:
+    async def accept(self, incoming: Incoming, *_: object) -> Outcome:
         raise RuntimeError("bug with a secret: hook-token-0123456789")
 
 

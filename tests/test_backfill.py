@@ -20,10 +20,11 @@ from starlette.testclient import TestClient
 
 import service.backfill
 import tests.fakes.opsgenie
+from service.admin_client import backfill_text, progress_line, run_backfill
 from service.app import create_app
 from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
 from service.deliveries_api import NDJSON
-from service.operate import CommandFailed, backfill_text, progress_line, run_backfill
+from service.errors import CommandFailed
 from service.settings import Settings
 from service.store import Incoming, ServiceObject
 from service.store.sqlite import SQLiteStore
@@ -112,7 +113,9 @@ def client(
 
 
 def run(client: TestClient, headers: dict[str, str] = FULL, **body: Any) -> httpx.Response:
-    return client.post(PATH, json={"service": "payments", "since": "7d", **body}, headers=headers)
+    document = {"service": "payments", "since": "7d", **body}
+    response: httpx.Response = client.post(PATH, json=document, headers=headers)
+    return response
 
 
 def test_dry_run_then_backfill_delivers(

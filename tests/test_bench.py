@@ -127,7 +127,9 @@ def test_every_ceiling_variant_still_switches_its_part_off(ceiling: Any) -> None
         )
         assert result.returncode == 0, (name, result.stderr)
     broken = ceiling.VARIANTS["no storage"].replace('"accept"', '"accept_renamed"')
-    result = subprocess.run([sys.executable, "-c", broken], capture_output=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", broken], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
 
 

@@ -27,7 +27,7 @@ READ = {"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": READ_KEY}
 
 
 def create(alert_id: str = ALERT) -> dict[str, Any]:
-    body = json.loads(json.dumps(CREATE))
+    body: dict[str, Any] = json.loads(json.dumps(CREATE))
     body["alert"]["alertId"] = alert_id
     return body
 

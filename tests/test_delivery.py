@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from service.delivery import RateLimiter, next_attempt_delay
 from service.mapping import Filter, Rules
-from tests.conftest import auth, sample
+from tests.conftest import PortalClient, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.polling import wait_for
 
@@ -22,11 +22,11 @@ CREATE = sample("Create")
 ALERT = CREATE["alert"]["alertId"]
 REF = f"opsgenie-{ALERT}"
 
-MakeClient = Callable[..., TestClient]
+MakeClient = Callable[..., PortalClient]
 
 
 def event(action: str, seconds_later: int, **alert: Any) -> dict[str, Any]:
-    body = json.loads(json.dumps(CREATE))
+    body: dict[str, Any] = json.loads(json.dumps(CREATE))
     body["action"] = action
     body["alert"]["updatedAt"] += seconds_later * 10**9
     body["alert"].update(alert)

@@ -402,7 +402,7 @@ def test_account_name_is_cached(
         alert = f"{ALERT[:-1]}{i}"
         fake_opsgenie.add(api_alert(alert, created_ms=CREATED_MS))
         relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(alert), headers=auth())
-        wait_for(lambda a=alert: fake_dx.incident(f"opsgenie-{a}"))  # type: ignore[misc]
+        wait_for(lambda a=alert: fake_dx.incident(f"opsgenie-{a}"))
     assert len(fake_opsgenie.seen("/v2/account")) == 1
 
 

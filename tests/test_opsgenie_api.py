@@ -25,8 +25,9 @@ from service.errors import (
     OpsgenieRetryable,
     PayloadError,
 )
-from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_iso_ns
+from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert
 from service.opsgenie_api import OpsgenieAPI, api_base, web_url
+from service.timestamps import parse_iso_ns
 from service.translate import fold
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.servers import UvicornThread

@@ -563,7 +563,8 @@ def test_head_works_like_get(client: TestClient) -> None:
 
 def test_store_finds_objects_by_id_or_name_with_the_decrypted_key(client: TestClient) -> None:
     created = create(client, "Team Öl", custom_url="https://og.example.com")
-    store = client.app.state.relay.store
+    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    assert client.portal is not None
     by_id = client.portal.call(store.get_service_object, created["id"])
     assert by_id.name == "Team Öl"
     assert by_id.region == "us"

@@ -80,7 +80,7 @@ def body(events: Iterable[OpsgenieEvent], rules: Rules = RULES) -> dict[str, Any
 
 def at(document: dict[str, Any], updated_at: int | None, **alert: Any) -> dict[str, Any]:
     """``document`` moved to another ``updatedAt`` (``None``: without one), fields changed."""
-    moved = json.loads(json.dumps(document))
+    moved: dict[str, Any] = json.loads(json.dumps(document))
     if updated_at is None:
         moved["alert"].pop("updatedAt", None)
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from datadog_api_client import ApiClient, Configuration
@@ -48,14 +49,14 @@ def relay_process(relay: Callable[..., RelayProcess]) -> RelayProcess:
 def client_for(
     process: RelayProcess, *, app_key: str = APP_KEY
 ) -> Iterator[OpsgenieIntegrationApi]:
-    configuration = Configuration(
+    configuration = Configuration(  # type: ignore[no-untyped-call]  # the library is untyped
         host=process.url,
         api_key={"apiKeyAuth": API_KEY, "appKeyAuth": app_key},
         enable_retry=False,
         compress=False,
     )
     with ApiClient(configuration) as api_client:
-        yield OpsgenieIntegrationApi(api_client)
+        yield OpsgenieIntegrationApi(api_client)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def api(relay_process: RelayProcess) -> Iterator[OpsgenieIntegrationApi]:
     yield from client_for(relay_process)
 
 
-def create_request(name: str, **extra: object) -> OpsgenieServiceCreateRequest:
+def create_request(name: str, **extra: Any) -> OpsgenieServiceCreateRequest:
     return OpsgenieServiceCreateRequest(
         data=OpsgenieServiceCreateData(
             attributes=OpsgenieServiceCreateAttributes(

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.mapping import load_rules
 from service.opsgenie import parse_event
+from service.rules_file import load_rules
 from service.translate import Account, AlertState, fold, render
 from tests.conftest import WEBHOOK_TOKEN
 from tests.e2e.conftest import RelayProcess
@@ -91,7 +91,7 @@ def expected_incidents(acknowledged: list[bytes]) -> dict[str, dict[str, Any]]:
     account = Account(web_url="https://app.opsgenie.com")
     out: dict[str, dict[str, Any]] = {}
     for state in states.values():
-        rendered = dict(render(state, rules, account))
+        rendered: dict[str, Any] = dict(render(state, rules, account))
         out[rendered["reference_id"]] = {key: rendered.get(key) for key in COMPARED}
     return out
 

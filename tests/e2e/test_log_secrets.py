@@ -50,7 +50,7 @@ DELIVERIES = "/api/v1/deliveries"
 
 
 def create(alert_id: str) -> dict[str, Any]:
-    body = json.loads(json.dumps(sample("Create")))
+    body: dict[str, Any] = json.loads(json.dumps(sample("Create")))
     body["alert"]["alertId"] = alert_id
     return body
 

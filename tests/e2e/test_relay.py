@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ CREATE = sample("Create")
 REF = "opsgenie-" + CREATE["alert"]["alertId"]
 
 
-def close_of(create: dict) -> dict:
+def close_of(create: dict[str, Any]) -> dict[str, Any]:
     close = {**create, "action": "Close"}
     close["alert"] = {**create["alert"], "updatedAt": create["alert"]["updatedAt"] + 5_000_000_000}
     return close
@@ -88,7 +89,7 @@ def stored_events(process: RelayProcess) -> int:
     ],
 )
 def test_bad_requests_get_4xx_and_store_nothing(
-    relay: Callable[..., RelayProcess], body: object, kwargs: dict, status: int
+    relay: Callable[..., RelayProcess], body: object, kwargs: dict[str, Any], status: int
 ) -> None:
     process = relay()
     response = process.post(body, **kwargs)

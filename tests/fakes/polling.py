@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 __all__ = ["wait_for", "wait_for_async"]
 
@@ -22,7 +22,7 @@ def _describe(predicate: Callable[[], object], message: str | None) -> str:
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[..., T | Literal[False] | None],
     timeout: float = 10.0,
     *,
     interval: float = 0.02,
@@ -47,7 +47,7 @@ def wait_for(
 
 
 async def wait_for_async(
-    predicate: Callable[[], T],
+    predicate: Callable[..., T | Literal[False] | None],
     timeout: float = 10.0,
     *,
     interval: float = 0.02,

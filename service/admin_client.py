@@ -1,14 +1,14 @@
-"""The operator commands: ``deliveries``, ``delivery``, ``retry`` and ``check-config``.
+"""The CLI's client of the admin API: ``deliveries``, ``delivery``, ``retry``, ``backfill``.
 
-``deliveries``/``delivery``/``retry`` talk to the RUNNING relay over its admin API (the
-``/api/v1/deliveries`` routes), never to the database: the relay owns its single SQLite
-writer, and an operator at 3 a.m. should not need to know where the file lives. The URL
-comes from ``--url``, else ``RELAY_URL``, else ``http://RELAY_HOST:RELAY_PORT``; the keys
-from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or ``RELAY_READONLY_APP_KEY`` to read).
+These talk to the RUNNING relay (``/api/v1/deliveries``, ``/api/v1/backfill``), never to the
+database: the relay owns its single SQLite writer, and an operator at 3 a.m. should not need to
+know where the file lives. The URL comes from ``--url``, else ``RELAY_URL``, else
+``http://RELAY_HOST:RELAY_PORT``; the keys from ``RELAY_API_KEY`` and ``RELAY_APP_KEY`` (or
+``RELAY_READONLY_APP_KEY`` to read).
 
-Exit codes: 0 done; 1 not found, or the relay refused or failed the request; 2
-configuration error: a bad variable, ``--url`` or argument, or admin keys the relay
-refuses (403), since those are the caller's ``RELAY_API_KEY``/``RELAY_APP_KEY`` to fix.
+Exit codes: 0 done; 1 not found, or the relay refused or failed the request; 2 configuration
+error: a bad variable, ``--url`` or argument, or admin keys the relay refuses (403), since
+those are the caller's ``RELAY_API_KEY``/``RELAY_APP_KEY`` to fix.
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ import httpx
 from service.backfill import since_seconds
 from service.config_check import check_config
 from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, NDJSON, PATH
-from service.errors import ConfigError, Conflict, NotFound, PayloadError, RelayError
+from service.errors import (
+    CommandFailed,
+    ConfigError,
+    Conflict,
+    NotFound,
+    PayloadError,
+    RelayError,
+    UnexpectedAnswer,
+)
 from service.settings import Settings
 from service.store import Status
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 #: A backfill streams a line per Opsgenie page; a page may wait out rate limits.
 BACKFILL_TIMEOUT = httpx.Timeout(300.0, connect=3.0)
-
-
-class CommandFailed(RelayError):
-    """The relay could not be reached or answered something other than success (exit 1)."""
-
-
-class UnexpectedAnswer(CommandFailed):
-    """A success whose body this command cannot read: another server, or another version."""
 
 
 class RelayAPI:
