@@ -61,10 +61,13 @@ class _Bounded(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: True from a connection's opening, or the end of a request, to the end of the
-        #: next request's head; only then do received bytes count toward the head's size.
-        self._in_head = True
+        #: True from a request's first byte to the end of its head; only then do received
+        #: bytes count toward the head's size.
+        self._in_head = False
         self._head_bytes = 0
+        #: Whether a request ended within the chunk being parsed: the bytes before a
+        #: pipelined request's head in that chunk (the last one's body) are not its head.
+        self._ended_in_chunk = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -75,7 +78,7 @@ class _Bounded(HttpToolsProtocol):
             self.logger.warning("connection refused: %d open", len(self.connections) - 1)
             transport.close()
             return
-        self._arm_head_timer()
+        self._arm_head_timer()  # a connection that never sends a request is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -84,10 +87,13 @@ class _Bounded(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
+        head_under_way = self._in_head
+        self._ended_in_chunk = False
         super().data_received(data)
         if self._refused or not self._in_head:
             return
-        self._head_bytes += len(data)
+        if head_under_way or not self._ended_in_chunk:
+            self._head_bytes += len(data)
         if self._head_bytes > self._limits.max_head_bytes:
             self._refuse(_TOO_LARGE, "request head over %d bytes", self._limits.max_head_bytes)
 
@@ -98,18 +104,17 @@ class _Bounded(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._head_bytes = 0
         self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
         self._disarm_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        # The next request's head may already be in this buffer (pipelining); count it.
-        self._in_head = True
+        self._ended_in_chunk = True
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -122,7 +127,7 @@ class _Bounded(HttpToolsProtocol):
 
     def _too_slow(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
+        if (self._in_head or self.cycle is None) and not self.transport.is_closing():
             limit = self._limits.head_timeout
             self._refuse(_TOO_SLOW, "request head not complete within %.0f s", limit)
 

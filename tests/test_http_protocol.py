@@ -117,6 +117,29 @@ def test_a_431_names_the_problem_in_the_relays_error_shape() -> None:
     assert answer.endswith(b'{"errors": ["request line and headers too large"]}')
 
 
+async def echo_size(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(str(len(await request.body())))
+
+
+def test_bodies_far_past_the_head_limit_are_read_whole_also_pipelined() -> None:
+    """Only the head counts: a body in the same packets as its head, or a pipelined
+    request's head behind a big body, is no oversized head."""
+    app = Starlette(routes=[Route("/", echo_size, methods=["POST"])])
+    limits = ClientLimits(max_head_bytes=4096, head_timeout=5.0, max_connections=10)
+    body = b"x" * 600_000
+    post = b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Length: 600000\r\n\r\n" + body
+    with (
+        UvicornThread(app, http=bounded_protocol(limits)) as server,
+        connect(server) as sock,
+    ):
+        sock.sendall(post + post)
+        answers = b""
+        while answers.count(b"\r\n\r\n600000") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+
+
 def test_idle_connections_that_never_send_a_request_are_closed(server: UvicornThread) -> None:
     idle = [connect(server) for _ in range(30)]
     try:
