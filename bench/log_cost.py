@@ -1,7 +1,9 @@
-"""CPU cost of one INFO log line, from the ``Logger.info`` call to bytes written.
+"""CPU cost of one INFO log line, from the call to bytes written: ``Logger.info`` and ``EventLog``.
 
 The relay logs one structured line per webhook, so this cost is paid on every request
-(``bench/run.py`` measures the whole request). Run from the repository root:
+(``bench/run.py`` measures the whole request). ``logging`` is ``log.info("webhook stored",
+extra=...)`` through logging's machinery; ``EventLog`` is the same line, same bytes, from
+``configure()``'s ``EventLog``. Run from the repository root:
 
     .venv/bin/python bench/log_cost.py
 
@@ -34,12 +36,12 @@ SECRETS = [
 ]
 
 
-def per_line_us(fmt: str, lines: int, rounds: int) -> float:
-    """Best-of-``rounds`` microseconds per ``log.info`` of the relay's per-webhook line."""
+def per_line_us(fmt: str, path: str, lines: int, rounds: int) -> float:
+    """Best-of-``rounds`` microseconds per call writing the relay's per-webhook line."""
     with open(os.devnull, "w", encoding="utf-8") as stream:
-        logs.configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
+        events = logs.configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
         log = logging.getLogger("service.webhooks")
-        extra = {
+        extra: dict[str, object] = {
             "reference_id": "opsgenie-7f3c9e1a-55b2-4d0e-9a61-0c8e2d4b6f13",
             "action": "Create",
             "outcome": "accepted",
@@ -48,8 +50,12 @@ def per_line_us(fmt: str, lines: int, rounds: int) -> float:
         best = float("inf")
         for _ in range(rounds):
             start = time.process_time()
-            for _ in range(lines):
-                log.info("webhook stored", extra=extra)
+            if path == "logging":
+                for _ in range(lines):
+                    log.info("webhook stored", extra=extra)
+            else:
+                for _ in range(lines):
+                    events.info(log, "webhook stored", **extra)
             best = min(best, time.process_time() - start)
         logging.getLogger().handlers.clear()  # the stream closes on leaving this block
     return best / lines * 1e6
@@ -61,7 +67,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="rounds; the best one counts")
     args = parser.parse_args()
     for fmt in ("json", "text"):
-        print(f"{fmt:>4}: {per_line_us(fmt, args.lines, args.rounds):6.2f} µs per line")
+        for path in ("logging", "EventLog"):
+            cost = per_line_us(fmt, path, args.lines, args.rounds)
+            print(f"{fmt:>4} {path:>8}: {cost:6.2f} µs per line")
 
 
 if __name__ == "__main__":

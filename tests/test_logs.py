@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 from starlette.datastructures import Secret
 
-from service.logs import REDACTED, JSONFormatter, Redactor, TextFormatter, configure
+from service.logs import EventLog, JSONFormatter, TextFormatter, configure
+from service.redaction import REDACTED, Redactor
 
 WEBHOOK = "hook-secret-5e1d0c7b"
 DX = "dx-secret-9a8b7c6d"
@@ -163,55 +165,6 @@ def test_a_record_now_gets_the_time_now() -> None:
     entry = json.loads(JSONFormatter().format(record()))
     logged = datetime.fromisoformat(entry["time"]).timestamp()
     assert before - 0.001 <= logged <= time.time()  # milliseconds, truncated
-
-
-# ---- Redactor ------------------------------------------------------------------------------
-
-
-def test_unset_and_empty_secrets_redact_nothing() -> None:
-    redactor = Redactor([None, Secret(""), None])
-    assert redactor.redact("nothing to hide") == "nothing to hide"
-
-
-def test_the_longest_secret_wins_when_secrets_overlap() -> None:
-    redactor = Redactor([Secret("abc"), Secret("abcdef")])
-    assert redactor.redact("x abcdef y abc") == f"x {REDACTED} y {REDACTED}"
-    assert "def" not in redactor.redact("abcdef")
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Authorization: Bearer opaque-value-1",
-        "AUTHORIZATION: Bearer opaque-value-1",
-        "authorization=Bearer opaque-value-1",
-        "headers {'Authorization': 'Basic b3BhcXVlLXZhbHVlLTE='}",
-        '{"authorization": "Bearer opaque-value-1"}',
-        "Proxy-Authorization: Bearer opaque-value-1",
-        "DD-API-KEY: opaque-value-1",
-        "dd-api-key=opaque-value-1",
-        "{'DD-APPLICATION-KEY': 'opaque-value-1'}",
-        "Authorization: GenieKey opaque-value-1",
-        "GenieKey opaque-value-1",
-        "geniekey: opaque-value-1",
-        # Unicode case-insensitive matching takes these for "i" and "k".
-        "Gen\u0131eKey opaque-value-1",
-        "GEN\u0130EKEY opaque-value-1",
-        "dd-api-\u212aey: opaque-value-1",
-        # A header name inside a value that does not start a header of its own.
-        "DD-API-KEY: dd-api-key-opaque-value-1",
-    ],
-)
-def test_redacts_credential_header_values_it_was_not_told_about(text: str) -> None:
-    redacted = Redactor([]).redact(text)
-    assert "opaque-value-1" not in redacted
-    assert "b3BhcXVlLXZhbHVlLTE" not in redacted
-    assert REDACTED in redacted
-
-
-def test_header_names_stay_readable() -> None:
-    redacted = Redactor([]).redact("DD-API-KEY: opaque-value-1 then more")
-    assert redacted.startswith(f"DD-API-KEY: {REDACTED}")
 
 
 # ---- configure -----------------------------------------------------------------------------
@@ -467,16 +420,6 @@ def test_header_redaction_keeps_every_json_line_valid(message: str) -> None:
     assert expected.count(REDACTED) == 1
 
 
-def test_header_redaction_is_idempotent() -> None:
-    redactor = Redactor([])
-    once = redactor.redact("Authorization: Bearer opaque-value-1 then the rest")
-    assert once == f"Authorization: {REDACTED} then the rest"
-    assert redactor.redact(once) == once
-    assert redactor.redact(redactor.redact("{'Authorization': 'Bearer x'}")) == (
-        f"{{'Authorization': '{REDACTED}'}}"
-    )
-
-
 @pytest.mark.usefixtures("restore_logging")
 def test_configure_text_format() -> None:
     stream = io.StringIO()
@@ -588,3 +531,290 @@ def test_a_header_name_ending_a_text_message_does_not_swallow_the_next_header(
     line = written("text", record(message, **fields))
     assert "opaque" not in line
     assert line.endswith(kept)
+
+
+# ---- EventLog ------------------------------------------------------------------------------
+
+WEBHOOK_LINES: list[tuple[int, str, dict[str, Any]]] = [
+    (
+        logging.INFO,
+        "webhook stored",
+        {
+            "reference_id": "opsgenie-7f3c9e1a-55b2-4d0e-9a61-0c8e2d4b6f13",
+            "action": "Create",
+            "outcome": "accepted",
+            "took_ms": 1.23,
+        },
+    ),
+    (
+        logging.INFO,
+        "webhook ignored",
+        {
+            "reference_id": "opsgenie-0c8e",
+            "alert_id": 'alert "quoted" back\\slash é ☃ 🚨 \x1b\x7f\nnext',
+            "action": "Fetched",
+            "outcome": "ignored",
+        },
+    ),
+    (
+        logging.WARNING,
+        "webhook refused",
+        {"action": None, "outcome": "unauthorized", "error": "missing or invalid webhook token"},
+    ),
+    (
+        logging.WARNING,
+        "webhook refused",
+        {
+            "action": "Close",
+            "outcome": "invalid",
+            "error": f'alert.alias: "{WEBHOOK}" and {QUOTED} and {ODD} and {DX}',
+        },
+    ),
+    (
+        logging.INFO,
+        "webhook stored",
+        {
+            "reference_id": f"opsgenie-{WEBHOOK}",
+            "action": "Authorization: Bearer opaque-value-1",
+            "outcome": "duplicate",
+            "took_ms": 0.1,
+        },
+    ),
+    (
+        logging.INFO,
+        "webhook 100% stored %s",  # no arguments: never %-formatted, in either path
+        {"took_ms": 12345.67, "tiny": 1e-05, "huge": 1e20, "count": 3, "ok": True},
+    ),
+    (logging.INFO, "webhook stored", {}),
+]
+
+
+def fixed_clock(created: float) -> Callable[[], float]:
+    return lambda: created
+
+
+def through_logging(fmt: str, level: int, message: str, fields: dict[str, Any]) -> str:
+    """What ``logger.log(level, message, extra=fields)`` writes at ``CREATED`` today."""
+    stream = io.StringIO()
+    configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+    rec = log.makeRecord(log.name, level, __file__, 1, message, (), None, extra=fields)
+    log.handle(at(CREATED, rec))
+    return stream.getvalue()
+
+
+def through_event_log(fmt: str, level: int, message: str, fields: dict[str, Any]) -> str:
+    stream = io.StringIO()
+    configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
+    [handler] = logging.getLogger().handlers
+    events = EventLog(handler, clock=fixed_clock(CREATED))  # configure()'s, at a fixed time
+    log = logging.getLogger("service.webhooks")
+    (events.info if level == logging.INFO else events.warning)(log, message, **fields)
+    return stream.getvalue()
+
+
+CREATED = 1_700_000_000.0429
+
+
+@pytest.mark.parametrize(("level", "message", "fields"), WEBHOOK_LINES)
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_writes_the_bytes_logging_writes(
+    fmt: str, level: int, message: str, fields: dict[str, Any]
+) -> None:
+    expected = through_logging(fmt, level, message, fields)
+    assert expected.count("\n") >= 1  # the line was written, redacted
+    assert_no_secret(expected)
+    assert "opaque-value-1" not in expected
+    assert through_event_log(fmt, level, message, fields) == expected
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_from_configure_writes_beside_logging_lines_in_order(fmt: str) -> None:
+    stream = io.StringIO()
+    events = configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+    before = time.time()
+    log.info("webhook stored", extra={"reference_id": "opsgenie-1", "token": WEBHOOK})
+    events.info(log, "webhook stored", reference_id="opsgenie-1", token=WEBHOOK)
+    logging.getLogger("uvicorn.error").info("between")
+    events.warning(log, "webhook refused", action=None, outcome="invalid")
+    after = time.time()
+    first, second, between, refused = lines(stream)
+    # The same line but for the time each was written at; the redactor ran on both.
+    time_length = len("2023-11-14T22:13:20.042+00:00") + 10 if fmt == "json" else 23
+    assert first[time_length:] == second[time_length:]
+    assert REDACTED in second
+    assert "between" in between
+    assert "webhook refused" in refused
+    if fmt == "json":
+        stamps = [json.loads(line)["time"] for line in (first, second, refused)]
+        written_at = [datetime.fromisoformat(s).timestamp() for s in stamps]
+        assert all(before - 0.001 <= t <= after for t in written_at)
+        assert json.loads(refused)["level"] == "warning"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_respects_the_configured_level() -> None:
+    stream = io.StringIO()
+    events = configure(fmt="json", level="WARNING", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+    events.info(log, "webhook stored", reference_id="opsgenie-1")
+    events.warning(log, "webhook refused", outcome="invalid")
+    [line] = lines(stream)
+    assert json.loads(line)["message"] == "webhook refused"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_writes_nothing_for_a_disabled_logger() -> None:
+    stream = io.StringIO()
+    events = configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+    log.disabled = True
+    try:
+        events.warning(log, "webhook refused", outcome="invalid")
+    finally:
+        log.disabled = False
+    assert stream.getvalue() == ""
+
+
+def test_event_log_without_configure_goes_through_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Tests and library use: pytest's caplog (or any handler) sees the records, with the
+    fields as attributes and the caller as the place they were logged from."""
+    log = logging.getLogger("service.webhooks")
+    with caplog.at_level(logging.INFO, logger="service.webhooks"):
+        EventLog().info(log, "webhook stored", reference_id="opsgenie-1", took_ms=1.5)
+        EventLog().warning(log, "webhook refused", outcome="invalid")
+    stored, refused = caplog.records
+    assert (stored.levelno, stored.getMessage()) == (logging.INFO, "webhook stored")
+    assert (stored.reference_id, stored.took_ms) == ("opsgenie-1", 1.5)  # type: ignore[attr-defined]
+    assert stored.funcName == "test_event_log_without_configure_goes_through_logging"
+    assert (refused.levelno, refused.outcome) == (logging.WARNING, "invalid")  # type: ignore[attr-defined]
+
+
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_goes_through_logging_when_another_handler_listens() -> None:
+    stream = io.StringIO()
+    events = configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+    collected = Collected()
+    log.addHandler(collected)
+    try:
+        events.info(log, "webhook stored", reference_id="opsgenie-1")
+    finally:
+        log.removeHandler(collected)
+    [rec] = collected.records
+    assert rec.reference_id == "opsgenie-1"  # type: ignore[attr-defined]
+    [line] = lines(stream)
+    assert json.loads(line)["reference_id"] == "opsgenie-1"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_goes_through_logging_when_a_filter_could_drop_or_change_the_line() -> None:
+    stream = io.StringIO()
+    events = configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+
+    def only_stored(rec: logging.LogRecord) -> bool:
+        rec.seen = True
+        return rec.getMessage() == "webhook stored"
+
+    log.addFilter(only_stored)
+    try:
+        events.info(log, "webhook stored", reference_id="opsgenie-1")
+        events.info(log, "webhook ignored", reference_id="opsgenie-2")
+    finally:
+        log.removeFilter(only_stored)
+    [line] = lines(stream)
+    assert json.loads(line) | {"time": "t"} == {
+        "time": "t",
+        "level": "info",
+        "logger": "service.webhooks",
+        "message": "webhook stored",
+        "reference_id": "opsgenie-1",
+        "seen": True,
+    }
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_treats_special_field_names_as_logging_does(fmt: str) -> None:
+    """Such a call goes through logging, so its line has the time logging gave it."""
+    fields: dict[str, Any] = {"logger": "mine", "_hidden": 1, "after": "x", "time": 7}
+    event_line = through_event_log(fmt, logging.INFO, "m", fields)
+    if fmt == "json":  # fields named like the first keys take their places
+        assert event_line.startswith('{"time": 7, "level": "info", "logger": "mine", ')
+    else:
+        assert event_line.endswith(": m logger=mine after=x time=7\n")  # _hidden is not shown
+    assert event_line[23:] == through_logging(fmt, logging.INFO, "m", fields)[23:]
+    log = logging.getLogger("service.webhooks")
+    events = configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=io.StringIO())
+    with pytest.raises(KeyError, match="Attempt to overwrite 'name' in LogRecord"):
+        events.info(log, "m", name="clash")
+
+
+class Trickling(io.StringIO):
+    """Writes in pieces and lets other threads run in between, as a slow file would."""
+
+    def write(self, text: str) -> int:
+        for start in range(0, len(text), 16):
+            super().write(text[start : start + 16])
+            time.sleep(0)  # hand the GIL over: an unlocked writer would interleave here
+        return len(text)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_and_logging_lines_never_interleave() -> None:
+    stream = Trickling()
+    events = configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
+    log = logging.getLogger("service.webhooks")
+
+    def write(thread: int) -> None:
+        for n in range(100):
+            if n % 2:
+                events.info(log, "webhook stored", writer=thread, n=n, pad="x" * 50)
+            else:
+                log.info("webhook stored", extra={"writer": thread, "n": n, "pad": "x" * 50})
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    entries = [json.loads(line) for line in lines(stream)]
+    assert sorted((e["writer"], e["n"]) for e in entries) == [
+        (t, n) for t in range(4) for n in range(100)
+    ]
+
+
+class Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("disk gone")
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_a_line_the_event_log_cannot_write_is_reported_redacted(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=Broken())
+    log = logging.getLogger("service.webhooks")
+    events.info(log, f"webhook stored {WEBHOOK}", reference_id="opsgenie-1")  # does not raise
+    events.info(log, "webhook stored", odd=Unprintable())
+    report = capsys.readouterr().err
+    assert report.count("--- Logging error ---") == 2
+    assert "OSError: disk gone" in report
+    assert f"webhook stored {REDACTED}" in report
+    assert_no_secret(report)
