@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from service.backoff import Backoff
 from service.errors import (
     Conflict,
     NotFound,
@@ -161,9 +162,9 @@ def retry_delay(attempt: int, retry_after: float | None, rng: Callable[[], float
     Opsgenie's ``Retry-After`` is honoured (bounded, so a bogus hour does not hang the
     command); without one, exponential backoff with full jitter so parallel runs spread.
     """
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
-    return rng() * min(MAX_BACKOFF, 0.5 * 2.0**attempt)
+    return Backoff(base=0.5, cap=MAX_BACKOFF, retry_after_cap=MAX_RETRY_AFTER).delay(
+        attempt, retry_after, rng=rng
+    )
 
 
 async def resolve(relay: Relay, service: str) -> Target:

@@ -11,11 +11,11 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from service.backoff import retry_after_seconds
 from service.errors import DXAuthError, DXRedirected, PermanentError, RetryableError
 from service.settings import Settings
 from service.translate import IncidentUpsert
@@ -29,22 +29,6 @@ PERMANENT_CODES = frozenset(
 #: 4xx statuses that say "not now" rather than "never": 408 is a timeout (a proxy in
 #: front of DX gave up waiting for the body), 429 asks us to slow down.
 _RETRYABLE_STATUSES = frozenset({408, 429})
-
-
-def retry_after_seconds(value: str | None, *, now: float) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError):
-            return None
-    if seconds != seconds or seconds < 0:  # NaN or in the past
-        return 0.0
-    return min(seconds, 3600.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 Webhooks are partial: an ``Escalate`` carries only ``alertId``, and a ``Close`` whose
 ``Create`` never arrived has no ``createdAt`` and no priority. When a pending reference
 lacks what the incident needs and its service object has an API key, the worker fetches
-``GET /v2/alerts/{id}`` and folds it in *durably* (``store.accept`` of a ``Fetched``
-event), so the state, the event log and every later delivery agree.
+``GET /v2/alerts/{id}``, stores the answer *durably* (``store.accept`` of a ``Fetched``
+event) so the event log and every later delivery agree, and folds it into the pending
+state, so the same turn of the worker delivers the enriched incident.
 
 This runs in the delivery worker, never at intake: Opsgenie being slow or down delays
 nothing but the enrichment itself, and only a bounded number of times, after which the
@@ -17,10 +18,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 
-from service.delivery import next_attempt_delay
+from service.backoff import Backoff
 from service.errors import (
     OpsgeniePermanent,
     OpsgenieRetryable,
@@ -29,10 +31,10 @@ from service.errors import (
     StoreUnavailable,
 )
 from service.metrics import Metrics
-from service.opsgenie import event_from_api_alert
+from service.opsgenie import OpsgenieEvent, event_from_api_alert
 from service.opsgenie_api import OpsgenieAPI, ServiceObjects, api_for
 from service.store import Attempt, Incoming, Outcome, Pending, Store
-from service.translate import AlertState
+from service.translate import AlertState, fold
 
 log = logging.getLogger("service.enrichment")
 
@@ -54,7 +56,7 @@ def needs_enrichment(state: AlertState) -> bool:
 
 
 class Enricher:
-    """Called by the worker before rendering; says whether to deliver ``pending`` now."""
+    """Called by the worker before rendering; says what to deliver now, if anything."""
 
     def __init__(
         self,
@@ -72,14 +74,21 @@ class Enricher:
         self._objects = objects
         self._http = http
         self._metrics = metrics
-        self._max_backoff = max_backoff
+        # 2 s doubling, at least 0.5 s; never longer than an incident is worth holding.
+        self._backoff = Backoff(
+            base=1.0,
+            cap=min(max_backoff, MAX_WAIT_SECONDS),
+            floor=0.5,
+            retry_after_cap=MAX_WAIT_SECONDS,
+        )
         self._max_attempts = max_attempts
         self._clock = clock
         self._rng = rng
 
-    async def __call__(self, pending: Pending) -> bool:
-        """``True``: deliver ``pending`` as it is. ``False``: do not send it; the store
-        now holds a newer (enriched) version, or this one waits for Opsgenie.
+    async def __call__(self, pending: Pending) -> Pending | None:
+        """The reference to deliver now: ``pending`` with the alert Opsgenie gave folded
+        in, or as it is when enrichment cannot help. ``None``: do not send it yet; it
+        waits for Opsgenie, and the store holds it until then.
 
         Never raises: an exception here would leave the reference due and unrecorded,
         and the worker would claim it again at once, forever.
@@ -92,12 +101,12 @@ class Enricher:
                 "enrichment failed unexpectedly; delivering what the relay has",
                 extra={"reference_id": pending.reference_id, "outcome": "permanent"},
             )
-            return True
+            return pending
 
-    async def _enrich(self, pending: Pending) -> bool:
+    async def _enrich(self, pending: Pending) -> Pending | None:
         state = pending.state
         if not needs_enrichment(state):
-            return True
+            return pending
         api = await self._api(pending)
         if api is None:
             return self._skip(pending, "no service object with a usable Opsgenie API key")
@@ -105,8 +114,13 @@ class Enricher:
             return self._skip(pending, "attempts exhausted")
         try:
             data = await api.get_alert(state.alert_id)
-            # Read now, so an unusable answer fails here and is never stored.
-            event_from_api_alert(data, received_ns=int(self._clock() * 1e9))
+            received_at = self._clock()
+            # Read now, so an unusable answer fails here and is never stored. Read as the
+            # store reads it back: the same receipt time and the reference's alert id.
+            event = replace(
+                event_from_api_alert(data, received_ns=int(received_at * 1e9)),
+                alert_id=state.alert_id,
+            )
         except OpsgenieRetryable as error:
             return await self._retry_later(pending, error)
         except (OpsgeniePermanent, PayloadError) as error:
@@ -121,29 +135,30 @@ class Enricher:
                     "error": error.message,
                 },
             )
-            return True
+            return pending
         incoming = Incoming.fetched(
             data,
             reference_id=pending.reference_id,
             alert_id=state.alert_id,
             service_id=pending.service_id,
-            received_at=self._clock(),
+            received_at=received_at,
         )
         try:
             outcome = await self._store.accept(incoming)
         except StoreUnavailable as error:
+            # Unstored, the enriched state would be one DX holds and the relay cannot
+            # rebuild: later events would fold without it and take it back from DX.
             log.warning(
                 "enriched state not stored; delivering what the relay has",
                 extra={"reference_id": pending.reference_id, "error": error.message},
             )
-            return True
+            return pending
         self._metrics.enrichment.labels("success").inc()
         log.info(
             "alert enriched from the Opsgenie API",
             extra={"reference_id": pending.reference_id, "outcome": outcome.value},
         )
-        # ACCEPTED: a newer version is due now and the worker wakes when this task ends.
-        return outcome is not Outcome.ACCEPTED
+        return _folded(pending, event, outcome)
 
     async def _api(self, pending: Pending) -> OpsgenieAPI | None:
         """A client for the alert's account; ``None`` without a service object or a key."""
@@ -163,16 +178,16 @@ class Enricher:
             )
             return None
 
-    def _skip(self, pending: Pending, why: str) -> bool:
+    def _skip(self, pending: Pending, why: str) -> Pending:
         self._metrics.enrichment.labels("skipped").inc()
         log.info(
             "enrichment skipped",
             extra={"reference_id": pending.reference_id, "outcome": "skipped", "reason": why},
         )
-        return True
+        return pending
 
-    async def _retry_later(self, pending: Pending, error: OpsgenieRetryable) -> bool:
-        """Hold the reference until Opsgenie can answer, or send it as is (``True``).
+    async def _retry_later(self, pending: Pending, error: OpsgenieRetryable) -> Pending | None:
+        """Hold the reference until Opsgenie can answer (``None``), or send it as is.
 
         A 429 names the window to wait out (``retry_after``, at most a minute), and the
         store holds the reference that long: asked again inside the window, Opsgenie only
@@ -187,13 +202,8 @@ class Enricher:
                 "Opsgenie unavailable; delivering what the relay has",
                 extra={"reference_id": pending.reference_id, "error": error.message},
             )
-            return True
-        delay = min(
-            next_attempt_delay(
-                attempt_no, retry_after, cap=min(self._max_backoff, MAX_WAIT_SECONDS), rng=self._rng
-            ),
-            MAX_WAIT_SECONDS,
-        )
+            return pending
+        delay = self._backoff.delay(attempt_no, retry_after, rng=self._rng)
         now = self._clock()
         status = error.http_status
         await self._store.record_retry(
@@ -214,7 +224,23 @@ class Enricher:
             "enrichment will be retried",
             extra={"reference_id": pending.reference_id, "outcome": "retry", "delay": delay},
         )
-        return False
+        return None
+
+
+def _folded(pending: Pending, event: OpsgenieEvent, outcome: Outcome) -> Pending:
+    """``pending`` as the store now holds it, the fetched alert folded in.
+
+    Each accepted event makes its alert one version newer, so the enriched state is
+    ``pending``'s next version, and recording its delivery settles the reference
+    without the worker claiming it again. Should another event have been stored in
+    between, the versions differ, the store keeps the reference due, and the next claim
+    folds both. A duplicate (the same answer stored before) is in the state already.
+    """
+    if outcome is not Outcome.ACCEPTED:
+        return replace(pending, state=fold(pending.state, event))
+    return replace(
+        pending, state=fold(pending.state, event), version=pending.version + 1, attempts=0
+    )
 
 
 __all__ = ["MAX_ATTEMPTS", "Enricher", "needs_enrichment"]

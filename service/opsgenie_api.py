@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from starlette.datastructures import Secret
 
-from service.dx import retry_after_seconds
+from service.backoff import retry_after_seconds
 from service.errors import (
     OpsgenieAPIError,
     OpsgenieAuthError,

@@ -1,9 +1,12 @@
-"""The delivery worker against the fake DX (in-process): retries, coalescing, failures, pauses."""
+"""The delivery worker against the fake DX (in-process): retries, coalescing, failures, pauses.
+
+The policy's decisions alone are in test_delivery_policy.py, the pace toward DX in
+test_rate_limit.py, the pause state in test_pause.py.
+"""
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +14,6 @@ import pytest
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
-from service.delivery import RateLimiter, next_attempt_delay
 from service.mapping import Filter, Rules
 from tests.conftest import PortalClient, auth, sample
 from tests.fakes.dx import FakeDX
@@ -367,34 +369,6 @@ def test_without_dx_configured_events_wait_and_readiness_says_paused(
     assert ready["status"] == "ready"
     assert ready["delivery"].startswith("paused: DX is not configured")
     assert sample_value(client, "relay_delivery_paused", {"reason": "not_configured"}) == 1
-
-
-def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
-    rng = random.Random(7).random
-    delays = [next_attempt_delay(n, None, cap=300, rng=rng) for n in range(1, 12)]
-    assert all(0.5 <= d <= 300 for d in delays)
-    assert max(delays[-3:]) > max(delays[:3])
-    assert next_attempt_delay(5, 42.0, cap=10, rng=rng) == 42.0  # DX's word beats the cap
-
-
-def test_rate_limiter_spaces_requests() -> None:
-    import asyncio
-
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    async def scenario() -> None:
-        limiter = RateLimiter(2.0, clock=lambda: now[0], sleep=sleep)
-        for _ in range(6):
-            await limiter.acquire()
-        limiter.hold(10.0)
-        await limiter.acquire()
-
-    asyncio.run(scenario())
-    # A burst of 2, then one every 0.5 s (4 more: 2 s); the hold adds its 10 s.
-    assert now[0] == pytest.approx(2.0 + 10.0, abs=0.01)
 
 
 def test_dx_never_has_more_than_concurrency_requests_open(

@@ -10,9 +10,9 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -25,17 +25,20 @@ from starlette.testclient import TestClient
 from service.accounts import Accounts
 from service.app import create_app
 from service.crypto import KeyCipher, SealedKey
+from service.delivery import Worker
+from service.dx import DXClient
 from service.enrichment import MAX_ATTEMPTS, Enricher, needs_enrichment
 from service.errors import SecretKeyError, StoreUnavailable
+from service.mapping import Rules
 from service.metrics import Metrics
 from service.opsgenie import OpsgenieEvent
 from service.settings import Settings
-from service.store import Pending, ServiceObject
-from service.translate import fold
+from service.store import Attempt, Incoming, Outcome, Pending, ServiceObject, Store
+from service.translate import Account, fold
 from tests.conftest import DX_TOKEN, auth
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
-from tests.fakes.polling import wait_for
+from tests.fakes.polling import wait_for, wait_for_async
 
 ALERT = "8b9c0d1e-2f30-4a5b-9c6d-7e8f90a1b2c3"
 REF = f"opsgenie-{ALERT}"
@@ -257,6 +260,11 @@ def test_partial_event_becomes_a_complete_incident(
     assert relay_client.portal is not None
     events = relay_client.portal.call(functools.partial(store.events, ALERT, limit=10))
     assert "Fetched" in [e.action for e in events]
+    # Delivered as the version the fetched alert made: settled, not claimed again.
+    delivery = relay_client.portal.call(store.get, REF)
+    assert (delivery.status, delivery.delivered_version) == ("delivered", delivery.version)
+    attempts = relay_client.portal.call(functools.partial(store.attempts, REF, limit=10))
+    assert [a.outcome for a in attempts] == ["delivered"]
 
 
 def test_without_a_service_object_the_relay_sends_what_it_has(
@@ -287,6 +295,109 @@ def test_wrong_key_is_permanent_and_does_not_hold_the_incident(
     relay_client.post("/webhooks/opsgenie/payments-og", json=escalate(), headers=auth())
     delivered(fake_dx, lambda i: True)
     assert metric(relay_client, "permanent") == 1
+
+
+class OneClaimOutbox:
+    """An outbox that hands the worker one reference once and records what it is told.
+
+    Claiming again is what the enrichment must make unnecessary: the fetched alert is
+    stored, and also delivered by the same turn of the worker.
+    """
+
+    def __init__(self, pending: Pending) -> None:
+        self.waiting: list[Pending] = [pending]
+        self.claims = 0
+        self.accepted: list[Incoming] = []
+        self.delivered: list[tuple[Pending, dict[str, Any], Attempt]] = []
+
+    async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]:
+        claimed, self.waiting = self.waiting, []
+        self.claims += bool(claimed)
+        return claimed
+
+    async def next_due_at(self) -> float | None:
+        return None
+
+    async def accept(self, incoming: Incoming) -> Outcome:
+        self.accepted.append(incoming)
+        return Outcome.ACCEPTED
+
+    async def record_delivered(
+        self, pending: Pending, *, request: dict[str, Any], response: str, attempt: Attempt
+    ) -> None:
+        self.delivered.append((pending, request, attempt))
+
+    async def record_retry(self, pending: Pending, **what: Any) -> None:
+        raise AssertionError(f"not delivered: {what}")
+
+
+class Payments:
+    """The service object's account, as ``api_for`` reads it."""
+
+    region = "custom"
+    custom_url = "https://opsgenie.test"
+    api_key = Secret(KEY)
+
+    async def get_service_object(self, id: str) -> Payments:
+        return self
+
+
+def test_the_fetched_alert_is_delivered_by_the_same_turn(
+    fake_dx: FakeDX, fake_opsgenie: FakeOpsgenie
+) -> None:
+    """One claim, one fetch, one DX request that carries what Opsgenie said; the fetched
+    alert is stored too, and the delivery is recorded for the version it makes."""
+    fake_opsgenie.add(api_alert(ALERT, created_ms=CREATED_MS))
+    outbox = OneClaimOutbox(bare_pending())
+    metrics = Metrics(CollectorRegistry())
+    transport = HostRouter(
+        {
+            "dx.test": httpx.ASGITransport(app=fake_dx.app),
+            "opsgenie.test": httpx.ASGITransport(app=fake_opsgenie.app),
+        }
+    )
+
+    async def account(service_id: str | None) -> Account:
+        return Account(web_url="https://acme.app.opsgenie.com")
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=transport) as http:
+            store = cast(Store, outbox)
+            worker = Worker(
+                store=store,
+                dx=DXClient(http, base_url="http://dx.test", token=DX_TOKEN),
+                rules=Rules(),
+                accounts=account,
+                metrics=metrics,
+                concurrency=1,
+                rate_limit=1000.0,
+                max_backoff=1.0,
+                enrich=Enricher(
+                    store=store, objects=Payments(), http=http, metrics=metrics, max_backoff=1.0
+                ),
+            )
+            worker.start()
+            try:
+                await wait_for_async(lambda: outbox.delivered, message="delivery recorded")
+            finally:
+                await worker.stop(1.0)
+
+    asyncio.run(main())
+    [body] = fake_dx.upserts(REF)
+    assert body["priority"] == "P2"
+    assert body["started_at"] == "2026-11-18T11:06:40.000Z"
+    assert body["services"] == [{"identifier": "payments"}]
+    assert outbox.claims == 1
+    [fetched] = outbox.accepted
+    assert (fetched.action, fetched.reference_id) == ("Fetched", REF)
+    [(pending, request, attempt)] = outbox.delivered
+    assert request == body
+    assert pending.version == attempt.version == bare_pending().version + 1
+    assert not needs_enrichment(pending.state)
+    value = metrics.registry.get_sample_value(
+        "relay_enrichment_requests_total", {"outcome": "success"}
+    )
+    assert value == 1
 
 
 def test_opsgenie_5xx_and_429_are_retried_then_enrichment_succeeds(
@@ -481,7 +592,9 @@ def bare_pending() -> Pending:
 def test_enricher_never_raises(error: Exception, outcome: str) -> None:
     metrics = Metrics(CollectorRegistry())
 
-    async def main() -> bool:
+    pending = bare_pending()
+
+    async def main() -> Pending | None:
         async with httpx.AsyncClient() as http:
             enrich = Enricher(
                 store=None,  # type: ignore[arg-type]  # never reached
@@ -490,9 +603,9 @@ def test_enricher_never_raises(error: Exception, outcome: str) -> None:
                 metrics=metrics,
                 max_backoff=1.0,
             )
-            return await enrich(bare_pending())
+            return await enrich(pending)
 
-    assert asyncio.run(main()) is True
+    assert asyncio.run(main()) is pending  # delivered as it is
     value = metrics.registry.get_sample_value(
         "relay_enrichment_requests_total", {"outcome": outcome}
     )
