@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tenacity import AsyncRetrying, RetryCallState
+
 from service import delivery_policy as policy
 from service.delivery_policy import Delivered, Failed, PauseAll, Retry
 from service.dx import Answer, DXClient
@@ -245,18 +247,27 @@ class Worker:
     async def _with_retries(
         self, send: Callable[[], Awaitable[Answer]], ref: str, method: str
     ) -> Answer:
-        """A few quick tries of one request; the policy says whether and when to retry."""
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return await self._try(send, ref, method)
-            except DeliveryError as error:
-                wait = policy.in_process_wait(tries, error, rng=self._rng)
-                if wait is None:
-                    raise
-                self._metrics.retries.inc()
-                await asyncio.sleep(wait)
+        """A few quick tries of one request, driven by tenacity; the policy says whether
+        and how long to wait before each (``None``: this attempt ends, the store schedules)."""
+        waits: dict[int, float] = {}
+
+        def retry(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome is not None else None
+            if not isinstance(error, DeliveryError):
+                return False
+            wait = policy.in_process_wait(state.attempt_number, error, rng=self._rng)
+            if wait is None:
+                return False
+            waits[state.attempt_number] = wait
+            return True
+
+        retrying = AsyncRetrying(
+            retry=retry,
+            wait=lambda state: waits[state.attempt_number],
+            before_sleep=lambda _: self._metrics.retries.inc(),
+            reraise=True,
+        )
+        return await retrying(self._try, send, ref, method)
 
     async def _try(self, send: Callable[[], Awaitable[Answer]], ref: str, method: str) -> Answer:
         """One request to DX, within the concurrency and rate limits, observed."""
