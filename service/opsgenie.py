@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from service import strict_json
 from service.errors import PayloadError
 from service.timestamps import parse_iso_ns, parse_timestamp_ns
 
@@ -145,9 +146,11 @@ def read_envelope(body: bytes) -> Envelope:
         # Strict UTF-8 (a BOM allowed): ``json.loads(bytes)`` decodes with "surrogatepass",
         # which would let UTF-8-encoded surrogates through as lone surrogates. This is what
         # the "utf-8-sig" codec does, without its pure-Python wrapper.
-        document = json.loads(body.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; deep nesting
-        raise PayloadError("body is not valid JSON", field="body") from None
+        document = strict_json.loads(body.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
+    except ValueError as error:  # UnicodeDecodeError is a ValueError too
+        # json's own messages quote no input; ours say which rule was broken.
+        why = f": {error}" if isinstance(error, strict_json.NotStrictJSON) else ""
+        raise PayloadError(f"body is not valid JSON{why}", field="body") from None
     if _SURROGATE_ESCAPE.search(body) and not _utf8_encodable(document):
         # "\ud800" is valid JSON but no UTF-8 text: SQLite and DX could never take it.
         raise PayloadError("body has an unpaired UTF-16 surrogate escape", field="body")

@@ -492,15 +492,39 @@ REJECTIONS: list[tuple[str, bytes, str]] = [
     ("updatedAt zero", with_alert(updatedAt=0), "alert.updatedAt"),
     ("updatedAt true", with_alert(updatedAt=True), "alert.updatedAt"),
     ("updatedAt false", with_alert(updatedAt=False), "alert.updatedAt"),
+    # Not JSON at all, wherever it stands: refused as the body, before any field is read.
     (
         "updatedAt NaN literal",
         b'{"action": "Create", "alert": {"alertId": "a", "updatedAt": NaN}}',
-        "alert.updatedAt",
+        "body",
+    ),
+    (
+        "NaN in a field the relay ignores",
+        b'{"action": "Create", "alert": {"alertId": "a"}, "extra": NaN}',
+        "body",
+    ),
+    (
+        "-Infinity in an ignored action's payload",
+        b'{"action": "TestAction", "alert": {"alertId": "a", "x": [-Infinity]}}',
+        "body",
+    ),
+    (
+        "nesting past the limit in a field the relay ignores",
+        b'{"action": "Create", "alert": {"alertId": "a", "details": {"x": '
+        + b"[" * 40
+        + b"]" * 40
+        + b"}}}",
+        "body",
+    ),
+    (
+        "nesting near the recursion limit",
+        b'{"action": "Create", "alert": {"alertId": "a"}, "x": ' + b"[" * 900 + b"]" * 900 + b"}",
+        "body",
     ),
     (
         "updatedAt Infinity literal",
         b'{"action": "Create", "alert": {"alertId": "a", "updatedAt": Infinity}}',
-        "alert.updatedAt",
+        "body",
     ),
     ("updatedAt NaN string", with_alert(updatedAt="NaN"), "alert.updatedAt"),
     ("updatedAt too large", with_alert(updatedAt=10**25), "alert.updatedAt"),
