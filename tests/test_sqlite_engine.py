@@ -356,3 +356,46 @@ def test_open_creates_missing_directories(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert path.exists()
+
+
+def modes(path: Path) -> dict[str, int]:
+    """The permission bits of the database and its ``-wal``/``-shm`` files, as they are."""
+    files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    return {file.name: file.stat().st_mode & 0o777 for file in files if file.exists()}
+
+
+def test_database_wal_and_shm_are_readable_by_the_owner_only(tmp_path: Path) -> None:
+    """They hold raw alerts and DX requests; the umask of whoever starts the relay (022
+    gives 0644) must not decide who else reads them."""
+    path = tmp_path / "relay.db"
+
+    async def scenario() -> dict[str, int]:
+        engine = SQLiteEngine(path)
+        await engine.open()
+        try:
+            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
+            return modes(path)  # while open: -wal and -shm exist
+        finally:
+            await engine.close()
+
+    seen = asyncio.run(scenario())
+    assert set(seen) == {"relay.db", "relay.db-wal", "relay.db-shm"}
+    assert set(seen.values()) == {0o600}
+
+
+def test_a_database_created_readable_by_all_is_narrowed_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (v INTEGER)")
+    for file in (path, path.with_name("relay.db-wal"), path.with_name("relay.db-shm")):
+        file.touch()
+        file.chmod(0o644)
+
+    async def scenario() -> None:
+        engine = SQLiteEngine(path)
+        await engine.open()
+        await engine.close()
+
+    asyncio.run(scenario())
+    assert set(modes(path).values()) == {0o600}

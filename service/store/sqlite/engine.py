@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -35,6 +36,17 @@ WRITER_AUTOCHECKPOINT = 10_000
 R = TypeVar("R")
 T = TypeVar("T")
 log = logging.getLogger("service.store")
+
+
+def owner_only(path: Path) -> None:
+    """Make the database file readable by its owner alone (it holds raw alerts and DX
+    requests), creating it if need be; SQLite gives the ``-wal`` and ``-shm`` files it
+    creates the database file's mode, and those that exist already are narrowed too."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -311,6 +323,10 @@ class SQLiteEngine:
     async def open(self) -> None:
         if self.path.parent != Path():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            owner_only(self.path)
+        except OSError as error:
+            raise StoreUnavailable(f"cannot open database: {error.strerror}") from None
         self._writer = _Writer(self.path, self._max_batch, asyncio.get_running_loop())
         self._writer.start()
         await asyncio.wrap_future(self._writer.ready)
