@@ -167,13 +167,8 @@ class ServicesAPI:
         return await self._serve(request, "services", handlers)
 
     async def item(self, request: Request) -> Response:
-        handlers = {
-            "GET": self._get,
-            "HEAD": self._get,
-            "PATCH": self._update,
-            "DELETE": self._delete,
-        }
-        return await self._serve(request, "service", handlers)
+        handlers = {"GET": self._get, "HEAD": self._get, "PATCH": self._update}
+        return await self._serve(request, "service", {**handlers, "DELETE": self._delete})
 
     async def _serve(
         self, request: Request, route: str, handlers: Mapping[str, Handler]
