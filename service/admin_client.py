@@ -22,8 +22,9 @@ from urllib.parse import quote
 import httpx
 
 from service.backfill import since_seconds
+from service.backfill_api import BACKFILL_PATH, NDJSON
 from service.config_check import check_config
-from service.deliveries_api import BACKFILL_PATH, DEFAULT_LIMIT, MAX_LIMIT, NDJSON, PATH
+from service.deliveries_api import DEFAULT_LIMIT, MAX_LIMIT, PATH
 from service.errors import (
     CommandFailed,
     ConfigError,

@@ -7,39 +7,61 @@ worker never runs without a store and shutdown drains before the store closes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service import __version__, openapi, webhooks
+from service import __version__, openapi
 from service.accounts import Accounts
+from service.auth import AdminKeys
+from service.backfill import Backfill
+from service.backfill_api import BackfillAPI
 from service.crypto import KeyCipher
 from service.deliveries_api import DeliveriesAPI
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
 from service.enrichment import Enricher
-from service.errors import AuthError, RelayError, StoreUnavailable
+from service.http_errors import EXCEPTION_HANDLERS
 from service.mapping import Rules
 from service.metrics import Metrics
-from service.relay import Relay
+from service.probes import Probes
 from service.retention import Pruner
 from service.rules_file import load_rules
 from service.services_api import ServicesAPI
 from service.settings import Settings
 from service.store import Store
 from service.store.sqlite import SQLiteStore
+from service.webhooks import Webhooks
 
 log = logging.getLogger("service.app")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handles:
+    """What runs behind a built app, for whoever runs or inspects it: the CLI hands
+    ``worker.stop`` to the server, tests read the store and the metrics. No route sees it:
+    each edge gets only its own collaborators."""
+
+    store: Store
+    metrics: Metrics
+    worker: Worker
+    accounts: Accounts
+
+
+def handles(app: object) -> Handles:
+    """The ``Handles`` of an app ``create_app`` built (typed loosely: a test client holds
+    its app as any ASGI app)."""
+    assert isinstance(app, Starlette)
+    found = app.state.handles
+    assert isinstance(found, Handles)
+    return found
 
 
 def create_app(
@@ -50,8 +72,10 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    backfill: Callable[..., Backfill] = Backfill,
 ) -> Starlette:
-    """Build the relay. ``transport`` and ``store`` let tests swap the outside world."""
+    """Build the relay. ``transport`` and ``store`` let tests swap the outside world;
+    ``backfill`` lets them page through Opsgenie in smaller steps (``Backfill``'s knobs)."""
     rules = rules if rules is not None else load_rules(settings.config_path)
     store = (
         store
@@ -97,15 +121,38 @@ def create_app(
         pruned=metrics.events_pruned,
         clock=clock,
     )
-    relay = Relay(
-        settings=settings,
+    keys = AdminKeys(
+        api_key=settings.api_key,
+        app_key=settings.app_key,
+        readonly_app_key=settings.readonly_app_key,
+    )
+    webhooks = Webhooks(
+        intake=store,
         rules=rules,
-        store=store,
-        metrics=metrics,
-        worker=worker,
-        accounts=accounts,
-        http=http,
+        received=metrics.webhooks,
+        wake=worker.wake,
+        tokens=settings.webhook_tokens,
+        max_body_bytes=settings.max_body_bytes,
         clock=clock,
+    )
+    probes = Probes(ping=store.ping, stats=store.stats, worker=worker, metrics=metrics, clock=clock)
+    services = ServicesAPI(
+        objects=store,
+        forget=accounts.forget,
+        requests=metrics.admin,
+        keys=keys,
+        max_body_bytes=settings.max_body_bytes,
+        rate_limit=settings.admin_rate_limit,
+        clock=clock,
+    )
+    deliveries = DeliveriesAPI(
+        deliveries=store, wake=worker.wake, requests=metrics.admin, keys=keys, clock=clock
+    )
+    backfills = BackfillAPI(
+        backfill=backfill(outbox=store, http=http, rules=rules, wake=worker.wake, clock=clock),
+        requests=metrics.admin,
+        keys=keys,
+        max_body_bytes=settings.max_body_bytes,
     )
 
     @contextlib.asynccontextmanager
@@ -129,32 +176,17 @@ def create_app(
 
     app = Starlette(
         routes=[
-            # With a trailing slash too: Starlette would answer it with a redirect, which
-            # a webhook sender may not follow, and the alert would never arrive.
-            *(
-                Route(path, webhooks.receive, methods=["POST"])
-                for path in (
-                    "/webhooks/opsgenie",
-                    "/webhooks/opsgenie/",
-                    "/webhooks/opsgenie/{service}",
-                    "/webhooks/opsgenie/{service}/",
-                )
-            ),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *webhooks.routes(),
+            *probes.routes(),
             Route("/openapi.json", openapi.endpoint, methods=["GET"]),
-            *ServicesAPI(relay).routes(),
-            *DeliveriesAPI(relay).routes(),
+            *services.routes(),
+            *deliveries.routes(),
+            *backfills.routes(),
         ],
-        exception_handlers={
-            RelayError: relay_error,
-            HTTPException: http_error,
-            Exception: internal_error,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app.state.relay = relay
+    app.state.handles = Handles(store=store, metrics=metrics, worker=worker, accounts=accounts)
     return app
 
 
@@ -165,57 +197,3 @@ def _warn_about(settings: Settings) -> None:
         log.warning(
             "RELAY_DX_BASE_URL or RELAY_DX_TOKEN is not set: events are stored, deliveries paused"
         )
-
-
-async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> JSONResponse:
-    """Ready when the store takes writes and the worker runs; never tied to DX being up,
-    or the ingress would turn Opsgenie away and alerts would be lost at the door."""
-    relay: Relay = request.app.state.relay
-    problems = []
-    try:
-        await asyncio.wait_for(relay.store.ping(), timeout=2.0)
-    except (StoreUnavailable, TimeoutError) as exc:
-        problems.append(f"store: {exc or 'timed out'}")
-    if not relay.worker.running:
-        problems.append("delivery worker is not running")
-    paused = relay.worker.paused_reason
-    body = {
-        "status": "unready" if problems else "ready",
-        "delivery": f"paused: {paused}" if paused else "active",
-    }
-    if problems:
-        body["errors"] = problems  # type: ignore[assignment]
-    return JSONResponse(body, status_code=503 if problems else 200)
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    relay: Relay = request.app.state.relay
-    with contextlib.suppress(StoreUnavailable):
-        relay.metrics.observe_outbox(await relay.store.stats(), now=relay.clock())
-    return Response(generate_latest(relay.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-async def relay_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RelayError)
-    challenge = exc.challenge if isinstance(exc, AuthError) else None
-    return JSONResponse(
-        {"errors": [exc.message]},
-        status_code=exc.status_code,
-        headers={"WWW-Authenticate": challenge} if challenge else None,
-    )
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in (204, 304):
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    return JSONResponse({"errors": [exc.detail]}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return JSONResponse({"errors": ["internal error"]}, status_code=500)

@@ -11,12 +11,12 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 
 from starlette.datastructures import Secret
 
 from service.errors import AuthError
-from service.settings import Settings
 
 
 def _equal(given: str, expected: Secret) -> bool:
@@ -85,15 +85,23 @@ def admin_access(
     return Access.NONE
 
 
-def request_access(headers: Mapping[str, str], settings: Settings) -> Access:
-    """``admin_access`` of a request's ``DD-API-KEY`` and ``DD-APPLICATION-KEY`` headers."""
-    return admin_access(
-        headers.get("dd-api-key"),
-        headers.get("dd-application-key"),
-        expected_api_key=settings.api_key,
-        expected_app_key=settings.app_key,
-        readonly_app_key=settings.readonly_app_key,
-    )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminKeys:
+    """The admin APIs' keys (``RELAY_API_KEY``, ``RELAY_APP_KEY``, ``RELAY_READONLY_APP_KEY``)."""
+
+    api_key: Secret | None
+    app_key: Secret | None
+    readonly_app_key: Secret | None
+
+    def access(self, headers: Mapping[str, str]) -> Access:
+        """``admin_access`` of a request's ``DD-API-KEY`` and ``DD-APPLICATION-KEY`` headers."""
+        return admin_access(
+            headers.get("dd-api-key"),
+            headers.get("dd-application-key"),
+            expected_api_key=self.api_key,
+            expected_app_key=self.app_key,
+            readonly_app_key=self.readonly_app_key,
+        )
 
 
 def require_admin(access: Access, method: str) -> None:

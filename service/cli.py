@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def serve(settings: Settings) -> None:
     from service import logs, server
-    from service.app import create_app
+    from service.app import create_app, handles
 
     # Before anything creates a file: an unusable path is one line naming the variable,
     # not a traceback from the app's startup.
@@ -63,7 +63,8 @@ def serve(settings: Settings) -> None:
             settings.secret_key,
         ),
     )
-    server.run(create_app(settings), settings)
+    app = create_app(settings)
+    server.run(app, settings, stop_worker=handles(app).worker.stop)
 
 
 def translate_files(settings: Settings, paths: Sequence[Path]) -> str:

@@ -17,55 +17,79 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from prometheus_client import Counter
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.auth import Access, request_access, require_admin
-from service.backfill import Progress, Target, backfill, backfill_steps, resolve, since_seconds
-from service.bodies import EVERY_METHOD, method_not_allowed, read_json_object
-from service.errors import Conflict, NotFound, PayloadError, RelayError
-from service.relay import Relay
+from service.admin_route import Handler, admin_route, authenticated, count_from_zero, serve
+from service.auth import Access, AdminKeys
+from service.backfill_api import BACKFILL_PATH, NDJSON
+from service.errors import Conflict, NotFound, PayloadError
 from service.store import Attempt, Delivery, Status, StoredEvent
 from service.translate import AlertState, iso8601
 
 log = logging.getLogger("service.deliveries_api")
 
 PATH = "/api/v1/deliveries"
-BACKFILL_PATH = "/api/v1/backfill"
-#: ``Accept`` of a backfill that wants a progress line per page (the CLI's progress bar).
-NDJSON = "application/x-ndjson"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 #: How much history one ``GET /{reference_id}`` shows; enough for any night's story.
 HISTORY_LIMIT = 200
-ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed", "backfill")
+ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed")
+#: The admin API's answers, counted from 0 for these routes and the backfill's.
 STATUSES = ("200", "400", "403", "404", "405", "409", "413", "500", "502", "503")
 
-Handler = Callable[[Request, Access], Awaitable[Response]]
+
+class Deliveries(Protocol):
+    """The part of the store these routes need."""
+
+    async def deliveries(
+        self, *, status: Status | None, limit: int, after: str | None
+    ) -> list[Delivery]: ...
+    async def get(self, reference_id: str) -> Delivery | None: ...
+    async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]: ...
+    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]: ...
+    async def retry(self, reference_id: str, *, now: float) -> bool: ...
+    async def retry_all_failed(self, *, now: float) -> int: ...
 
 
 class DeliveriesAPI:
-    """The four operator routes; the worker is woken after every successful retry."""
+    """The four deliveries routes; ``wake`` tells the worker after every successful retry,
+    ``requests`` counts every answer."""
 
-    def __init__(self, relay: Relay) -> None:
-        self._relay = relay
-        for route in ROUTES:
-            for status in STATUSES:
-                relay.metrics.admin.labels(route, status)
+    def __init__(
+        self,
+        *,
+        deliveries: Deliveries,
+        wake: Callable[[], None],
+        requests: Counter,
+        keys: AdminKeys,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = deliveries
+        self._wake = wake
+        self._requests = requests
+        self._keys = keys
+        self._clock = clock
+        count_from_zero(requests, ROUTES, STATUSES)
 
     def routes(self) -> list[Route]:
         # ``retry-failed`` before ``{reference_id}``: a GET of that name still reaches ``show``.
+        table = (
+            (PATH, self.index, "deliveries"),
+            (PATH + "/retry-failed", self.retry_failed, "delivery_retry_failed"),
+            (PATH + "/{reference_id}", self.show, "delivery"),
+            (PATH + "/{reference_id}/retry", self.retry, "delivery_retry"),
+        )
         return [
-            Route(PATH, self.index, methods=EVERY_METHOD),
-            Route(PATH + "/retry-failed", self.retry_failed, methods=EVERY_METHOD),
-            Route(PATH + "/{reference_id}", self.show, methods=EVERY_METHOD),
-            Route(PATH + "/{reference_id}/retry", self.retry, methods=EVERY_METHOD),
-            Route(BACKFILL_PATH, self.backfill, methods=EVERY_METHOD),
+            admin_route(path, endpoint, route=route, requests=self._requests)
+            for path, endpoint, route in table
         ]
 
     async def index(self, request: Request) -> Response:
@@ -80,42 +104,17 @@ class DeliveriesAPI:
     async def retry_failed(self, request: Request) -> Response:
         return await self._serve(request, "delivery_retry_failed", {"POST": self._retry_failed})
 
-    async def backfill(self, request: Request) -> Response:
-        return await self._serve(request, "backfill", {"POST": self._backfill})
-
     async def _serve(
         self, request: Request, route: str, handlers: Mapping[str, Handler]
     ) -> Response:
-        """Authenticate, run, and answer errors as JSON; count every answer by route and
-        status. A wrong method is answered first, as Starlette would, but counted."""
-        handler = handlers.get(request.method)
-        if handler is None:
-            self._relay.metrics.admin.labels(route, "405").inc()
-            return method_not_allowed(handlers)
-        try:
-            response = await handler(request, self._authenticate(request))
-        except RelayError as exc:
-            if exc.status_code >= 500:
-                log.error("admin request failed", extra={"route": route, "error": exc.message})
-            response = JSONResponse({"errors": [exc.message]}, status_code=exc.status_code)
-        except Exception:
-            # A bug: the app's handler logs it and answers 500; the count must show it too.
-            self._relay.metrics.admin.labels(route, "500").inc()
-            raise
-        self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
-        return response
-
-    def _authenticate(self, request: Request) -> Access:
-        access = request_access(request.headers, self._relay.settings)
-        require_admin(access, request.method)
-        return access
+        return await serve(request, authenticated(self._keys, handlers), route=route, log=log)
 
     async def _list(self, request: Request, access: Access) -> Response:
         status = _status(request.query_params.get("status"))
         limit = _limit(request.query_params.get("limit"))
         after = _after(request.query_params.get("cursor"), request.query_params.get("after"))
         # One more than asked says whether a next page exists without a count query.
-        found = await self._relay.store.deliveries(status=status, limit=limit + 1, after=after)
+        found = await self._store.deliveries(status=status, limit=limit + 1, after=after)
         page = found[:limit]
         more = len(found) > limit
         return JSONResponse(
@@ -126,7 +125,7 @@ class DeliveriesAPI:
         )
 
     async def _show(self, request: Request, access: Access) -> Response:
-        store = self._relay.store
+        store = self._store
         reference_id = request.path_params["reference_id"]
         delivery = await store.get(reference_id)
         if delivery is None:
@@ -136,9 +135,9 @@ class DeliveriesAPI:
         return JSONResponse({"data": detail(delivery, attempts, events)})
 
     async def _retry(self, request: Request, access: Access) -> Response:
-        store = self._relay.store
+        store = self._store
         reference_id = request.path_params["reference_id"]
-        if not await store.retry(reference_id, now=self._relay.clock()):
+        if not await store.retry(reference_id, now=self._clock()):
             delivery = await store.get(reference_id)
             if delivery is None:
                 raise NotFound(unknown(reference_id))
@@ -147,63 +146,24 @@ class DeliveriesAPI:
                 extra={"reference_id": reference_id, "outcome": "conflict"},
             )
             raise Conflict(f"Nothing to retry: the delivery is {delivery.status}")
-        self._relay.worker.wake()
+        self._wake()
         log.info("delivery retry requested", extra={"reference_id": reference_id, "outcome": "ok"})
         retried = await store.get(reference_id)
         assert retried is not None  # alert rows are never deleted
         return JSONResponse({"data": summary(retried)})
 
     async def _retry_failed(self, request: Request, access: Access) -> Response:
-        count = await self._relay.store.retry_all_failed(now=self._relay.clock())
+        count = await self._store.retry_all_failed(now=self._clock())
         if count:
-            self._relay.worker.wake()
+            self._wake()
         log.info("retry of all failed deliveries requested", extra={"retried": count})
         return JSONResponse({"retried": count})
-
-    async def _backfill(self, request: Request, access: Access) -> Response:
-        document = await read_json_object(request, self._relay.settings.max_body_bytes)
-        service, since, dry_run = _backfill_request(document)
-        if NDJSON not in request.headers.get("accept", ""):
-            report = await backfill(
-                self._relay, service=service, since_seconds=since, dry_run=dry_run
-            )
-            return JSONResponse({"data": report.as_json()})
-        # Resolved before the 200 is sent, so an unknown service is still a plain 404.
-        target = await resolve(self._relay, service)
-        lines = self._backfill_lines(target, since_seconds=since, dry_run=dry_run)
-        return StreamingResponse(lines, media_type=NDJSON)
-
-    async def _backfill_lines(
-        self, target: Target, *, since_seconds: float, dry_run: bool
-    ) -> AsyncIterator[str]:
-        """``{"progress": ...}`` per page, then ``{"data": report}`` or ``{"errors": [...]}``:
-        once the 200 is sent, a failure can only be told in the last line."""
-        steps = backfill_steps(self._relay, target, since_seconds=since_seconds, dry_run=dry_run)
-        try:
-            async for step in steps:
-                key = "progress" if isinstance(step, Progress) else "data"
-                yield json.dumps({key: step.as_json()}) + "\n"
-        except RelayError as exc:
-            log.error("backfill failed", extra={"route": "backfill", "error": exc.message})
-            yield json.dumps({"errors": [exc.message], "status": exc.status_code}) + "\n"
 
 
 def unknown(reference_id: str) -> str:
     """A 404 that names what is missing: a bare "Not Found" is also what a wrong path or
     a wrong ``--url`` gets, and an operator must tell the two apart."""
     return f"no delivery {reference_id}"
-
-
-def _backfill_request(document: dict[str, Any]) -> tuple[str, float, bool]:
-    """``{"service": NAME, "since": "7d" or seconds, "dry_run": false}``."""
-    service = document.get("service")
-    if not isinstance(service, str) or not service.strip():
-        raise PayloadError("service: required, a service object name or id", field="service")
-    seconds = since_seconds(document.get("since"))
-    dry_run = document.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise PayloadError("dry_run: must be a boolean", field="dry_run")
-    return service.strip(), seconds, dry_run
 
 
 def encode_cursor(reference_id: str) -> str:
@@ -333,7 +293,7 @@ def detail(
 
 
 def openapi_paths() -> dict[str, Any]:
-    """The routes above for ``/openapi.json``."""
+    """The routes above and the backfill's (``backfill_api``) for ``/openapi.json``."""
     security: list[dict[str, list[str]]] = [{"apiKeyAuth": [], "appKeyAuth": []}]
     errors = {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}
 

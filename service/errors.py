@@ -1,7 +1,8 @@
 """Every failure the relay can name, in one tree.
 
-Callers catch the narrowest class that changes what they do; the HTTP edge maps the
-whole tree to responses in one place (``app.py``).
+Callers catch the narrowest class that changes what they do; the HTTP edge turns the
+whole tree into answers in one place (``http_errors.py``): ``status_code`` and ``headers``
+are what that answer carries.
 
 ```
 * RelayError
@@ -11,7 +12,10 @@ whole tree to responses in one place (``app.py``).
   x BodyTooLarge             413
   x AuthError                401 (webhook) / 403 (admin)
   x NotFound                 404
+  x MethodNotAllowed         405; .headers["Allow"]
   x Conflict                 409
+  x TooManyRequests          429 (admin API rate limit)
+  x OpsgenieUnavailable      502; a backfill could not list or read the alerts
   x StoreUnavailable         503; the event was NOT stored, so Opsgenie may retry
   x DeliveryError            .reference_id; .http_status, .body of DX's answer (None: no answer)
     + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
@@ -31,6 +35,8 @@ whole tree to responses in one place (``app.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class RelayError(Exception):
     """Base of every error the relay raises on purpose."""
@@ -40,6 +46,8 @@ class RelayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        #: Headers the HTTP answer carries; an edge may add its own (rate-limit windows).
+        self.headers: dict[str, str] = {}
 
 
 class ConfigError(RelayError):
@@ -76,14 +84,38 @@ class AuthError(RelayError):
         super().__init__(message)
         self.status_code = status_code
         self.challenge = 'Bearer realm="opsgenie-dx-relay"' if status_code == 401 else None
+        if self.challenge is not None:
+            self.headers["WWW-Authenticate"] = self.challenge
 
 
 class NotFound(RelayError):
     status_code = 404
 
 
+class MethodNotAllowed(RelayError):
+    """A route that exists, asked with a method it does not take; ``Allow`` names those it does."""
+
+    status_code = 405
+
+    def __init__(self, allowed: Iterable[str]) -> None:
+        super().__init__("Method Not Allowed")
+        self.headers["Allow"] = ", ".join(allowed)
+
+
 class Conflict(RelayError):
     status_code = 409
+
+
+class TooManyRequests(RelayError):
+    """The caller's admin API window is used up (Datadog's limit, counted as Datadog does)."""
+
+    status_code = 429
+
+
+class OpsgenieUnavailable(RelayError):
+    """Opsgenie did not list the alerts (key, region, outage): 502, nothing half-done hidden."""
+
+    status_code = 502
 
 
 class StoreUnavailable(RelayError):

@@ -52,7 +52,6 @@ DX_CODES = (
 #: Why delivery may be paused for every reference (``relay_delivery_paused{reason}``).
 PAUSE_REASONS = ("not_authed", "redirected", "not_configured")
 ENRICHMENT_OUTCOMES = ("success", "retryable", "permanent", "skipped")
-ADMIN_ROUTES = ("services", "service", "deliveries", "delivery", "delivery_retry")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)

@@ -12,33 +12,36 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 import prometheus_client
 import uvicorn
 from starlette.applications import Starlette
 
 from service.http_protocol import ClientLimits, bounded_protocol
-from service.relay import Relay
 from service.settings import Settings
+
+#: Stops the delivery worker within a deadline (seconds): ``Worker.stop``.
+StopWorker = Callable[[float], Awaitable[None]]
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, relay: Relay, deadline: float) -> None:
+    def __init__(self, config: uvicorn.Config, stop_worker: StopWorker, deadline: float) -> None:
         super().__init__(config)
-        self._relay = relay
+        self._stop_worker = stop_worker
         self._deadline = deadline
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        stopping = asyncio.ensure_future(self._relay.worker.stop(self._deadline))
+        stopping = asyncio.ensure_future(self._stop_worker(self._deadline))
         try:
             await super().shutdown(sockets)
         finally:
             await stopping
 
 
-def run(app: Starlette, settings: Settings) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then drain within the shutdown deadline."""
-    relay: Relay = app.state.relay
+def run(app: Starlette, settings: Settings, *, stop_worker: StopWorker) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then drain within the shutdown deadline;
+    ``stop_worker`` is the app's delivery worker's, started as shutdown begins."""
     # A ``_created`` series beside every counter and histogram child would double each
     # scrape (half its samples, here) for a timestamp Prometheus does not use.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -62,4 +65,4 @@ def run(app: Starlette, settings: Settings) -> None:
         workers=1,
         server_header=False,
     )
-    _Server(config, relay, settings.shutdown_deadline_seconds).run()
+    _Server(config, stop_worker, settings.shutdown_deadline_seconds).run()

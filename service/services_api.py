@@ -12,21 +12,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
+from prometheus_client import Counter
 from starlette.datastructures import Secret
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.auth import Access, request_access, require_admin
-from service.bodies import EVERY_METHOD, method_not_allowed, read_json_object
-from service.errors import NotFound, PayloadError, RelayError
-from service.relay import Relay
+from service.admin_route import admin_route, count_from_zero, serve
+from service.auth import Access, AdminKeys, require_admin
+from service.errors import NotFound, PayloadError, RelayError, TooManyRequests
+from service.request_body import read_json_object
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
 
 log = logging.getLogger("service.services_api")
@@ -44,6 +47,20 @@ UNAUTHENTICATED = "unauthenticated"
 STATUSES = ("200", "201", "204", "400", "403", "404", "405", "409", "413", "429", "500", "503")
 
 Handler = Callable[[Request, "Caller"], Awaitable[Response]]
+
+
+class ServiceObjects(Protocol):
+    """The part of the store these routes need."""
+
+    async def list_service_objects(self) -> list[ServiceObject]: ...
+    async def get_service_object(self, id: str) -> ServiceObject | None: ...
+    async def create_service_object(
+        self, *, id: str, name: str, region: Region, custom_url: str | None, api_key: Secret
+    ) -> ServiceObject: ...
+    async def update_service_object(
+        self, id: str, changes: ServiceObjectChanges
+    ) -> ServiceObject | None: ...
+    async def delete_service_object(self, id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +100,7 @@ class RateLimiter:
 
     Every bucket's window starts at the same instant, so when it turns the whole table
     goes at once: a hit costs O(1), and the table holds only the buckets seen in the
-    current window. Callers keep that number small (``ServicesAPI._serve``).
+    current window. Callers keep that number small (``ServicesAPI._limited``).
     """
 
     def __init__(self, limit: int, period: int, clock: Callable[[], float]) -> None:
@@ -109,23 +126,40 @@ class RateLimiter:
 
 
 class ServicesAPI:
-    """The five routes; ``limiter`` defaults to ``RELAY_ADMIN_RATE_LIMIT`` per minute."""
+    """The five routes. ``forget`` drops what is cached about a changed or deleted object;
+    ``requests`` counts every answer; ``limiter`` defaults to ``rate_limit`` per minute."""
 
-    def __init__(self, relay: Relay, *, limiter: RateLimiter | None = None) -> None:
-        self._relay = relay
+    def __init__(
+        self,
+        *,
+        objects: ServiceObjects,
+        forget: Callable[[str], None],
+        requests: Counter,
+        keys: AdminKeys,
+        max_body_bytes: int,
+        rate_limit: int,
+        clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._objects = objects
+        self._forget = forget
+        self._requests = requests
+        self._keys = keys
+        self._max_body_bytes = max_body_bytes
         self._limiter = (
-            limiter
-            if limiter is not None
-            else RateLimiter(relay.settings.admin_rate_limit, RATE_PERIOD_SECONDS, relay.clock)
+            limiter if limiter is not None else RateLimiter(rate_limit, RATE_PERIOD_SECONDS, clock)
         )
-        for route in ("services", "service"):
-            for status in STATUSES:
-                relay.metrics.admin.labels(route, status)
+        count_from_zero(requests, ("services", "service"), STATUSES)
 
     def routes(self) -> list[Route]:
         return [
-            Route(PATH, self.collection, methods=EVERY_METHOD),
-            Route(PATH + "/{integration_service_id}", self.item, methods=EVERY_METHOD),
+            admin_route(PATH, self.collection, route="services", requests=self._requests),
+            admin_route(
+                PATH + "/{integration_service_id}",
+                self.item,
+                route="service",
+                requests=self._requests,
+            ),
         ]
 
     async def collection(self, request: Request) -> Response:
@@ -133,30 +167,24 @@ class ServicesAPI:
         return await self._serve(request, "services", handlers)
 
     async def item(self, request: Request) -> Response:
-        handlers = {
-            "GET": self._get,
-            "HEAD": self._get,
-            "PATCH": self._update,
-            "DELETE": self._delete,
-        }
-        return await self._serve(request, "service", handlers)
+        handlers = {"GET": self._get, "HEAD": self._get, "PATCH": self._update}
+        return await self._serve(request, "service", {**handlers, "DELETE": self._delete})
 
     async def _serve(
         self, request: Request, route: str, handlers: Mapping[str, Handler]
     ) -> Response:
-        """Authenticate, rate limit, run, and answer errors as Datadog does, with headers.
+        limited = {method: partial(self._limited, handler) for method, handler in handlers.items()}
+        return await serve(request, limited, route=route, log=log)
+
+    async def _limited(self, handler: Handler, request: Request) -> Response:
+        """Rate limit, authenticate and run; every answer, refusals too, carries the window.
 
         Only a caller whose keys are right gets a window of its own (per API key, as
         Datadog counts); every other caller shares one. So junk keys neither grow the
         limiter's table nor escape the limit while guessing, nor use up the admin's.
-        A wrong method is answered first, as Starlette would, but counted.
         """
-        handler = handlers.get(request.method)
-        if handler is None:
-            self._relay.metrics.admin.labels(route, "405").inc()
-            return method_not_allowed(handlers)
         api_key = request.headers.get("dd-api-key")
-        access = request_access(request.headers, self._relay.settings)
+        access = self._keys.access(request.headers)
         if access is Access.NONE or api_key is None:
             bucket = UNAUTHENTICATED
         else:  # hashed, so the table never holds a credential
@@ -164,16 +192,12 @@ class ServicesAPI:
         window = self._limiter.hit(bucket)
         try:
             if not window.allowed:
-                response: Response = _errors(429, "Too many requests")
-            else:
-                caller = self._caller(request, access)
-                response = await handler(request, caller)
-        except RelayError as exc:
-            if exc.status_code >= 500:  # the operator must act (e.g. the store is down)
-                log.error("admin request failed", extra={"route": route, "error": exc.message})
-            response = _errors(exc.status_code, exc.message)
+                raise TooManyRequests("Too many requests")
+            response = await handler(request, self._caller(request, access))
+        except RelayError as error:
+            error.headers.update(window.headers())
+            raise
         response.headers.update(window.headers())
-        self._relay.metrics.admin.labels(route, str(response.status_code)).inc()
         return response
 
     def _caller(self, request: Request, access: Access) -> Caller:
@@ -183,11 +207,11 @@ class ServicesAPI:
         return Caller(access, digest[:8])
 
     async def _list(self, request: Request, caller: Caller) -> Response:
-        objects = await self._relay.store.list_service_objects()
+        objects = await self._objects.list_service_objects()
         return JSONResponse({"data": [_resource(o) for o in objects]})
 
     async def _get(self, request: Request, caller: Caller) -> Response:
-        found = await self._relay.store.get_service_object(_path_id(request))
+        found = await self._objects.get_service_object(_path_id(request))
         if found is None:
             raise NotFound("Not Found")
         return JSONResponse({"data": _resource(found)})
@@ -202,7 +226,7 @@ class ServicesAPI:
         region = changes["region"]
         custom_url = changes.get("custom_url")
         _check_custom(region, custom_url)
-        created = await self._relay.store.create_service_object(
+        created = await self._objects.create_service_object(
             id=str(uuid.uuid4()),
             name=changes["name"],
             region=region,
@@ -228,19 +252,19 @@ class ServicesAPI:
                 # custom_url means something only for custom. Terraform omits it when unset
                 # and copies back what we answer: a URL kept here would never converge.
                 changes["custom_url"] = None
-        updated = await self._relay.store.update_service_object(service_id, changes)
+        updated = await self._objects.update_service_object(service_id, changes)
         if updated is None:
             raise NotFound("Not Found")
-        self._relay.accounts.forget(service_id)  # a new key or region may mean a new account
+        self._forget(service_id)  # a new key or region may mean a new account
         changed = sorted(name for name in attributes if name in ATTRIBUTES)
         self._log("service object updated", updated, caller, changed=changed)
         return JSONResponse({"data": _resource(updated)})
 
     async def _delete(self, request: Request, caller: Caller) -> Response:
         service_id = _path_id(request)
-        if not await self._relay.store.delete_service_object(service_id):
+        if not await self._objects.delete_service_object(service_id):
             raise NotFound("Not Found")
-        self._relay.accounts.forget(service_id)
+        self._forget(service_id)
         log.info(
             "service object deleted",
             extra={"service_id": service_id, "actor": caller.actor, "key": caller.fingerprint},
@@ -248,7 +272,7 @@ class ServicesAPI:
         return Response(status_code=204)
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        return await read_json_object(request, self._relay.settings.max_body_bytes)
+        return await read_json_object(request, self._max_body_bytes)
 
     def _log(self, message: str, obj: ServiceObject, caller: Caller, **extra: Any) -> None:
         # Never the Opsgenie key: only what identifies the object and who changed it.
@@ -263,10 +287,6 @@ class ServicesAPI:
                 **extra,
             },
         )
-
-
-def _errors(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"errors": [message]}, status_code=status)
 
 
 def _resource(obj: ServiceObject) -> dict[str, Any]:

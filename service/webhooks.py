@@ -9,103 +9,145 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from prometheus_client import Counter
+from starlette.datastructures import Secret
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from service.auth import webhook_token_ok
-from service.bodies import read_body
 from service.errors import AuthError, NotFound, RelayError
+from service.mapping import Rules
 from service.metrics import action_label
 from service.opsgenie import Action, event_from_envelope, read_envelope
-from service.relay import Relay
-from service.store import Incoming, Outcome
+from service.request_body import read_body
+from service.store import Incoming, Outcome, ServiceObject
 from service.translate import reference_id
 
 log = logging.getLogger("service.webhooks")
 
+#: With a trailing slash too: Starlette would answer it with a redirect, which a webhook
+#: sender may not follow, and the alert would never arrive.
+PATHS = (
+    "/webhooks/opsgenie",
+    "/webhooks/opsgenie/",
+    "/webhooks/opsgenie/{service}",
+    "/webhooks/opsgenie/{service}/",
+)
 
-async def receive(request: Request) -> JSONResponse:
-    relay: Relay = request.app.state.relay
-    metrics = relay.metrics
-    action: str | None = None
-    try:
-        if not webhook_token_ok(
-            request.headers.get("authorization"), relay.settings.webhook_tokens
-        ):
-            raise AuthError("missing or invalid webhook token")
-        service_id = await _service_id(request, relay)
-        body = await read_body(request, relay.settings.max_body_bytes)
-        received = relay.clock()
-        envelope = read_envelope(body)
-        kind = envelope.known_action
-        if kind in (None, Action.FETCHED) or (
-            kind is Action.DELETE and not relay.rules.delete_incidents
-        ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
-            # Not read further: a field the relay never uses is not bad input.
+
+class Intake(Protocol):
+    """The part of the store a webhook needs."""
+
+    async def accept(self, incoming: Incoming) -> Outcome: ...
+    async def find_service_object(self, id_or_name: str) -> ServiceObject | None: ...
+
+
+class Webhooks:
+    """``POST /webhooks/opsgenie[/{service}]``; ``wake`` tells the worker a change is stored,
+    ``received`` counts each webhook by action and outcome."""
+
+    def __init__(
+        self,
+        *,
+        intake: Intake,
+        rules: Rules,
+        received: Counter,
+        wake: Callable[[], None],
+        tokens: Sequence[Secret],
+        max_body_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._intake = intake
+        self._rules = rules
+        self._received = received
+        self._wake = wake
+        self._tokens = tokens
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+
+    def routes(self) -> list[Route]:
+        return [Route(path, self.receive, methods=["POST"]) for path in PATHS]
+
+    async def receive(self, request: Request) -> JSONResponse:
+        action: str | None = None
+        try:
+            if not webhook_token_ok(request.headers.get("authorization"), self._tokens):
+                raise AuthError("missing or invalid webhook token")
+            service_id = await self._service_id(request)
+            body = await read_body(request, self._max_body_bytes)
+            received = self._clock()
+            envelope = read_envelope(body)
+            kind = envelope.known_action
+            if kind in (None, Action.FETCHED) or (
+                kind is Action.DELETE and not self._rules.delete_incidents
+            ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
+                # Not read further: a field the relay never uses is not bad input.
+                action = envelope.action
+                self._received.labels(action_label(action), "ignored").inc()
+                log.info(
+                    "webhook ignored",
+                    extra={
+                        "reference_id": reference_id(envelope.alert_id, self._rules),
+                        "alert_id": envelope.alert_id,
+                        "action": action,
+                        "outcome": "ignored",
+                    },
+                )
+                return JSONResponse({"outcome": "ignored"}, status_code=202)
+            # Checked in full here, though only folded later: a wrong field is the sender's
+            # 400 now, not a stored event that folding would have to skip.
+            event_from_envelope(envelope, received_ns=int(received * 1e9))
             action = envelope.action
-            metrics.webhooks.labels(action_label(action), "ignored").inc()
-            log.info(
-                "webhook ignored",
-                extra={
-                    "reference_id": reference_id(envelope.alert_id, relay.rules),
-                    "alert_id": envelope.alert_id,
-                    "action": action,
-                    "outcome": "ignored",
-                },
+            ref = reference_id(envelope.alert_id, self._rules)
+            incoming = Incoming(
+                reference_id=ref,
+                alert_id=envelope.alert_id,
+                action=action,
+                service_id=service_id,
+                dedup_key=hashlib.sha256(body).hexdigest(),
+                raw=body.decode("utf-8", errors="replace"),
+                received_at=received,
             )
-            return JSONResponse({"outcome": "ignored"}, status_code=202)
-        # Checked in full here, though only folded later: a wrong field is the sender's
-        # 400 now, not a stored event that folding would have to skip.
-        event_from_envelope(envelope, received_ns=int(received * 1e9))
-        action = envelope.action
-        ref = reference_id(envelope.alert_id, relay.rules)
-        incoming = Incoming(
-            reference_id=ref,
-            alert_id=envelope.alert_id,
-            action=action,
-            service_id=service_id,
-            dedup_key=hashlib.sha256(body).hexdigest(),
-            raw=body.decode("utf-8", errors="replace"),
-            received_at=received,
+            outcome = await self._intake.accept(incoming)
+        except RelayError as error:
+            outcome_label = _error_outcome(error)
+            self._received.labels(action_label(action), outcome_label).inc()
+            log.warning(
+                "webhook refused",
+                extra={"action": action, "outcome": outcome_label, "error": error.message},
+            )
+            raise
+        if outcome is Outcome.ACCEPTED:
+            self._wake()
+        self._received.labels(action_label(action), outcome.value).inc()
+        log.info(
+            "webhook stored",
+            extra={
+                "reference_id": ref,
+                "action": action,
+                "outcome": outcome.value,
+                "took_ms": round((time.time() - received) * 1000, 2),
+            },
         )
-        outcome = await relay.store.accept(incoming)
-    except RelayError as error:
-        outcome_label = _error_outcome(error)
-        metrics.webhooks.labels(action_label(action), outcome_label).inc()
-        log.warning(
-            "webhook refused",
-            extra={"action": action, "outcome": outcome_label, "error": error.message},
-        )
-        raise
-    if outcome is Outcome.ACCEPTED:
-        relay.worker.wake()
-    metrics.webhooks.labels(action_label(action), outcome.value).inc()
-    log.info(
-        "webhook stored",
-        extra={
-            "reference_id": ref,
-            "action": action,
-            "outcome": outcome.value,
-            "took_ms": round((time.time() - received) * 1000, 2),
-        },
-    )
-    return JSONResponse({"outcome": outcome.value, "reference_id": ref}, status_code=202)
+        return JSONResponse({"outcome": outcome.value, "reference_id": ref}, status_code=202)
 
+    async def _service_id(self, request: Request) -> str | None:
+        """The service object ``{service}`` names (id or name), checked before the body is read.
 
-async def _service_id(request: Request, relay: Relay) -> str | None:
-    """The service object ``{service}`` names (id or name), checked before the body is read.
-
-    Unknown names are a 404 with nothing stored: an event filed under the wrong account
-    would get the wrong key, region and links.
-    """
-    name = request.path_params.get("service")
-    if name is None:
-        return None
-    found = await relay.store.find_service_object(name)
-    if found is None:
-        raise NotFound(f"unknown service object: {name}")
-    return found.id
+        Unknown names are a 404 with nothing stored: an event filed under the wrong account
+        would get the wrong key, region and links.
+        """
+        name = request.path_params.get("service")
+        if name is None:
+            return None
+        found = await self._intake.find_service_object(name)
+        if found is None:
+            raise NotFound(f"unknown service object: {name}")
+        return found.id
 
 
 def _error_outcome(error: RelayError) -> str:

@@ -10,7 +10,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from service.app import create_app
+from service.app import create_app, handles
 from service.settings import Settings
 from service.store import Incoming, Outcome
 from service.store.sqlite import SQLiteStore
@@ -43,7 +43,7 @@ def test_readyz_is_green_while_dx_is_down(make_client: MakeClient, fake_dx: Fake
 
 def test_readyz_fails_when_the_store_cannot_write(make_client: MakeClient) -> None:
     client = make_client(deliver=False)
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     assert client.portal is not None
     client.portal.call(store.close)
     response = client.get("/readyz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import logging
@@ -21,9 +22,9 @@ from starlette.testclient import TestClient
 import service.backfill
 import tests.fakes.opsgenie
 from service.admin_client import backfill_text, progress_line, run_backfill
-from service.app import create_app
-from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, retry_delay
-from service.deliveries_api import NDJSON
+from service.app import create_app, handles
+from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, Backfill, retry_delay
+from service.backfill_api import NDJSON
 from service.errors import CommandFailed
 from service.settings import Settings
 from service.store import Incoming, ServiceObject
@@ -63,10 +64,18 @@ def opsgenie_transport(opsgenie: FakeOpsgenie) -> httpx.AsyncBaseTransport:
 
 
 @pytest.fixture
+def paging() -> dict[str, Any]:
+    """``Backfill``'s knobs in the apps ``serve`` builds. The fixtures that shrink them
+    (``small_pages``...) must come before ``client`` in a test's arguments."""
+    return {}
+
+
+@pytest.fixture
 def serve(
     make_settings: Callable[..., Settings],
     fake_dx: FakeDX,
     opsgenie_transport: httpx.AsyncBaseTransport,
+    paging: dict[str, Any],
 ) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
     """A relay on the test's database while the block runs; ``overrides`` change settings."""
     transport = HostRouter(
@@ -86,7 +95,12 @@ def serve(
             readonly_app_key=Secret("read"),
             **overrides,
         )
-        app = create_app(settings, transport=transport, registry=CollectorRegistry())
+        app = create_app(
+            settings,
+            transport=transport,
+            registry=CollectorRegistry(),
+            backfill=functools.partial(Backfill, **paging),
+        )
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client
 
@@ -185,7 +199,7 @@ def test_an_alert_folded_from_the_list_alone_is_read_whole_on_the_next_run(
     opsgenie.add(listed)
     reduced = {k: v for k, v in listed.items() if k not in NOT_LISTED}
     raw = json.dumps(reduced, sort_keys=True)
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     stale = Incoming(
         reference_id="opsgenie-listed",
         alert_id="listed",
@@ -263,7 +277,7 @@ class TestWithoutPagingLinks:
         return WithoutPaging(httpx.ASGITransport(app=opsgenie.app))
 
     def test_a_full_page_means_there_may_be_more(
-        self, client: TestClient, opsgenie: FakeOpsgenie, small_pages: int
+        self, small_pages: int, client: TestClient, opsgenie: FakeOpsgenie
     ) -> None:
         """``paging.next`` is Opsgenie's word for more; a full page is the relay's own."""
         now_ms = int(time.time() * 1000)
@@ -291,7 +305,7 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
 
 
 def admin_count(client: TestClient, status: str) -> float:
-    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(client.app).metrics.registry
     labels = {"route": "backfill", "status": status}
     return float(registry.get_sample_value("relay_admin_requests_total", labels) or 0.0)
 
@@ -379,14 +393,14 @@ def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:
 
 
 @pytest.fixture
-def small_pages(monkeypatch: pytest.MonkeyPatch) -> int:
+def small_pages(paging: dict[str, Any]) -> int:
     """Five alerts a page, so a dozen alerts make several pages."""
-    monkeypatch.setattr(service.backfill, "PAGE_SIZE", 5)
+    paging["page_size"] = 5
     return 5
 
 
 def test_rate_limit_and_outage_mid_way_are_waited_out(
-    client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie, small_pages: int
+    small_pages: int, client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie
 ) -> None:
     now_ms = int(time.time() * 1000)
     for n in range(12):
@@ -411,15 +425,15 @@ def test_rate_limit_and_outage_mid_way_are_waited_out(
 
 
 @pytest.fixture
-def small_window(monkeypatch: pytest.MonkeyPatch, small_pages: int) -> int:
+def small_window(monkeypatch: pytest.MonkeyPatch, paging: dict[str, Any], small_pages: int) -> int:
     """Opsgenie's 20,000-alert listing window (``offset + limit``) as four pages of five."""
-    monkeypatch.setattr(service.backfill, "LIST_WINDOW", 4 * small_pages)
+    paging["list_window"] = 4 * small_pages
     monkeypatch.setattr(tests.fakes.opsgenie, "LIST_WINDOW", 4 * small_pages)
     return 4 * small_pages
 
 
 def test_lists_past_opsgenies_window_from_the_last_created_at(
-    client: TestClient, opsgenie: FakeOpsgenie, small_window: int
+    small_window: int, client: TestClient, opsgenie: FakeOpsgenie
 ) -> None:
     """Oldest first, the alerts past the window are the newest: none may be left out."""
     base_ms = int(time.time() * 1000) - 3600_000
@@ -439,7 +453,7 @@ def test_lists_past_opsgenies_window_from_the_last_created_at(
 
 
 def test_a_millisecond_holding_a_whole_window_is_reported_and_passed(
-    client: TestClient, opsgenie: FakeOpsgenie, small_window: int
+    small_window: int, client: TestClient, opsgenie: FakeOpsgenie
 ) -> None:
     base_ms = int(time.time() * 1000) - 3600_000
     for n in range(small_window + 5):
@@ -479,7 +493,7 @@ class TestAListingThatMakesNoProgress:
         return FirstQueryOnly(httpx.ASGITransport(app=opsgenie.app))
 
     def test_stops_and_says_so(
-        self, client: TestClient, opsgenie: FakeOpsgenie, small_window: int
+        self, small_pages: int, small_window: int, client: TestClient, opsgenie: FakeOpsgenie
     ) -> None:
         base_ms = int(time.time() * 1000) - 3600_000
         for n in range(small_window + 5):
@@ -491,7 +505,7 @@ class TestAListingThatMakesNoProgress:
         assert warning.endswith(
             f"made no progress past {small_window} alerts; those after them were not listed"
         )
-        assert len(opsgenie.seen("/v2/alerts")) == 2 * small_window // service.backfill.PAGE_SIZE
+        assert len(opsgenie.seen("/v2/alerts")) == 2 * small_window // small_pages
 
 
 def test_the_cli_says_what_a_backfill_left_out() -> None:
@@ -526,7 +540,7 @@ def webhook(action: str, alert_id: str, created_ms: int, updated_ms: int) -> dic
 
 
 def test_webhooks_racing_the_backfill_leave_each_alert_once_in_its_latest_state(
-    client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie, small_pages: int
+    small_pages: int, client: TestClient, fake_dx: FakeDX, opsgenie: FakeOpsgenie
 ) -> None:
     base_ms = int(time.time() * 1000) - 3600_000
     created = {f"w-{n:02}": base_ms + n * 1000 for n in range(12)}
@@ -599,16 +613,17 @@ def test_webhooks_racing_the_backfill_leave_each_alert_once_in_its_latest_state(
     assert incident["name"] == "new"
 
 
+@pytest.fixture
+def progress_every_alert(paging: dict[str, Any]) -> None:
+    paging["progress_every"] = 0.0
+
+
 def test_a_slow_page_streams_progress_between_its_alerts(
-    client: TestClient,
-    opsgenie: FakeOpsgenie,
-    small_pages: int,
-    monkeypatch: pytest.MonkeyPatch,
+    progress_every_alert: None, small_pages: int, client: TestClient, opsgenie: FakeOpsgenie
 ) -> None:
     """Each alert of a page may wait out a throttled minute: the stream must not fall
     silent for a whole page, or the CLI's read timeout ends the run. With the interval
     at 0, every alert read is followed by a line."""
-    monkeypatch.setattr(service.backfill, "PROGRESS_EVERY", 0.0)
     now_ms = int(time.time() * 1000)
     for n in range(7):
         opsgenie.add(api_alert(f"p-{n}", created_ms=now_ms - 1000 + n))
@@ -621,7 +636,7 @@ def test_a_slow_page_streams_progress_between_its_alerts(
 
 
 def test_streams_a_progress_line_per_page(
-    client: TestClient, opsgenie: FakeOpsgenie, small_pages: int
+    small_pages: int, client: TestClient, opsgenie: FakeOpsgenie
 ) -> None:
     now_ms = int(time.time() * 1000)
     for n in range(7):

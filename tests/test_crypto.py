@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+from service.app import handles
 from service.crypto import KeyCipher, SealedKey, derive_fernet_key, key_file_for
 from service.errors import ConfigError, SecretKeyError
 
@@ -121,7 +122,7 @@ def test_a_changed_secret_key_leaves_the_service_object_api_working(
     assert OPSGENIE_KEY not in caplog.text
 
     # Only using the key fails, by name; sending it again seals it with the current key.
-    store = second.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(second.app).store
     assert second.portal is not None
     with pytest.raises(SecretKeyError, match="RELAY_SECRET_KEY"):
         _ = second.portal.call(store.get_service_object, ids[0]).api_key

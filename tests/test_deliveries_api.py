@@ -10,6 +10,7 @@ import pytest
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+from service.app import handles
 from tests.conftest import auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.polling import wait_for
@@ -44,7 +45,7 @@ def status_of(client: TestClient, reference_id: str) -> str:
 
 
 def admin_count(client: TestClient, route: str, status: str) -> float:
-    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(client.app).metrics.registry
     labels = {"route": route, "status": status}
     return float(registry.get_sample_value("relay_admin_requests_total", labels) or 0.0)
 

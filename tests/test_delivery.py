@@ -14,6 +14,7 @@ import pytest
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+from service.app import handles
 from service.mapping import Filter, Rules
 from tests.conftest import PortalClient, auth, sample
 from tests.fakes.dx import FakeDX
@@ -36,7 +37,7 @@ def event(action: str, seconds_later: int, **alert: Any) -> dict[str, Any]:
 
 
 def sample_value(client: TestClient, name: str, labels: dict[str, str] | None = None) -> float:
-    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(client.app).metrics.registry
     return float(registry.get_sample_value(name, labels or {}) or 0.0)
 
 
@@ -102,7 +103,7 @@ def test_a_long_retry_after_moves_the_wait_to_the_store(
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
     wait_for(lambda: fake_dx.status_counts[429] == 1)
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     delivery = wait_for(lambda: (d := client.portal.call(store.get, REF)) and d.attempts and d)
     assert delivery.status == "pending"
     assert delivery.next_attempt_at - delivery.updated_at >= 29
@@ -115,7 +116,7 @@ def test_a_permanent_rejection_marks_the_reference_failed(
     fake_dx.reject(REF, code="invalid_arguments")
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     delivery = wait_for(
         lambda: (d := client.portal.call(store.get, REF)) and d.status == "failed" and d
     )
@@ -127,7 +128,7 @@ def test_a_permanent_rejection_marks_the_reference_failed(
     # An operator fixes the cause and retries: it goes through.
     fake_dx.reset()
     assert client.portal.call(lambda: store.retry(REF, now=0.0))
-    client.app.state.relay.worker.wake()  # type: ignore[attr-defined]
+    handles(client.app).worker.wake()
     wait_for(lambda: fake_dx.incident(REF))
 
 
@@ -135,7 +136,7 @@ def test_ok_false_in_a_200_is_a_failure(make_client: MakeClient, fake_dx: FakeDX
     fake_dx.ok_false_next(1, "metadata_invalid")
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     delivery = wait_for(
         lambda: (d := client.portal.call(store.get, REF)) and d.status == "failed" and d
     )
@@ -217,7 +218,7 @@ def test_not_authed_pauses_all_delivery_and_readiness_stays_up(
     assert "not_authed" in ready.json()["delivery"]
     # One refused request pauses everyone: the second alert is not tried meanwhile.
     assert fake_dx.status_counts[401] == 1
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     stats = client.portal.call(store.stats)
     assert stats.pending == 2
     assert stats.failed == 0
@@ -240,7 +241,7 @@ def test_a_redirecting_dx_pauses_all_delivery_until_it_answers_again(
     assert "redirecting to https://acme.getdx.net/" in ready.json()["delivery"]
     labels = {"method": "upsert", "outcome": "redirected", "code": "redirected"}
     assert sample_value(client, "relay_dx_requests_total", labels) >= 1
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     assert client.portal.call(store.stats).failed == 0
     fake_dx.moved_to = None
     wait_for(lambda: fake_dx.incident(REF) and fake_dx.incident("opsgenie-second"), timeout=30)
@@ -266,7 +267,7 @@ def test_a_version_that_renders_the_same_body_costs_no_request(
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
     wait_for(lambda: fake_dx.incident(REF))
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     client.post(URL, json=event("AddNote", 3), headers=auth())
     wait_for(lambda: client.portal.call(store.get, REF).status == "delivered")
     attempts = client.portal.call(lambda: store.attempts(REF, limit=10))
@@ -294,7 +295,7 @@ def test_an_event_after_the_delete_asks_dx_nothing(
     client = make_client(rules=Rules(delete_incidents=True))
     acknowledge = sample("Acknowledge")
     ref = "opsgenie-" + acknowledge["alert"]["alertId"]
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     client.post(URL, json=acknowledge, headers=auth())
     wait_for(lambda: fake_dx.incident(ref))
     client.post(URL, json=sample("Delete"), headers=auth())
@@ -323,7 +324,7 @@ def test_deleting_an_alert_dx_never_held_is_done_not_failed(
     )
     acknowledge = sample("Acknowledge")
     ref = "opsgenie-" + acknowledge["alert"]["alertId"]
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     client.post(URL, json=acknowledge, headers=auth())  # no P1: filtered
     wait_for(lambda: sample_value(client, "relay_alerts_filtered_total") == 1)
     client.post(URL, json=sample("Delete"), headers=auth())
@@ -354,7 +355,7 @@ def test_a_failed_attempt_records_dx_http_status(make_client: MakeClient, fake_d
     fake_dx.reject(REF, code="metadata_invalid", status=422)
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     wait_for(lambda: client.portal.call(store.get, REF).status == "failed")
     [attempt] = client.portal.call(lambda: store.attempts(REF, limit=10))
     assert (attempt.http_status, attempt.error_code) == (422, "metadata_invalid")
@@ -397,7 +398,7 @@ def test_an_event_stored_while_every_slot_is_taken_is_delivered(
     client = make_client(dx_concurrency=1)
     for i in range(2):
         client.post(URL, json=event("Create", 0, alertId=f"busy-{i}"), headers=auth())
-    worker = client.app.state.relay.worker  # type: ignore[attr-defined]
+    worker = handles(client.app).worker
     wait_for(lambda: len(worker._inflight) == 2, message="both slots taken")
     client.post(URL, json=event("Create", 0, alertId="late"), headers=auth())
     wait_for(lambda: fake_dx.incident("opsgenie-late"), timeout=30, message="late delivered")

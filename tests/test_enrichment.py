@@ -23,7 +23,7 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from service.accounts import Accounts
-from service.app import create_app
+from service.app import create_app, handles
 from service.crypto import KeyCipher, SealedKey
 from service.delivery import Worker
 from service.dx import DXClient
@@ -107,7 +107,7 @@ def add_service(
     custom_url: str | None = "https://opsgenie.test",
     key: str = KEY,
 ) -> str:
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     assert client.portal is not None
     created = client.portal.call(
         functools.partial(
@@ -153,7 +153,7 @@ def close(alert_id: str = ALERT) -> dict[str, Any]:
 
 
 def metric(client: TestClient, outcome: str) -> float:
-    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(client.app).metrics.registry
     value = registry.get_sample_value("relay_enrichment_requests_total", {"outcome": outcome})
     return float(value or 0.0)
 
@@ -195,7 +195,7 @@ def test_unknown_service_is_404_and_stores_nothing(
     response = relay_client.post("/webhooks/opsgenie/nope", json=escalate(), headers=auth())
     assert response.status_code == 404
     assert response.json()["errors"]
-    store = relay_client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(relay_client.app).store
     assert relay_client.portal is not None
     assert relay_client.portal.call(store.get, REF) is None
     assert fake_dx.requests == []
@@ -217,7 +217,7 @@ def test_service_by_name_or_id_owns_the_event(relay_client: TestClient, by: str)
         f"/webhooks/opsgenie/{path}", json=escalate(), headers=auth(), follow_redirects=False
     )
     assert response.status_code == 202
-    store = relay_client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(relay_client.app).store
     assert relay_client.portal is not None
     assert relay_client.portal.call(store.get, REF).service_id == service_id
 
@@ -256,7 +256,7 @@ def test_partial_event_becomes_a_complete_incident(
     assert metric(relay_client, "success") == 1
     (fetch,) = fake_opsgenie.seen(f"/v2/alerts/{ALERT}")
     assert fetch.authorization == f"GenieKey {KEY}"
-    store = relay_client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(relay_client.app).store
     assert relay_client.portal is not None
     events = relay_client.portal.call(functools.partial(store.events, ALERT, limit=10))
     assert "Fetched" in [e.action for e in events]
@@ -651,7 +651,7 @@ def _explode(request: httpx.Request) -> httpx.Response:
 
 def test_changing_a_service_object_forgets_its_cached_account(relay_client: TestClient) -> None:
     service_id = add_service(relay_client, region="eu", custom_url=None)
-    accounts = relay_client.app.state.relay.accounts  # type: ignore[attr-defined]
+    accounts = handles(relay_client.app).accounts
     assert relay_client.portal is not None
     before = relay_client.portal.call(accounts.account, service_id)
     assert before.web_url == "https://acme.app.eu.opsgenie.com"

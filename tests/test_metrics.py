@@ -8,6 +8,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from service.app import handles
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -15,7 +17,7 @@ def exported(client: TestClient) -> dict[str, tuple[str, ...]]:
     """The relay's own families, as scraped: name -> label names (every label set starts
     at 0, so each family has samples before anything happened)."""
     families = {}
-    for family in client.app.state.relay.metrics.registry.collect():  # type: ignore[attr-defined]
+    for family in handles(client.app).metrics.registry.collect():
         if not family.name.startswith("relay_"):
             continue  # process_* and python_*: prometheus-client's own collectors
         name = f"{family.name}_total" if family.type == "counter" else family.name

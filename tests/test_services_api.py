@@ -14,6 +14,10 @@ from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+from service.app import handles
+from service.auth import AdminKeys
+from service.http_errors import EXCEPTION_HANDLERS
+from service.metrics import Metrics
 from service.services_api import RateLimiter, ServicesAPI
 
 PATH = "/api/v2/integration/opsgenie/services"
@@ -381,7 +385,7 @@ def test_unsupported_method_is_405_json_and_counted(
     assert response.status_code == 405
     assert response.json() == {"errors": ["Method Not Allowed"]}
     assert response.headers["Allow"] == allow
-    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(client.app).metrics.registry
     counted = registry.get_sample_value(
         "relay_admin_requests_total", {"route": route, "status": "405"}
     )
@@ -437,8 +441,19 @@ def test_wrong_keys_share_one_window_and_leave_the_admin_its_own(
 
 def test_the_limiter_keeps_two_windows_whatever_keys_arrive(client: TestClient) -> None:
     limiter = RateLimiter(5, 60, clock=lambda: 1_000.0)
-    api = ServicesAPI(client.app.state.relay, limiter=limiter)  # type: ignore[attr-defined]
-    with TestClient(Starlette(routes=api.routes())) as edge:
+    api = ServicesAPI(
+        objects=handles(client.app).store,
+        forget=lambda service_id: None,
+        requests=Metrics().admin,
+        keys=AdminKeys(
+            api_key=Secret(API_KEY), app_key=Secret(APP_KEY), readonly_app_key=Secret(READ_KEY)
+        ),
+        max_body_bytes=2048,
+        rate_limit=5,
+        limiter=limiter,
+    )
+    edge_app = Starlette(routes=api.routes(), exception_handlers=EXCEPTION_HANDLERS)
+    with TestClient(edge_app) as edge:
         for n in range(1_000):
             junk = {"DD-API-KEY": f"junk-{n}", "DD-APPLICATION-KEY": f"junk-{n}"}
             assert edge.get(PATH, headers=junk).status_code in (403, 429)
@@ -563,7 +578,7 @@ def test_head_works_like_get(client: TestClient) -> None:
 
 def test_store_finds_objects_by_id_or_name_with_the_decrypted_key(client: TestClient) -> None:
     created = create(client, "Team Öl", custom_url="https://og.example.com")
-    store = client.app.state.relay.store  # type: ignore[attr-defined]
+    store = handles(client.app).store
     assert client.portal is not None
     by_id = client.portal.call(store.get_service_object, created["id"])
     assert by_id.name == "Team Öl"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from service.app import handles
 from service.mapping import Rules
 from service.opsgenie import parse_event
 from service.store.sqlite import SQLiteStore
@@ -38,12 +39,13 @@ def client(make_client: MakeClient) -> TestClient:
 
 
 @pytest.fixture
-def db(client: TestClient) -> Path:
-    return client.app.state.relay.settings.database_path  # type: ignore[attr-defined,no-any-return]
+def db(client: TestClient, tmp_path: Path) -> Path:
+    """The database ``make_settings`` gives every app (``client`` has opened it)."""
+    return tmp_path / "relay.db"
 
 
 def counter(client: TestClient, action: str, outcome: str) -> float:
-    registry = client.app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(client.app).metrics.registry
     value = registry.get_sample_value(
         "relay_webhooks_received_total", {"action": action, "outcome": outcome}
     )
@@ -173,7 +175,9 @@ def test_bad_input_gets_400_naming_the_problem_and_stores_nothing(
     assert rows(db, "events") == 0
 
 
-def test_oversized_body_gets_413_and_stores_nothing(make_client: MakeClient) -> None:
+def test_oversized_body_gets_413_and_stores_nothing(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
     client = make_client(deliver=False, max_body_bytes=2048)
     big = json.loads(json.dumps(CREATE))
     big["alert"]["description"] = "x" * 4096
@@ -184,8 +188,7 @@ def test_oversized_body_gets_413_and_stores_nothing(make_client: MakeClient) -> 
     chunks = iter([json.dumps(big).encode()[i : i + 512] for i in range(0, 5000, 512)])
     response = client.post(URL, content=chunks, headers=auth())
     assert response.status_code == 413
-    db = client.app.state.relay.settings.database_path  # type: ignore[attr-defined]
-    assert rows(db, "events") == 0
+    assert rows(tmp_path / "relay.db", "events") == 0
 
 
 @pytest.mark.parametrize("name", ["CustomAction.TestAction", "Delete"])
@@ -273,7 +276,7 @@ def test_an_ignored_action_still_needs_what_every_webhook_carries(
 
 @pytest.mark.parametrize("broken", BROKEN_FIELDS, ids=lambda broken: next(iter(broken)))
 def test_a_delete_the_relay_acts_on_is_validated_in_full(
-    make_client: MakeClient, broken: dict[str, Any]
+    make_client: MakeClient, broken: dict[str, Any], tmp_path: Path
 ) -> None:
     client = make_client(deliver=False, rules=Rules(delete_incidents=True))
     body = sample("Delete")
@@ -282,8 +285,7 @@ def test_a_delete_the_relay_acts_on_is_validated_in_full(
     assert response.status_code == 400
     [message] = response.json()["errors"]
     assert message.startswith(f"alert.{next(iter(broken))}")
-    db = client.app.state.relay.settings.database_path  # type: ignore[attr-defined]
-    assert rows(db, "events") == 0
+    assert rows(tmp_path / "relay.db", "events") == 0
 
 
 def test_delete_is_stored_when_incident_deletion_is_configured(

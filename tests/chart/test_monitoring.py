@@ -9,6 +9,7 @@ import helm_python as helm
 import pytest
 from starlette.testclient import TestClient
 
+from service.app import handles
 from tests.chart.helpers import ALL_VALUES, NAMESPACE, Manifest, Rendered, render
 
 
@@ -135,7 +136,7 @@ def test_prometheus_rule_asks_only_for_what_the_relay_exports(
 ) -> None:
     """Every relay_* series and label a rule reads exists, so a renamed metric cannot leave
     an alert silently watching nothing."""
-    registry = make_client().app.state.relay.metrics.registry  # type: ignore[attr-defined]
+    registry = handles(make_client().app).metrics.registry
     exported: dict[str, set[str]] = {}
     for family in registry.collect():
         for sample in family.samples:

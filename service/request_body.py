@@ -1,5 +1,4 @@
-"""Requests at the HTTP edges: bodies read within a size limit and parsed as one JSON
-object, which methods a route lets through to its endpoint, and the 405 for the others.
+"""Request bodies at the HTTP edges: read within a size limit, and parsed as one JSON object.
 
 Every route that takes a body (webhooks, service objects, backfill) reads it the same
 way, so the 413 and the 400 messages are the same everywhere.
@@ -8,24 +7,11 @@ way, so the 413 and the 400 messages are the same everywhere.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from service.errors import BodyTooLarge, PayloadError
-
-#: Passed as a route's ``methods`` so every request reaches its endpoint, which answers a
-#: method it does not take with a 405 itself (and counts it; Starlette's own 405 is not).
-EVERY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
-
-
-def method_not_allowed(allowed: Iterable[str]) -> JSONResponse:
-    """The 405 such an endpoint answers, in the same shape as every other error."""
-    return JSONResponse(
-        {"errors": ["Method Not Allowed"]}, status_code=405, headers={"Allow": ", ".join(allowed)}
-    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
