@@ -122,9 +122,11 @@ async def relay_us(body: bytes, workdir: Path, requests: int, rounds: int) -> tu
         }
     )
     with (workdir / "relay.log").open("w", encoding="utf-8") as stream:
-        logs.configure(fmt="json", level="INFO", secrets=settings.webhook_tokens, stream=stream)
+        events = logs.configure(
+            fmt="json", level="INFO", secrets=settings.webhook_tokens, stream=stream
+        )
         store = NotStoring(settings.database_path, clock=time.time)
-        app = create_app(settings, store=store)
+        app = create_app(settings, store=store, events=events)
         async with app.router.lifespan_context(app):
             logged = await per_request_us(app, body, requests, rounds)
             logging.disable(logging.INFO)

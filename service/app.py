@@ -29,6 +29,7 @@ from service.delivery import Worker
 from service.dx import DXClient, make_http_client
 from service.enrichment import Enricher
 from service.http_errors import EXCEPTION_HANDLERS
+from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import Metrics
 from service.probes import Probes
@@ -73,9 +74,11 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
     backfill: Callable[..., Backfill] = Backfill,
+    events: EventLog | None = None,
 ) -> Starlette:
     """Build the relay. ``transport`` and ``store`` let tests swap the outside world;
-    ``backfill`` lets them page through Opsgenie in smaller steps (``Backfill``'s knobs)."""
+    ``backfill`` lets them page through Opsgenie in smaller steps (``Backfill``'s knobs);
+    ``events`` is what ``logs.configure`` returned, when the relay owns logging."""
     rules = rules if rules is not None else load_rules(settings.config_path)
     store = (
         store
@@ -133,6 +136,7 @@ def create_app(
         wake=worker.wake,
         tokens=settings.webhook_tokens,
         max_body_bytes=settings.max_body_bytes,
+        events=events,
         clock=clock,
     )
     probes = Probes(ping=store.ping, stats=store.stats, worker=worker, metrics=metrics, clock=clock)

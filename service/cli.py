@@ -51,7 +51,7 @@ def serve(settings: Settings) -> None:
     # Before anything creates a file: an unusable path is one line naming the variable,
     # not a traceback from the app's startup.
     config_check.check_database(settings.database_path)
-    logs.configure(
+    events = logs.configure(
         fmt=settings.log_format,
         level=settings.log_level,
         secrets=(
@@ -63,7 +63,7 @@ def serve(settings: Settings) -> None:
             settings.secret_key,
         ),
     )
-    app = create_app(settings)
+    app = create_app(settings, events=events)
     server.run(app, settings, stop_worker=handles(app).worker.stop)
 
 

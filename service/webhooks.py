@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from service.auth import webhook_token_ok
 from service.errors import AuthError, NotFound, RelayError
+from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import action_label
 from service.opsgenie import Action, event_from_envelope, read_envelope
@@ -59,9 +60,12 @@ class Webhooks:
         wake: Callable[[], None],
         tokens: Sequence[Secret],
         max_body_bytes: int,
+        events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._intake = intake
+        #: One line per decision, through the cheap path when logging is the relay's own.
+        self._events = events if events is not None else EventLog()
         self._rules = rules
         self._received = received
         self._wake = wake
@@ -88,14 +92,13 @@ class Webhooks:
                 # Not read further: a field the relay never uses is not bad input.
                 action = envelope.action
                 self._received.labels(action_label(action), "ignored").inc()
-                log.info(
+                self._events.info(
+                    log,
                     "webhook ignored",
-                    extra={
-                        "reference_id": reference_id(envelope.alert_id, self._rules),
-                        "alert_id": envelope.alert_id,
-                        "action": action,
-                        "outcome": "ignored",
-                    },
+                    reference_id=reference_id(envelope.alert_id, self._rules),
+                    alert_id=envelope.alert_id,
+                    action=action,
+                    outcome="ignored",
                 )
                 return JSONResponse({"outcome": "ignored"}, status_code=202)
             # Checked in full here, though only folded later: a wrong field is the sender's
@@ -116,22 +119,20 @@ class Webhooks:
         except RelayError as error:
             outcome_label = _error_outcome(error)
             self._received.labels(action_label(action), outcome_label).inc()
-            log.warning(
-                "webhook refused",
-                extra={"action": action, "outcome": outcome_label, "error": error.message},
+            self._events.warning(
+                log, "webhook refused", action=action, outcome=outcome_label, error=error.message
             )
             raise
         if outcome is Outcome.ACCEPTED:
             self._wake()
         self._received.labels(action_label(action), outcome.value).inc()
-        log.info(
+        self._events.info(
+            log,
             "webhook stored",
-            extra={
-                "reference_id": ref,
-                "action": action,
-                "outcome": outcome.value,
-                "took_ms": round((time.time() - received) * 1000, 2),
-            },
+            reference_id=ref,
+            action=action,
+            outcome=outcome.value,
+            took_ms=round((time.time() - received) * 1000, 2),
         )
         return JSONResponse({"outcome": outcome.value, "reference_id": ref}, status_code=202)
 

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from service.app import handles
 from service.crypto import KeyCipher, SealedKey, derive_fernet_key, key_file_for
 from service.errors import ConfigError, SecretKeyError
+from service.store import ServiceObject
 
 PATH = "/api/v2/integration/opsgenie/services"
 API_KEY = "dd-api-key-crypto"
@@ -85,6 +86,14 @@ def test_cipher_repr_hides_the_key() -> None:
     assert key.decode() not in repr(KeyCipher(key))
 
 
+def found(client: TestClient, service_id: str) -> ServiceObject:
+    """The stored service object, which the test expects to exist."""
+    assert client.portal is not None
+    stored = client.portal.call(handles(client.app).store.get_service_object, service_id)
+    assert stored is not None
+    return stored
+
+
 def service_body(**attributes: str) -> dict[str, Any]:
     return {"data": {"type": "opsgenie-service", "attributes": attributes}}
 
@@ -122,10 +131,8 @@ def test_a_changed_secret_key_leaves_the_service_object_api_working(
     assert OPSGENIE_KEY not in caplog.text
 
     # Only using the key fails, by name; sending it again seals it with the current key.
-    store = handles(second.app).store
-    assert second.portal is not None
     with pytest.raises(SecretKeyError, match="RELAY_SECRET_KEY"):
-        _ = second.portal.call(store.get_service_object, ids[0]).api_key
+        _ = found(second, ids[0]).api_key
     rotated = {"opsgenie_api_key": OPSGENIE_KEY[::-1]}
     resent = second.patch(
         f"{PATH}/{ids[0]}",
@@ -133,7 +140,7 @@ def test_a_changed_secret_key_leaves_the_service_object_api_working(
         headers=FULL,
     )
     assert resent.status_code == 200
-    assert str(second.portal.call(store.get_service_object, ids[0]).api_key) == OPSGENIE_KEY[::-1]
+    assert str(found(second, ids[0]).api_key) == OPSGENIE_KEY[::-1]
 
 
 def test_a_sealed_key_opens_only_with_its_cipher_and_never_shows() -> None:

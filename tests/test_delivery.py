@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from service.app import handles
 from service.mapping import Filter, Rules
+from service.store import Delivery
 from tests.conftest import PortalClient, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.polling import wait_for
@@ -39,6 +40,17 @@ def event(action: str, seconds_later: int, **alert: Any) -> dict[str, Any]:
 def sample_value(client: TestClient, name: str, labels: dict[str, str] | None = None) -> float:
     registry = handles(client.app).metrics.registry
     return float(registry.get_sample_value(name, labels or {}) or 0.0)
+
+
+def stored(client: PortalClient, ref: str = REF) -> Delivery | None:
+    """The store's delivery record for ``ref``, read through the app's own store."""
+    return client.portal.call(handles(client.app).store.get, ref)
+
+
+def delivered_as(client: PortalClient, status: str, ref: str = REF) -> Delivery | None:
+    """The record once it has ``status`` (for ``wait_for``), else None."""
+    found = stored(client, ref)
+    return found if found is not None and found.status == status else None
 
 
 def upsert_requests(fake_dx: FakeDX) -> list[Any]:
@@ -103,9 +115,9 @@ def test_a_long_retry_after_moves_the_wait_to_the_store(
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
     wait_for(lambda: fake_dx.status_counts[429] == 1)
-    store = handles(client.app).store
-    delivery = wait_for(lambda: (d := client.portal.call(store.get, REF)) and d.attempts and d)
+    delivery = wait_for(lambda: ((d := stored(client)) and d.attempts and d) or None)
     assert delivery.status == "pending"
+    assert delivery.next_attempt_at is not None
     assert delivery.next_attempt_at - delivery.updated_at >= 29
     assert delivery.last_error_code == "rate_limited"
 
@@ -117,10 +129,9 @@ def test_a_permanent_rejection_marks_the_reference_failed(
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
     store = handles(client.app).store
-    delivery = wait_for(
-        lambda: (d := client.portal.call(store.get, REF)) and d.status == "failed" and d
-    )
+    delivery = wait_for(lambda: delivered_as(client, "failed"))
     assert delivery.last_error_code == "invalid_arguments"
+    assert delivery.last_request is not None
     assert delivery.last_request["reference_id"] == REF
     assert len(upsert_requests(fake_dx)) == 1  # not retried
     text = client.get("/metrics").text
@@ -136,10 +147,7 @@ def test_ok_false_in_a_200_is_a_failure(make_client: MakeClient, fake_dx: FakeDX
     fake_dx.ok_false_next(1, "metadata_invalid")
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
-    store = handles(client.app).store
-    delivery = wait_for(
-        lambda: (d := client.portal.call(store.get, REF)) and d.status == "failed" and d
-    )
+    delivery = wait_for(lambda: delivered_as(client, "failed"))
     assert delivery.last_error_code == "metadata_invalid"
 
 
@@ -269,7 +277,7 @@ def test_a_version_that_renders_the_same_body_costs_no_request(
     wait_for(lambda: fake_dx.incident(REF))
     store = handles(client.app).store
     client.post(URL, json=event("AddNote", 3), headers=auth())
-    wait_for(lambda: client.portal.call(store.get, REF).status == "delivered")
+    wait_for(lambda: delivered_as(client, "delivered"))
     attempts = client.portal.call(lambda: store.attempts(REF, limit=10))
     assert [a.outcome for a in attempts] == ["delivered", "unchanged"]
     assert len(upsert_requests(fake_dx)) == 1
@@ -311,7 +319,7 @@ def test_an_event_after_the_delete_asks_dx_nothing(
         message="the late note recorded as unchanged",
     )
     assert [r.path for r in fake_dx.requests].count("/api/incidents.delete") == 1
-    assert client.portal.call(store.get, ref).status == "delivered"
+    assert delivered_as(client, "delivered", ref)
 
 
 def test_deleting_an_alert_dx_never_held_is_done_not_failed(
@@ -328,7 +336,7 @@ def test_deleting_an_alert_dx_never_held_is_done_not_failed(
     client.post(URL, json=acknowledge, headers=auth())  # no P1: filtered
     wait_for(lambda: sample_value(client, "relay_alerts_filtered_total") == 1)
     client.post(URL, json=sample("Delete"), headers=auth())
-    wait_for(lambda: client.portal.call(store.get, ref).status == "delivered")
+    wait_for(lambda: delivered_as(client, "delivered", ref))
     [delete] = [r for r in fake_dx.requests if r.path == "/api/incidents.delete"]
     assert (delete.status, delete.response) == (422, {"ok": False, "error": "not_found"})
     assert client.portal.call(store.stats).failed == 0
@@ -356,7 +364,7 @@ def test_a_failed_attempt_records_dx_http_status(make_client: MakeClient, fake_d
     client = make_client()
     client.post(URL, json=CREATE, headers=auth())
     store = handles(client.app).store
-    wait_for(lambda: client.portal.call(store.get, REF).status == "failed")
+    wait_for(lambda: delivered_as(client, "failed"))
     [attempt] = client.portal.call(lambda: store.attempts(REF, limit=10))
     assert (attempt.http_status, attempt.error_code) == (422, "metadata_invalid")
 

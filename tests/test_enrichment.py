@@ -33,7 +33,7 @@ from service.mapping import Rules
 from service.metrics import Metrics
 from service.opsgenie import OpsgenieEvent
 from service.settings import Settings
-from service.store import Attempt, Incoming, Outcome, Pending, ServiceObject, Store
+from service.store import Attempt, Incoming, Outcome, Pending, Region, ServiceObject, Store
 from service.translate import Account, fold
 from tests.conftest import DX_TOKEN, auth
 from tests.fakes.dx import FakeDX
@@ -103,7 +103,7 @@ def add_service(
     client: TestClient,
     name: str = "payments-og",
     *,
-    region: str = "custom",
+    region: Region = "custom",
     custom_url: str | None = "https://opsgenie.test",
     key: str = KEY,
 ) -> str:
@@ -219,7 +219,9 @@ def test_service_by_name_or_id_owns_the_event(relay_client: TestClient, by: str)
     assert response.status_code == 202
     store = handles(relay_client.app).store
     assert relay_client.portal is not None
-    assert relay_client.portal.call(store.get, REF).service_id == service_id
+    delivery = relay_client.portal.call(store.get, REF)
+    assert delivery is not None
+    assert delivery.service_id == service_id
 
 
 # --- enrichment --------------------------------------------------------------------------
@@ -262,6 +264,7 @@ def test_partial_event_becomes_a_complete_incident(
     assert "Fetched" in [e.action for e in events]
     # Delivered as the version the fetched alert made: settled, not claimed again.
     delivery = relay_client.portal.call(store.get, REF)
+    assert delivery is not None
     assert (delivery.status, delivery.delivered_version) == ("delivered", delivery.version)
     attempts = relay_client.portal.call(functools.partial(store.attempts, REF, limit=10))
     assert [a.outcome for a in attempts] == ["delivered"]
@@ -334,9 +337,10 @@ class OneClaimOutbox:
 class Payments:
     """The service object's account, as ``api_for`` reads it."""
 
+    id = "payments"
     region = "custom"
-    custom_url = "https://opsgenie.test"
-    api_key = Secret(KEY)
+    custom_url: str | None = "https://opsgenie.test"
+    api_key: Secret | None = Secret(KEY)
 
     async def get_service_object(self, id: str) -> Payments:
         return self
@@ -462,7 +466,7 @@ def test_alert_links_use_the_account_name(
     relay_client: TestClient,
     fake_dx: FakeDX,
     fake_opsgenie: FakeOpsgenie,
-    region: str,
+    region: Region,
     web: str,
 ) -> None:
     url = "https://opsgenie.test" if region == "custom" else None
@@ -482,7 +486,7 @@ def test_alert_links_use_the_account_name(
     ],
 )
 def test_account_lookup_failure_keeps_the_link_in_the_region(
-    relay_client: TestClient, fake_dx: FakeDX, region: str, web: str
+    relay_client: TestClient, fake_dx: FakeDX, region: Region, web: str
 ) -> None:
     url = "https://opsgenie.test" if region == "custom" else None
     add_service(relay_client, region=region, custom_url=url, key="wrong-key")

@@ -12,7 +12,7 @@ def test_an_error_is_its_status_message_and_headers() -> None:
     unauthorized = error_response(AuthError("missing token"))
     assert unauthorized.status_code == 401
     assert unauthorized.headers["WWW-Authenticate"] == 'Bearer realm="opsgenie-dx-relay"'
-    assert json.loads(unauthorized.body) == {"errors": ["missing token"]}
+    assert json.loads(bytes(unauthorized.body)) == {"errors": ["missing token"]}
     forbidden = error_response(AuthError("Forbidden", status_code=403))
     assert "WWW-Authenticate" not in forbidden.headers
     assert error_response(MethodNotAllowed(["GET", "HEAD"])).headers["Allow"] == "GET, HEAD"

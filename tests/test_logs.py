@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Secret
 
-from service.logs import EventLog, JSONFormatter, TextFormatter, configure
+from service.logs import EventLog, JSONFormatter, TextFormatter, _RedactingHandler, configure
 from service.redaction import REDACTED, Redactor
 
 WEBHOOK = "hook-secret-5e1d0c7b"
@@ -607,6 +607,7 @@ def through_event_log(fmt: str, level: int, message: str, fields: dict[str, Any]
     stream = io.StringIO()
     configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
     [handler] = logging.getLogger().handlers
+    assert isinstance(handler, _RedactingHandler)
     events = EventLog(handler, clock=fixed_clock(CREATED))  # configure()'s, at a fixed time
     log = logging.getLogger("service.webhooks")
     (events.info if level == logging.INFO else events.warning)(log, message, **fields)

@@ -581,6 +581,7 @@ def test_store_finds_objects_by_id_or_name_with_the_decrypted_key(client: TestCl
     store = handles(client.app).store
     assert client.portal is not None
     by_id = client.portal.call(store.get_service_object, created["id"])
+    assert by_id is not None
     assert by_id.name == "Team Öl"
     assert by_id.region == "us"
     assert by_id.custom_url == "https://og.example.com"
