@@ -486,7 +486,6 @@ def test_an_answer_over_the_cap_is_a_bad_answer_without_a_memory_spike(
         b'{"data": ' * 100_000,
         b'{"data": {"id": "a", "count": NaN}}',
         b'{"data": {"id": "a", "count": Infinity}}',
-        b'{"data": {"id": "\xff"}}',
         b'{"data": {"id": "\\udc00"}}',
     ],
 )
