@@ -7,7 +7,6 @@ own docs say to check ``ok`` in every answer, so a 200 with ``ok: false`` is a f
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,8 +14,18 @@ from typing import Any
 
 import httpx
 
+from service import upstream
 from service.backoff import retry_after_seconds
-from service.errors import DXAuthError, DXRedirected, PermanentError, RetryableError
+from service.errors import (
+    AnswerTooLarge,
+    DXAuthError,
+    DXRedirected,
+    MalformedAnswer,
+    PermanentError,
+    RetryableError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from service.settings import Settings
 from service.translate import IncidentUpsert
 
@@ -46,9 +55,9 @@ def classify(status_code: int, headers: Mapping[str, str], body: bytes, *, now: 
     said (its message, the field it refused), not only our summary of it.
     """
     text = body.decode("utf-8", errors="replace")[:2000]
-    try:
-        document: Any = json.loads(body) if body else None
-    except ValueError:
+    try:  # strict: a document only Python reads (NaN, 100,000 levels) is no document
+        document: Any = upstream.loads(body) if body else None
+    except MalformedAnswer:
         document = None
     code = document.get("error") if isinstance(document, dict) else None
     code = code if isinstance(code, str) and code else None
@@ -115,9 +124,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def make_http_client(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The process's one outbound client: explicit timeouts and pool limits, no surprises."""
+    """The process's one outbound client: explicit timeouts and pool limits, no surprises,
+    and the bounds (overall deadline, byte cap) every upstream answer is read within."""
     timeout = settings.dx_timeout_seconds
-    return httpx.AsyncClient(
+    return upstream.UpstreamClient(
+        bounds=upstream.Bounds.from_settings(settings),
         transport=transport,
         timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
         limits=httpx.Limits(
@@ -125,7 +136,6 @@ def make_http_client(
             max_keepalive_connections=settings.dx_concurrency,
             keepalive_expiry=30.0,
         ),
-        follow_redirects=False,
         headers={"User-Agent": "opsgenie-dx-relay"},
     )
 
@@ -152,16 +162,32 @@ class DXClient:
             return Answer(error.http_status, error.body or "")
 
     async def _post(self, method: str, body: dict[str, Any]) -> Answer:
+        """One request within the client's bounds. An answer too large or undecodable is
+        retried like any other bad answer (``bad_response``): DX's real answers are a few
+        hundred bytes, so one that is not is a proxy's page or a fault in between, which
+        passes, not a verdict on this incident that would justify failing it."""
         try:
-            response = await self._client.post(
-                f"{self._base_url}/api/{method}", json=body, headers=self._headers
+            reply = await upstream.fetch(
+                self._client,
+                "POST",
+                f"{self._base_url}/api/{method}",
+                json_body=body,
+                headers=self._headers,
             )
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"DX timed out: {type(exc).__name__}", code="timeout") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(f"DX unreachable: {type(exc).__name__}", code="network") from None
-        except httpx.RequestError as exc:  # e.g. DecodingError: a body that is not what it says
+        except UpstreamTimeout as error:
+            raise RetryableError(f"DX timed out: {error.message}", code="timeout") from None
+        except UpstreamUnreachable as error:
+            raise RetryableError(f"DX unreachable: {error.message}", code="network") from None
+        except AnswerTooLarge as error:
             raise RetryableError(
-                f"unusable DX answer: {type(exc).__name__}", code="bad_response"
+                f"DX's {error.message}",
+                code="answer_too_large",
+                http_status=error.http_status,
             ) from None
-        return classify(response.status_code, response.headers, response.content, now=time.time())
+        except MalformedAnswer as error:
+            raise RetryableError(
+                f"unusable DX answer: {error.message}",
+                code="bad_response",
+                http_status=error.http_status,
+            ) from None
+        return classify(reply.status_code, reply.headers, reply.body, now=time.time())

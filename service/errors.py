@@ -30,6 +30,11 @@ are what that answer carries.
       - OpsgenieNotFound     404: no such alert (deleted alerts cannot be fetched)
   x CommandFailed            CLI: the relay's admin API unreachable or refusing (exit 1)
     + UnexpectedAnswer       CLI: a success this version cannot read (another server?)
+  x UpstreamError            upstream.py, before a client maps it into its own family above
+    + UpstreamTimeout        no whole answer within the deadline (connect to last byte)
+    + UpstreamUnreachable    connection refused or reset, DNS, TLS
+    + AnswerTooLarge         .http_status; over RELAY_UPSTREAM_MAX_BYTES once decompressed
+    + MalformedAnswer        .http_status; bad encoding, or not strict JSON (too deep, NaN...)
 ```
 """
 
@@ -241,3 +246,32 @@ class CommandFailed(RelayError):
 
 class UnexpectedAnswer(CommandFailed):
     """A success whose body this command cannot read: another server, or another version."""
+
+
+class UpstreamError(RelayError):
+    """An upstream (DX, Opsgenie) gave no answer ``service.upstream`` would read.
+
+    Raised only between ``upstream.fetch`` and a client, which maps it into its own family
+    (``DeliveryError``, ``OpsgenieAPIError``): what a slow or bad answer means for the
+    relay (retry, pause, carry on without) is the client's to say.
+    """
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+class UpstreamTimeout(UpstreamError):
+    """No last byte within the deadline, however steadily the bytes dripped."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """No answer at all: connection refused or reset, DNS, TLS."""
+
+
+class AnswerTooLarge(UpstreamError):
+    """The answer, decompressed, passed the byte cap; reading stopped there."""
+
+
+class MalformedAnswer(UpstreamError):
+    """The answer is not what it says: an encoding that does not decode, or not strict JSON."""

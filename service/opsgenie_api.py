@@ -16,13 +16,18 @@ from urllib.parse import quote
 import httpx
 from starlette.datastructures import Secret
 
+from service import upstream
 from service.backoff import retry_after_seconds
 from service.errors import (
+    AnswerTooLarge,
+    MalformedAnswer,
     OpsgenieAPIError,
     OpsgenieAuthError,
     OpsgenieNotFound,
     OpsgeniePermanent,
     OpsgenieRetryable,
+    UpstreamTimeout,
+    UpstreamUnreachable,
 )
 
 Region = Literal["us", "eu", "custom"]
@@ -112,23 +117,30 @@ class OpsgenieAPI:
         return AlertPage(alerts=data, has_more=has_more)
 
     async def _get(self, path: str, params: dict[str, str | int] | None) -> dict[str, Any]:
+        """One read within the client's bounds. An answer too large or undecodable is a bad
+        answer like invalid JSON (``OpsgeniePermanent``): callers carry on without it."""
         try:
-            response = await self._client.get(
-                f"{self._base_url}{path}", params=params, headers=self._headers
+            reply = await upstream.fetch(
+                self._client, "GET", f"{self._base_url}{path}", params=params, headers=self._headers
             )
-        except httpx.TimeoutException as exc:
-            raise OpsgenieRetryable(f"Opsgenie timed out: {type(exc).__name__}") from None
-        except httpx.TransportError as exc:
-            raise OpsgenieRetryable(f"Opsgenie unreachable: {type(exc).__name__}") from None
-        return classify(response)
+        except UpstreamTimeout as error:
+            raise OpsgenieRetryable(f"Opsgenie timed out: {error.message}") from None
+        except UpstreamUnreachable as error:
+            raise OpsgenieRetryable(f"Opsgenie unreachable: {error.message}") from None
+        except (AnswerTooLarge, MalformedAnswer) as error:
+            raise OpsgeniePermanent(
+                f"unusable Opsgenie answer: {error.message}", http_status=error.http_status
+            ) from None
+        return classify(reply.status_code, reply.headers, reply.body)
 
 
-def classify(response: httpx.Response) -> dict[str, Any]:
+def classify(status: int, headers: httpx.Headers, body: bytes) -> dict[str, Any]:
     """The JSON document of a 2xx, or the ``OpsgenieAPIError`` that says what to do."""
-    status = response.status_code
     if status == 429 or 500 <= status <= 599:
         raise OpsgenieRetryable(
-            f"Opsgenie answered {status}", http_status=status, retry_after=_retry_after(response)
+            f"Opsgenie answered {status}",
+            http_status=status,
+            retry_after=_retry_after(status, headers),
         )
     if status in (401, 403):
         raise OpsgenieAuthError(f"Opsgenie refused the API key ({status})", http_status=status)
@@ -137,15 +149,14 @@ def classify(response: httpx.Response) -> dict[str, Any]:
     if not 200 <= status <= 299:
         raise OpsgeniePermanent(f"Opsgenie answered {status}", http_status=status)
     try:
-        document = response.json()
-    except ValueError:
-        raise OpsgeniePermanent("Opsgenie answered with invalid JSON", http_status=status) from None
-    if not isinstance(document, dict):
-        raise OpsgeniePermanent("Opsgenie answered with a non-object", http_status=status)
-    return document
+        return upstream.load_object(body)
+    except MalformedAnswer as error:
+        raise OpsgeniePermanent(
+            f"Opsgenie answered with invalid JSON: {error.message}", http_status=status
+        ) from None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(status: int, headers: httpx.Headers) -> float | None:
     """Seconds to wait before asking again, ``None`` when the answer does not say.
 
     Opsgenie's 429 carries no ``Retry-After`` (a proxy in front of it may add one, which
@@ -153,11 +164,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     empty. Its buckets refill within that window, so waiting it out is the wait; without
     it, callers backed off for a few seconds and gave up inside a 60 s window.
     """
-    explicit = retry_after_seconds(response.headers.get("retry-after"), now=time.time())
-    if explicit is not None or response.status_code != 429:
+    explicit = retry_after_seconds(headers.get("retry-after"), now=time.time())
+    if explicit is not None or status != 429:
         return explicit
     try:
-        period = float(response.headers.get("x-ratelimit-period-in-sec", ""))
+        period = float(headers.get("x-ratelimit-period-in-sec", ""))
     except ValueError:
         return None
     if not period > 0:  # zero, negative or NaN: no window worth waiting for

@@ -61,6 +61,8 @@ class Settings:
     dx_rate_limit: float = 10.0
     dx_concurrency: int = 4
     dx_timeout_seconds: float = 10.0
+    #: Largest upstream (DX, Opsgenie) answer read, once decompressed; past it, a bad answer.
+    upstream_max_bytes: int = 1024 * 1024
     retry_max_backoff_seconds: float = 300.0
     shutdown_deadline_seconds: float = 20.0
     keep_alive_seconds: int = 75
@@ -118,6 +120,7 @@ class Settings:
             dx_rate_limit=get("DX_RATE_LIMIT", _positive_float, "10"),
             dx_concurrency=get("DX_CONCURRENCY", _positive_int, "4"),
             dx_timeout_seconds=get("DX_TIMEOUT", _positive_duration, "10s"),
+            upstream_max_bytes=get("UPSTREAM_MAX_BYTES", _positive_int, str(1024 * 1024)),
             retry_max_backoff_seconds=get("RETRY_MAX_BACKOFF", _positive_duration, "5m"),
             shutdown_deadline_seconds=get("SHUTDOWN_DEADLINE", _positive_duration, "20s"),
             keep_alive_seconds=get("KEEP_ALIVE", _positive_int, "75"),

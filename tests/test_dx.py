@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import formatdate
 from typing import Any
 
@@ -20,7 +21,11 @@ from service.errors import (
     PermanentError,
     RetryableError,
 )
+from service.settings import Settings
 from service.translate import IncidentUpsert
+from tests.fakes.hostile import HostileUpstream, drip, gzip_bomb, huge, raw
+from tests.fakes.memory import MB, peak_growth
+from tests.fakes.servers import UvicornThread
 
 NOW = 1_700_000_000.0
 BASE = "https://acme.getdx.net"
@@ -492,3 +497,79 @@ def test_make_http_client_uses_the_given_transport(make_settings: Callable[..., 
             return await DXClient(client, base_url=BASE, token=TOKEN).upsert(BODY)
 
     assert asyncio.run(run()).status_code == 200
+
+
+# ---- hostile answers, from a real socket -----------------------------------------------
+
+
+@pytest.fixture
+def hostile() -> HostileUpstream:
+    return HostileUpstream()
+
+
+@pytest.fixture
+def hostile_dx(hostile: HostileUpstream) -> Iterator[UvicornThread]:
+    with UvicornThread(hostile.app) as server:
+        yield server
+
+
+def upsert_against(server: UvicornThread, settings: Settings) -> DeliveryError | Answer:
+    """One upsert on the relay's own client; a hang fails at the guard, not never."""
+
+    async def once() -> Answer:
+        async with make_http_client(settings) as client:
+            return await DXClient(client, base_url=server.url, token=TOKEN).upsert(BODY)
+
+    try:
+        return asyncio.run(asyncio.wait_for(once(), 20.0))
+    except DeliveryError as error:
+        return error
+
+
+def test_a_dripping_answer_is_a_timeout_at_the_deadline(
+    hostile: HostileUpstream, hostile_dx: UvicornThread, make_settings: Callable[..., Settings]
+) -> None:
+    """A byte every 0.2 s never trips the 1 s per-read timeout; the deadline ends it."""
+    hostile.answer = drip(every=0.2)
+    started = time.monotonic()
+    error = upsert_against(hostile_dx, make_settings(dx_timeout_seconds=1.0))
+    assert isinstance(error, RetryableError)
+    assert (error.code, error.body) == ("timeout", None)
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    "answer", [lambda: huge(100 * MB), lambda: gzip_bomb(300 * MB)], ids=["100MB", "bomb"]
+)
+def test_an_answer_over_the_cap_is_retried_as_answer_too_large(
+    answer: Callable[[], Any],
+    hostile: HostileUpstream,
+    hostile_dx: UvicornThread,
+    make_settings: Callable[..., Settings],
+) -> None:
+    hostile.answer = answer()
+    error, growth = peak_growth(lambda: upsert_against(hostile_dx, make_settings()))
+    assert isinstance(error, RetryableError)
+    assert (error.code, error.http_status) == ("answer_too_large", 200)
+    assert growth < 50 * MB, f"peak RSS grew by {growth / MB:.1f} MB"
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"ok": true, "n": NaN}', b'{"ok": true, "n": 1e999}']
+)
+def test_json_only_python_reads_is_a_bad_response(
+    body: bytes,
+    hostile: HostileUpstream,
+    hostile_dx: UvicornThread,
+    make_settings: Callable[..., Settings],
+) -> None:
+    hostile.answer = raw(body)
+    error = upsert_against(hostile_dx, make_settings())
+    assert isinstance(error, RetryableError)
+    assert (error.code, error.http_status) == ("bad_response", 200)
+
+
+def test_a_refusal_with_a_body_nested_too_deep_keeps_its_status() -> None:
+    with pytest.raises(PermanentError) as caught:
+        classify(422, {}, b"[" * 100_000, now=NOW)
+    assert caught.value.code == "http_422"

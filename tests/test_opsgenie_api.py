@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.dx import make_http_client
 from service.errors import (
     OpsgenieAPIError,
     OpsgenieAuthError,
@@ -27,8 +29,11 @@ from service.errors import (
 )
 from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert
 from service.opsgenie_api import OpsgenieAPI, api_base, web_url
+from service.settings import Settings
 from service.timestamps import parse_iso_ns
 from service.translate import fold
+from tests.fakes.hostile import HostileUpstream, drip, gzip_bomb, huge, raw
+from tests.fakes.memory import MB, peak_growth
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.servers import UvicornThread
 
@@ -404,3 +409,94 @@ def test_fetched_alerts_fold_in_any_order(
 
     assert fold_all(events) == fold_all(list(shuffled))
     assert fold_all([*events, *events]) == fold_all(events)
+
+
+# --- hostile answers, from a real socket ------------------------------------------------
+
+
+@pytest.fixture
+def hostile() -> HostileUpstream:
+    return HostileUpstream()
+
+
+@pytest.fixture
+def hostile_opsgenie(hostile: HostileUpstream) -> Iterator[UvicornThread]:
+    with UvicornThread(hostile.app) as running:
+        yield running
+
+
+def ask_hostile(
+    server: UvicornThread, relay: Settings, ask: Callable[[OpsgenieAPI], Awaitable[T]]
+) -> T | OpsgenieAPIError:
+    """One read on the relay's own client; a hang fails at the guard, not never."""
+
+    async def once() -> T:
+        async with make_http_client(relay) as http:
+            return await ask(OpsgenieAPI(http, api_base("custom", server.url), "k-1"))
+
+    try:
+        return asyncio.run(asyncio.wait_for(once(), 20.0))
+    except OpsgenieAPIError as error:
+        return error
+
+
+@pytest.mark.parametrize("read", ["alert", "account", "list"])
+def test_a_dripping_answer_is_retryable_at_the_deadline(
+    read: str,
+    hostile: HostileUpstream,
+    hostile_opsgenie: UvicornThread,
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Every read, the account-name lookup too, ends at ``RELAY_DX_TIMEOUT`` overall."""
+    hostile.answer = drip(b'{"data": {"name": "acme"}}', every=0.2)
+    asks: dict[str, Callable[[OpsgenieAPI], Awaitable[object]]] = {
+        "alert": lambda api: api.get_alert(ALERT),
+        "account": lambda api: api.get_account(),
+        "list": lambda api: api.list_alerts("createdAt > 0"),
+    }
+    started = time.monotonic()
+    error = ask_hostile(hostile_opsgenie, make_settings(dx_timeout_seconds=1.0), asks[read])
+    assert isinstance(error, OpsgenieRetryable)
+    assert "timed out" in error.message
+    assert time.monotonic() - started < 5.0
+
+
+@pytest.mark.parametrize(
+    "answer", [lambda: huge(100 * MB), lambda: gzip_bomb(300 * MB)], ids=["100MB", "bomb"]
+)
+def test_an_answer_over_the_cap_is_a_bad_answer_without_a_memory_spike(
+    answer: Callable[[], Any],
+    hostile: HostileUpstream,
+    hostile_opsgenie: UvicornThread,
+    make_settings: Callable[..., Settings],
+) -> None:
+    hostile.answer = answer()
+    error, growth = peak_growth(
+        lambda: ask_hostile(hostile_opsgenie, make_settings(), lambda api: api.get_alert(ALERT))
+    )
+    assert isinstance(error, OpsgeniePermanent)
+    assert error.http_status == 200
+    assert "larger than 1048576 bytes" in error.message
+    assert growth < 50 * MB, f"peak RSS grew by {growth / MB:.1f} MB"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"data": ' * 100_000,
+        b'{"data": {"id": "a", "count": NaN}}',
+        b'{"data": {"id": "a", "count": Infinity}}',
+        b'{"data": {"id": "\\udc00"}}',
+    ],
+)
+def test_json_only_python_reads_is_a_bad_answer(
+    body: bytes,
+    hostile: HostileUpstream,
+    hostile_opsgenie: UvicornThread,
+    make_settings: Callable[..., Settings],
+) -> None:
+    hostile.answer = raw(body)
+    error = ask_hostile(hostile_opsgenie, make_settings(), lambda api: api.get_alert(ALERT))
+    assert isinstance(error, OpsgeniePermanent)
+    assert error.http_status == 200

@@ -37,6 +37,7 @@ def test_defaults_from_an_empty_environ() -> None:
     assert settings.dx_rate_limit == 10.0
     assert settings.dx_concurrency == 4
     assert settings.dx_timeout_seconds == 10.0
+    assert settings.upstream_max_bytes == 1024 * 1024
     assert settings.retry_max_backoff_seconds == 300.0
     assert settings.shutdown_deadline_seconds == 20.0
     assert settings.keep_alive_seconds == 75
@@ -71,6 +72,7 @@ def test_every_variable_is_parsed() -> None:
             "RELAY_DX_RATE_LIMIT": "2.5",
             "RELAY_DX_CONCURRENCY": "8",
             "RELAY_DX_TIMEOUT": "1500ms",
+            "RELAY_UPSTREAM_MAX_BYTES": "4096",
             "RELAY_RETRY_MAX_BACKOFF": "1h",
             "RELAY_SHUTDOWN_DEADLINE": "45",
             "RELAY_KEEP_ALIVE": "90",
@@ -100,6 +102,7 @@ def test_every_variable_is_parsed() -> None:
     assert settings.dx_rate_limit == 2.5
     assert settings.dx_concurrency == 8
     assert settings.dx_timeout_seconds == 1.5
+    assert settings.upstream_max_bytes == 4096
     assert settings.retry_max_backoff_seconds == 3600.0
     assert settings.shutdown_deadline_seconds == 45.0
     assert settings.keep_alive_seconds == 90
@@ -148,6 +151,8 @@ def test_delivery_needs_both_url_and_token(environ: dict[str, str], enabled: boo
         ("RELAY_ACCESS_LOG", "maybe"),
         ("RELAY_MAX_BODY_BYTES", "0"),
         ("RELAY_MAX_BODY_BYTES", "1MiB"),
+        ("RELAY_UPSTREAM_MAX_BYTES", "0"),
+        ("RELAY_UPSTREAM_MAX_BYTES", "-1"),
         ("RELAY_DX_RATE_LIMIT", "0"),
         ("RELAY_DX_RATE_LIMIT", "-2"),
         ("RELAY_DX_RATE_LIMIT", "nan"),
