@@ -47,6 +47,8 @@ DX_CODES = (
     "http_5xx",
     "timeout",
     "network",
+    "bad_response",
+    "answer_too_large",
     "other",
 )
 #: Why delivery may be paused for every reference (``relay_delivery_paused{reason}``).
