@@ -1,11 +1,11 @@
 """Turning stored events back into an alert's state.
 
 Intake stores the raw event and nothing else, so a webhook costs one row in a multi-row
-insert. The state is folded from the stored events when something needs it: the worker
-just before it delivers (which also folds every event since the last delivery in one
-go), an operator reading a delivery, or the pruner before the events it deletes are gone.
-Folding is commutative and idempotent (``translate.fold``), so when and in which batches
-that happens cannot change the result. Pure: a store hands its rows in and gets the state
+insert. The state is folded from the stored events on the worker's side: by the claim
+(which folds every event accepted since the last one), and by an operator's read or the
+pruner when they come first. Folding is commutative and idempotent (``translate.fold``),
+so when, in which batches and in which order of commit that happens cannot change the
+result. Pure: a store hands its rows in and gets the state
 back, with the rows that could not be read, for it to report.
 """
 

@@ -25,6 +25,7 @@ import pytest
 from service.errors import StoreUnavailable
 from service.store import Delivery, Outcome, Pending, Status
 from service.store.sqlite import SQLiteStore
+from service.store.sqlite.states import load_state_text
 from tests.store_backends import T0, Clock, body, put
 
 T = TypeVar("T")
@@ -67,7 +68,7 @@ def plant_event(
     path: Path, *, reference_id: str, alert_id: str, received_at: float, raw: str
 ) -> None:
     """An event row as a build that read events differently could have stored it: written
-    past intake, which stores only what parses today; the trigger still makes it due."""
+    past intake, which stores only what parses today; the trigger still puts it in the inbox."""
     with other_process(path) as conn:
         conn.execute(
             "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
@@ -108,20 +109,19 @@ def db(tmp_path: Path) -> Path:
 
 
 def test_accept_writes_only_the_raw_event(db: Path) -> None:
-    """Intake does no folding: the state is JSON null until the worker claims it."""
+    """Intake appends the event (and its id to the inbox): no alert row, no folding."""
     run_store(db, lambda store: put(store, body("a1")))
+    assert count(db, "alerts") == 0
     with other_process(db) as conn:
-        assert conn.execute("SELECT state, folded_through FROM alerts").fetchone() == (
-            "null",
-            0,
-        )
+        assert conn.execute("SELECT event_id FROM inbox").fetchall() == [(1,)]
+        assert conn.execute("SELECT id, alert_id FROM events").fetchall() == [(1, "a1")]
 
 
 def test_one_batch_with_many_events_for_one_alert(db: Path) -> None:
-    """A commit's multi-row upsert bumps the version once per event, in order, and the
-    same body twice in one batch is stored once."""
+    """A commit's multi-row insert stores each event once, and the same body twice in one
+    batch is stored once; the alert's version counts each stored event."""
 
-    async def scenario(store: SQLiteStore) -> list[Outcome]:
+    async def scenario(store: SQLiteStore) -> tuple[list[Outcome], Delivery | None]:
         earlier = body("a1", 1000, action="Close")
         await put(store, earlier)
         gate = Gate()
@@ -134,23 +134,24 @@ def test_one_batch_with_many_events_for_one_alert(db: Path) -> None:
         await asyncio.sleep(0)
         await gate.release()
         await held
-        return list(await asyncio.gather(*accepts))
+        return list(await asyncio.gather(*accepts)), await store.get("opsgenie-a1")
 
-    outcomes = run_store(db, scenario)
+    outcomes, delivery = run_store(db, scenario)
     assert outcomes == [Outcome.ACCEPTED] * 100 + [Outcome.DUPLICATE] * 2
-    with other_process(db) as conn:
-        assert conn.execute("SELECT version FROM alerts").fetchone()[0] == 101
+    assert delivery is not None
+    assert delivery.version == 101
     assert count(db, "events") == 101
 
 
 def test_a_duplicate_writes_nothing(db: Path) -> None:
     run_store(db, lambda store: put(store, body("a1")))
     with other_process(db) as conn:
-        before = conn.execute("SELECT * FROM alerts").fetchall()
+        before = conn.execute("SELECT * FROM events").fetchall()
     assert run_store(db, lambda store: put(store, body("a1"), at=T0 + 500)) is Outcome.DUPLICATE
     with other_process(db) as conn:
-        assert conn.execute("SELECT * FROM alerts").fetchall() == before
-    assert count(db, "events") == 1
+        assert conn.execute("SELECT * FROM events").fetchall() == before
+    assert count(db, "inbox") == 1
+    assert count(db, "alerts") == 0
 
 
 def test_an_accepted_event_is_on_disk_when_accept_returns(db: Path) -> None:
@@ -161,14 +162,14 @@ def test_an_accepted_event_is_on_disk_when_accept_returns(db: Path) -> None:
         assert await put(store, document) is Outcome.ACCEPTED
         with other_process(db) as conn:  # while the store is still open
             return conn.execute(
-                "SELECT e.raw, a.status, a.version FROM events e JOIN alerts a USING (reference_id)"
+                "SELECT e.raw, i.event_id FROM events e JOIN inbox i ON i.event_id = e.id"
             ).fetchall()
 
     rows = run_store(db, scenario)
     assert len(rows) == 1
-    raw, status, version = rows[0]
+    raw, event_id = rows[0]
     assert json.loads(raw)["alert"]["alertId"] == "a1"
-    assert (status, version) == ("pending", 1)
+    assert event_id == 1  # and it is not folded yet
 
 
 def test_a_failing_job_does_not_sink_the_intake_in_its_batch(db: Path) -> None:
@@ -202,20 +203,59 @@ def test_a_failing_job_does_not_sink_the_intake_in_its_batch(db: Path) -> None:
     assert isinstance(bad, Bug)
     assert [good_1, good_2] == [Outcome.ACCEPTED] * 2
     assert count(db, "events", "alert_id = 'bad'") == 0  # its insert was rolled back
-    assert count(db, "alerts", "alert_id IN ('good-1', 'good-2')") == 2
+    assert count(db, "events", "alert_id IN ('good-1', 'good-2')") == 2
+    assert count(db, "inbox") == 2  # the bad job's inbox row went with its event
 
 
-def test_a_claim_records_how_far_it_folded(db: Path) -> None:
-    async def scenario(store: SQLiteStore) -> None:
+def test_a_claim_empties_the_inbox_into_the_alert_row(db: Path) -> None:
+    async def scenario(store: SQLiteStore) -> list[Pending]:
         await put(store, body("a1"))
         await put(store, body("a1", 5, action="AddNote", message="two"), at=T0 + 5)
-        await store.due(now=T0 + 5, limit=10, exclude=())
+        return await store.due(now=T0 + 5, limit=10, exclude=())
 
-    run_store(db, scenario)
+    [pending] = run_store(db, scenario)
+    assert pending.version == 2
+    assert pending.state.message is not None
+    assert pending.state.message.value == "two"
+    assert count(db, "inbox") == 0  # the claim folded both, and recorded that
     with other_process(db) as conn:
-        folded_through = conn.execute("SELECT folded_through FROM alerts").fetchone()[0]
-        last_event = conn.execute("SELECT max(id) FROM events").fetchone()[0]
-    assert folded_through == last_event  # the claim folded both, and recorded that
+        version, state = conn.execute("SELECT version, state FROM alerts").fetchone()
+    assert version == 2
+    assert load_state_text(state) == pending.state
+
+
+def test_an_event_committed_after_a_higher_id_was_folded_is_still_folded(db: Path) -> None:
+    """What PostgreSQL does (ids are taken in one order and committed in another),
+    planted by hand: an event with a lower id than one already folded arrives later.
+    The inbox, not an id mark, says what is left to fold."""
+
+    async def fold_first(store: SQLiteStore) -> None:
+        await put(store, body("a1", 0, priority="P3"))
+        [pending] = await store.due(now=T0, limit=10, exclude=())
+        assert pending.version == 1
+
+    run_store(db, lambda store: store.ping())
+    with other_process(db) as conn:  # the first event takes id 10; id 5 stays free
+        conn.execute("UPDATE sqlite_sequence SET seq = 9 WHERE name = 'events'")
+    run_store(db, fold_first)
+    late = body("a1", 5, action="AddNote", message="committed late")
+    with other_process(db) as conn:  # the late commit, with its lower id
+        conn.execute(
+            "INSERT INTO events (id, dedup_key, reference_id, alert_id, action, received_at,"
+            " raw) VALUES (5, 'late', 'opsgenie-a1', 'a1', 'AddNote', ?, ?)",
+            (T0 + 5, json.dumps(late)),
+        )
+        ids = [row[0] for row in conn.execute("SELECT id FROM events ORDER BY id")]
+    assert ids == [5, 10]
+
+    async def claim(store: SQLiteStore) -> list[Pending]:
+        return await store.due(now=T0 + 5, limit=10, exclude=())
+
+    [pending] = run_store(db, claim)
+    assert pending.version == 2
+    assert pending.state.message is not None
+    assert pending.state.message.value == "committed late"
+    assert count(db, "inbox") == 0
 
 
 def test_a_claim_folds_a_huge_backlog_over_several_rounds(db: Path) -> None:
@@ -246,7 +286,7 @@ def test_a_reference_whose_events_cannot_be_read_fails_instead_of_spinning(
 ) -> None:
     """Intake only stores what parses; should a stored row still not parse (a build that
     reads it differently), the claim marks the reference failed and says why."""
-    run_store(db, lambda store: store.ping())  # the schema, trigger included
+    run_store(db, lambda store: store.ping())  # the schema, inbox trigger included
     plant_event(
         db, reference_id="opsgenie-a1", alert_id="a1", received_at=T0, raw='{"not": "a webhook"}'
     )
@@ -261,11 +301,11 @@ def test_a_reference_whose_events_cannot_be_read_fails_instead_of_spinning(
     assert delivery.status is Status.FAILED
     assert delivery.last_error_code == "unreadable_events"
     assert delivery.state is None
-    # The skipped row is named in the log (once for the claim, once for the operator's read).
+    # The skipped row is named in the log, once: the claim folded it, the read reads that.
     skipped = [
         r for r in caplog.records if r.getMessage() == "stored event could not be folded; skipped"
     ]
-    assert len(skipped) == 2
+    assert len(skipped) == 1
     assert all(r.levelno == logging.ERROR for r in skipped)
     assert all(r.__dict__["reference_id"] == "opsgenie-a1" for r in skipped)
     assert all(r.__dict__["event_id"] == 1 for r in skipped)

@@ -70,13 +70,11 @@ def test_event_ids_are_never_reused_after_the_upgrade(tmp_path: Path) -> None:
             " VALUES ('k4', 'opsgenie-a3', 'a3', 'Close', 1, '{}')"
         )
         new_id = upgraded.execute("SELECT id FROM events WHERE dedup_key = 'k4'").fetchone()[0]
-        version = upgraded.execute(
-            "SELECT version FROM alerts WHERE reference_id = 'opsgenie-a3'"
-        ).fetchone()[0]
+        inbox = [row[0] for row in upgraded.execute("SELECT event_id FROM inbox ORDER BY 1")]
     finally:
         upgraded.close()
     assert new_id == 4
-    assert version == 2  # the trigger came back with the rebuilt table
+    assert inbox == [1, 2, 4]  # the unfolded events, and the new one: each still to fold
 
 
 def test_schema_version_is_recorded_and_reopening_runs_no_migration_twice(db: Path) -> None:
@@ -144,5 +142,56 @@ def test_a_database_from_the_fold_at_intake_build_is_upgraded(db: Path) -> None:
 
     pending = run_store(db, scenario)
     assert pending.state == old_state
-    with other_process(db) as conn:
-        assert conn.execute("SELECT folded_through FROM alerts").fetchone()[0] == 1
+    assert pending.version == 1  # not counted, nor folded, a second time
+    assert count(db, "inbox") == 0
+
+
+def at_schema(db: Path, version: int) -> sqlite3.Connection:
+    """A database as the build at schema ``version`` left it."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for number, script in enumerate(MIGRATIONS[:version], start=1):
+        for statement in statements(script):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    return conn
+
+
+def test_a_database_from_the_fold_at_claim_build_keeps_its_unfolded_events(db: Path) -> None:
+    """Schema 4 folded events above each alert's ``folded_through`` at the claim, and its
+    trigger had counted them in the alert's version at intake. The upgrade keeps every
+    accepted event not folded yet: each is folded, and counted, exactly once."""
+    create, note = body("a1"), body("a1", 5, action="AddNote", message="unfolded")
+    conn = at_schema(db, 4)
+    try:
+        for key, document, at in (("k1", create, T0), ("k2", note, T0 + 5)):
+            conn.execute(
+                "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at,"
+                " raw) VALUES (?, 'opsgenie-a1', 'a1', ?, ?, ?)",
+                (key, document["action"], at, json.dumps(document)),
+            )
+        # The old claim folded the Create, then the note came in: the trigger counted it.
+        folded = fold(None, parse_event(json.dumps(create).encode(), received_ns=int(T0 * 1e9)))
+        conn.execute(
+            "UPDATE alerts SET state = ?, folded_through = 1", (json.dumps(dump_state(folded)),)
+        )
+        conn.execute(
+            "INSERT INTO events (dedup_key, reference_id, alert_id, action, received_at, raw)"
+            " VALUES ('k3', 'opsgenie-a2', 'a2', 'Create', ?, ?)",
+            (T0 + 6, json.dumps(body("a2"))),
+        )
+        versions = dict(conn.execute("SELECT reference_id, version FROM alerts").fetchall())
+        assert versions == {"opsgenie-a1": 2, "opsgenie-a2": 1}
+    finally:
+        conn.close()
+
+    async def scenario(store: SQLiteStore) -> list[Pending]:
+        return await store.due(now=T0 + 6, limit=10, exclude=())
+
+    claimed = {pending.reference_id: pending for pending in run_store(db, scenario)}
+    assert {ref: pending.version for ref, pending in claimed.items()} == versions
+    # The Create as the old claim folded it, with the note folded on top, once.
+    noted = parse_event(json.dumps(note).encode(), received_ns=int((T0 + 5) * 1e9))
+    assert claimed["opsgenie-a1"].state == fold(folded, noted)
+    assert claimed["opsgenie-a2"].state.alert_id == "a2"
+    assert count(db, "inbox") == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
 import pytest
@@ -156,6 +157,56 @@ def test_concurrent_events_for_one_alert_all_fold(stores: Stores) -> None:
     outcomes, version, events = stores.run(scenario)
     assert events == 50
     assert version == outcomes.count(Outcome.ACCEPTED) == 50
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_events_of_one_alert_accepted_in_any_interleaving_are_all_folded(
+    stores: Stores, seed: int
+) -> None:
+    """Whatever order the events of one alert arrive and commit in, and whatever claims run
+    between and during their commits (on a backend whose ids do not commit in order, an
+    event can land below one already folded), every claim carries every event stored before
+    it, each counted once, and the last carries them all."""
+    rng = random.Random(seed)
+    documents = []
+    for n in range(24):
+        document = body("a1", n, action="AddNote", message=f"m{n}", addedTags=f"t{n}")
+        del document["alert"]["tags"]  # each event adds a tag of its own: one left out shows
+        documents.append(document)
+    rng.shuffle(documents)
+    waves: list[list[dict[str, Any]]] = []
+    while documents:
+        size = rng.randint(1, 5)
+        waves.append(documents[:size])
+        documents = documents[size:]
+
+    async def scenario(store: Store) -> tuple[list[Pending], int]:
+        claims: list[Pending] = []
+        stored = 0
+        for n, wave in enumerate(waves):
+            at = T0 + n
+            # A wave's accepts commit together or apart, with a claim racing them.
+            accepts = [put(store, document, at=at) for document in wave]
+            claiming = store.due(now=at, limit=10, exclude=())
+            outcomes, claimed = await asyncio.gather(asyncio.gather(*accepts), claiming)
+            assert outcomes == [Outcome.ACCEPTED] * len(wave)
+            for pending in claimed:
+                assert stored <= pending.version <= stored + len(wave)
+                claims.append(pending)
+            stored += len(wave)
+            if rng.random() < 0.5:
+                claims.extend(await store.due(now=at, limit=10, exclude=()))
+        claims.extend(await store.due(now=T0 + len(waves), limit=10, exclude=()))
+        return claims, stored
+
+    claims, stored = stores.run(scenario)
+    last = claims[-1]
+    assert last.version == stored == 24
+    assert set(last.state.tags.members()) == {f"t{n}" for n in range(24)}
+    assert last.state.message is not None
+    assert last.state.message.value == "m23"  # the latest updatedAt, whenever it came
+    for pending in claims:  # each claim holds exactly the events its version counts
+        assert len(set(pending.state.tags.members())) == pending.version
 
 
 def test_ids_and_raw_text_round_trip(stores: Stores) -> None:

@@ -58,7 +58,7 @@ def test_accepts_and_stores_before_answering(client: TestClient, db: Path) -> No
     assert response.json() == {"outcome": "accepted", "reference_id": REF}
     # Another connection (as another process would) sees the committed rows.
     assert rows(db, "events") == 1
-    assert rows(db, "alerts") == 1
+    assert rows(db, "inbox") == 1  # due: the worker's claim makes its alert row
     assert counter(client, "Create", "accepted") == 1
 
 

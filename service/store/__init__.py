@@ -183,9 +183,11 @@ class Intake(Protocol):
     """Storing one event: the part of the outbox a writer of events needs."""
 
     async def accept(self, incoming: Incoming) -> Outcome:
-        """Store the event and mark its alert due; durable on return.
+        """Store the event, its alert due from then on; durable on return.
 
-        Nothing is folded here: that is the costly part, and a webhook waits for this.
+        The event is appended and nothing else: its alert's row and state are the worker's
+        side's to make (folding is commutative, so the order events commit in does not
+        matter there), and every read of alerts sees the event in them.
         """
         ...
 

@@ -13,7 +13,8 @@ def accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]
 
     Each SQLite call makes the writer win the GIL back from the event loop, which under
     load can take a whole switch interval, so the batch goes in as one JSON parameter,
-    and the ``event_makes_alert_due`` trigger marks each stored event's alert due.
+    and the ``event_into_inbox`` trigger records each stored event as not folded yet:
+    nothing else is written here (the alert rows are the worker's, ``states.ingest``).
     Duplicates (the same body stored before, or twice in this batch) are ignored.
     """
     rows = [

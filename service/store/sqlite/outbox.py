@@ -1,7 +1,9 @@
 """The outbox in SQLite: the event log, and the delivery queue folded from it.
 
 Every method is one short job on the engine's writer or reader thread (``engine.py``), so
-intake, the worker and operators never hold the database for long.
+intake, the worker and operators never hold the database for long. Intake appends events
+(``intake.py``); the alert rows are made from them on the worker's side (``states.py``):
+by the claim, and, before they read alert rows, by operators' reads and the pruner.
 """
 
 from __future__ import annotations
@@ -24,18 +26,24 @@ from service.store import (
 )
 from service.store.sqlite.engine import SQLiteEngine
 from service.store.sqlite.intake import accept_all
-from service.store.sqlite.states import catch_up, mark_unreadable
+from service.store.sqlite.states import (
+    first_unfolded_at,
+    has_unfolded,
+    ingest,
+    load_state_text,
+    mark_unreadable,
+)
 
-#: Stored events the worker folds per claim at most, so one alert with a huge backlog of
-#: events holds the writer (and with it intake) for milliseconds, not seconds.
+#: Stored events one write job folds at most, so a huge backlog of events holds the writer
+#: (and with it intake) for milliseconds at a time, not seconds.
 FOLD_BUDGET = 2000
 
 
 class SQLiteOutbox:
     """``Outbox`` in the ``events``, ``alerts`` and ``attempts`` tables of ``engine``'s file.
 
-    ``replay`` folds stored events into a state (``service.folding.replay``); a claim or a
-    prune folds at most ``fold_budget`` events.
+    ``replay`` folds stored events into a state (``service.folding.replay``); one write
+    job folds at most ``fold_budget`` events.
     """
 
     def __init__(
@@ -57,26 +65,35 @@ class SQLiteOutbox:
     async def accept(self, incoming: Incoming) -> Outcome:
         return await self._engine.write_row(accept_all, incoming)
 
+    async def _ingested(self) -> None:
+        """Returns once every event accepted before the call is in its alert's row, for a
+        caller about to read or change alert rows: one small write job per ``fold_budget``
+        events, and none at all (a read only) when the worker has kept up."""
+        if await self._engine.read(has_unfolded):
+            while not await self._engine.write(self._ingest):
+                pass
+
+    def _ingest(self, conn: sqlite3.Connection) -> bool:
+        return ingest(conn, replay=self._replay, budget=self._fold_budget)
+
     async def due(self, *, now: float, limit: int, exclude: Sequence[str]) -> list[Pending]:
         skip = frozenset(exclude)
 
         def run(conn: sqlite3.Connection) -> list[Pending]:
+            if not self._ingest(conn):
+                # Some alert may have events still in the inbox: claiming it now would
+                # send a state without them. The next round folds on from here.
+                return []
             rows = conn.execute(
-                "SELECT reference_id, service_id, state, folded_through, version, attempts,"
+                "SELECT reference_id, service_id, state, version, attempts,"
                 " delivered_version, pending_since, delivered_request FROM alerts"
                 " WHERE status = 'pending' AND next_attempt_at <= ?"
                 " ORDER BY next_attempt_at LIMIT ?",
                 (now, limit + len(skip)),
             ).fetchall()
-            budget = self._fold_budget
             claimed = []
             for row in [row for row in rows if row["reference_id"] not in skip][:limit]:
-                state, folded, complete = catch_up(
-                    conn, row, replay=self._replay, budget=budget, persist=True
-                )
-                budget -= folded
-                if not complete:
-                    break  # the rest is folded (and delivered) in the next round
+                state = load_state_text(row["state"])
                 if state is None:
                     mark_unreadable(conn, row["reference_id"], now)
                     continue
@@ -92,8 +109,6 @@ class SQLiteOutbox:
                         delivered_request=_json_or_none(row["delivered_request"]),
                     )
                 )
-                if budget <= 0:
-                    break
             return claimed
 
         return await self._engine.write(run)
@@ -103,7 +118,9 @@ class SQLiteOutbox:
             row = conn.execute(
                 "SELECT min(next_attempt_at) FROM alerts WHERE status = 'pending'"
             ).fetchone()
-            return None if row[0] is None else float(row[0])
+            # An event still in the inbox makes its alert due once the claim ingests it.
+            found = [t for t in (row[0], first_unfolded_at(conn)) if t is not None]
+            return float(min(found)) if found else None
 
         return await self._engine.read(run)
 
@@ -200,6 +217,8 @@ class SQLiteOutbox:
         await self._engine.write(run)
 
     async def retry(self, reference_id: str, *, now: float) -> bool:
+        await self._ingested()
+
         def run(conn: sqlite3.Connection) -> bool:
             return bool(
                 conn.execute(
@@ -213,6 +232,8 @@ class SQLiteOutbox:
         return await self._engine.write(run)
 
     async def retry_all_failed(self, *, now: float) -> int:
+        await self._ingested()
+
         def run(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "UPDATE alerts SET status = 'pending', attempts = 0, next_attempt_at = ?,"
@@ -235,26 +256,35 @@ class SQLiteOutbox:
                 )
             }
             pending, oldest = rows.get("pending", (0, None))
-            return OutboxStats(
-                pending=pending,
-                failed=rows.get("failed", (0, None))[0],
-                oldest_pending_since=oldest,
-            )
+            failed = rows.get("failed", (0, None))[0]
+            # Alerts with events still in the inbox are pending as the claim will find
+            # them; counted here without ingesting, so a scrape stays a read (and works
+            # while another process holds the write lock).
+            for status, since in conn.execute(_UNFOLDED_ALERTS):
+                if status != "pending":
+                    pending += 1
+                    failed -= status == "failed"
+                    oldest = since if oldest is None else min(oldest, since)
+            return OutboxStats(pending=pending, failed=failed, oldest_pending_since=oldest)
 
         return await self._engine.read(run)
 
     async def get(self, reference_id: str) -> Delivery | None:
+        await self._ingested()
+
         def run(conn: sqlite3.Connection) -> Delivery | None:
             row = conn.execute(
                 "SELECT * FROM alerts WHERE reference_id = ?", (reference_id,)
             ).fetchone()
-            return None if row is None else _delivery(conn, row, self._replay)
+            return None if row is None else _delivery(row)
 
         return await self._engine.read(run)
 
     async def deliveries(
         self, *, status: Status | None, limit: int, after: str | None
     ) -> list[Delivery]:
+        await self._ingested()
+
         def run(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
                 "SELECT * FROM alerts WHERE (:status IS NULL OR status = :status)"
@@ -262,7 +292,7 @@ class SQLiteOutbox:
                 " ORDER BY reference_id LIMIT :limit",
                 {"status": status, "after": after, "limit": limit},
             ).fetchall()
-            return [_delivery(conn, row, self._replay) for row in rows]
+            return [_delivery(row) for row in rows]
 
         return await self._engine.read(run)
 
@@ -301,31 +331,27 @@ class SQLiteOutbox:
         return await self._engine.read(run)
 
     async def prune_events(self, *, before: float, limit: int) -> int:
+        # The state must have learnt from an event before the event may go: every event
+        # accepted so far is ingested first, and one still in the inbox is never deleted.
+        await self._ingested()
+
         def run(conn: sqlite3.Connection) -> int:
-            # The state must have learnt from an event before the event may go (events
-            # are only ever left unfolded this long while DX is unreachable).
-            unfolded = conn.execute(
-                "SELECT reference_id, state, folded_through FROM alerts WHERE reference_id IN"
-                " (SELECT e.reference_id FROM events e JOIN alerts a USING (reference_id)"
-                " WHERE e.received_at < ? AND e.id > a.folded_through LIMIT ?)",
-                (before, limit),
-            ).fetchall()
-            budget = self._fold_budget
-            for row in unfolded:
-                _, folded, complete = catch_up(
-                    conn, row, replay=self._replay, budget=budget, persist=True
-                )
-                budget -= folded
-                if not complete or budget <= 0:
-                    break
             return conn.execute(
-                "DELETE FROM events WHERE id IN (SELECT e.id FROM events e"
-                " JOIN alerts a ON a.reference_id = e.reference_id"
-                " WHERE e.received_at < ? AND e.id <= a.folded_through LIMIT ?)",
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_at < ?"
+                " AND id NOT IN (SELECT event_id FROM inbox) LIMIT ?)",
                 (before, limit),
             ).rowcount
 
         return await self._engine.write(run)
+
+
+#: Each alert with events in the inbox: its status (None: no row yet) and its oldest
+#: such event's arrival. The inbox holds what arrived since the worker's last claim.
+_UNFOLDED_ALERTS = (
+    "SELECT a.status, u.since FROM (SELECT e.reference_id, min(e.received_at) AS since"
+    " FROM inbox i JOIN events e ON e.id = i.event_id GROUP BY e.reference_id) u"
+    " LEFT JOIN alerts a ON a.reference_id = u.reference_id"
+)
 
 
 def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attempt) -> None:
@@ -349,8 +375,7 @@ def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _delivery(conn: sqlite3.Connection, row: sqlite3.Row, replay: Replay) -> Delivery:
-    state, _, _ = catch_up(conn, row, replay=replay, budget=None, persist=False)
+def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(
         reference_id=row["reference_id"],
         alert_id=row["alert_id"],
@@ -365,5 +390,5 @@ def _delivery(conn: sqlite3.Connection, row: sqlite3.Row, replay: Replay) -> Del
         last_request=_json_or_none(row["last_request"]),
         last_response=row["last_response"],
         updated_at=row["updated_at"],
-        state=state,
+        state=load_state_text(row["state"]),
     )

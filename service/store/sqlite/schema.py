@@ -134,6 +134,31 @@ MIGRATIONS: tuple[str, ...] = (
             changed_at = excluded.changed_at, updated_at = excluded.updated_at;
     END;
     """,
+    # Intake appends the event and nothing else: its id goes into ``inbox`` (a trigger, so a
+    # batch of webhooks stays one statement), and the worker's side drains the inbox into
+    # the alert rows and their states (``states.ingest``). Nothing depends on the order in
+    # which events commit, only on which are still in the inbox, so a backend whose ids do
+    # not commit in order (PostgreSQL) can keep the same model. Events an earlier build
+    # stored but did not fold yet go into the inbox, and their alerts' versions, which the
+    # old trigger had already counted them in, go back to what the folded events say, so
+    # the ingest counts each event once. Gone: the alert-row trigger, ``events_by_reference``
+    # (folding reads the inbox now) and ``folded_through``. ``events_by_time`` stays: an
+    # append at the index's right end, it costs no measurable time per event, and keeps
+    # pruning exact whatever order ids and clock readings come in.
+    """
+    CREATE TABLE inbox (event_id INTEGER PRIMARY KEY);
+    INSERT INTO inbox (event_id) SELECT e.id FROM events e WHERE e.id > coalesce(
+        (SELECT a.folded_through FROM alerts a WHERE a.reference_id = e.reference_id), 0);
+    UPDATE alerts SET version = version - unfolded.events FROM (SELECT e.reference_id,
+        count(*) AS events FROM inbox i JOIN events e ON e.id = i.event_id
+        GROUP BY e.reference_id) AS unfolded WHERE alerts.reference_id = unfolded.reference_id;
+    DROP TRIGGER event_makes_alert_due;
+    DROP INDEX events_by_reference;
+    ALTER TABLE alerts DROP COLUMN folded_through;
+    CREATE TRIGGER event_into_inbox AFTER INSERT ON events BEGIN
+        INSERT INTO inbox (event_id) VALUES (NEW.id);
+    END;
+    """,
 )
 
 
