@@ -34,10 +34,9 @@ IO_MODULES = (
 IO_IN_SOURCE = (*IO_MODULES, "os", "io")
 IO_BUILTINS = frozenset({"open", "print", "input"})
 
-#: Pure by design: parsing, the rules, the fold and the render. The folding module is
-#: ``service/folding.py``, or ``service/store/folding.py`` where it has not moved yet.
+#: Pure by design: parsing, the rules, the fold and the render.
 PURE = ("service.opsgenie", "service.timestamps", "service.mapping", "service.translate")
-FOLDING = ("service.folding", "service.store.folding")
+FOLDING = ("service.folding",)
 
 
 def modules() -> dict[str, Path]:
@@ -193,6 +192,81 @@ def test_no_import_cycle_among_service_modules() -> None:
     }
     cycles = [" -> ".join([*c, c[0]]) for c in _cycles(graph)]
     assert cycles == [], "import cycles:\n" + "\n".join(cycles)
+
+
+#: The package in layers, bottom up, as an alert travels: what every part stands on, the
+#: pure domain, storage, observation, the upstreams, the work done off the request path,
+#: the HTTP edges, and the process that wires them. A module imports only from its own
+#: layer or one below; a new module must be placed here, which says where it belongs.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "foundations",
+        (
+            *("service", "service.errors", "service.settings", "service.strict_json"),
+            *("service.timestamps", "service.backoff", "service.redaction", "service.logs"),
+            *("service.crypto", "service.http_protocol", "service.request_body", "service.auth"),
+        ),
+    ),
+    (
+        "domain",
+        ("service.opsgenie", "service.mapping", "service.translate", "service.folding"),
+    ),
+    ("configuration", ("service.rules_file",)),
+    (
+        "store",
+        (
+            *("service.store", "service.store.sqlite", "service.store.sqlite.schema"),
+            *("service.store.sqlite.engine", "service.store.sqlite.intake"),
+            *("service.store.sqlite.states", "service.store.sqlite.outbox"),
+            "service.store.sqlite.service_objects",
+        ),
+    ),
+    ("observation", ("service.metrics",)),
+    (
+        "upstreams",
+        (
+            *("service.upstream", "service.dx", "service.opsgenie_api", "service.accounts"),
+            *("service.rate_limit", "service.pause"),
+        ),
+    ),
+    (
+        "work",
+        (
+            *("service.delivery_policy", "service.delivery", "service.enrichment"),
+            *("service.retention", "service.backfill_report", "service.backfill"),
+        ),
+    ),
+    (
+        "edges",
+        (
+            *("service.http_errors", "service.admin_route", "service.webhooks"),
+            *("service.services_api", "service.deliveries_api", "service.backfill_api"),
+            *("service.probes", "service.openapi"),
+        ),
+    ),
+    (
+        "process",
+        (
+            *("service.app", "service.server", "service.config_check"),
+            *("service.admin_client", "service.cli", "service.__main__"),
+        ),
+    ),
+)
+
+
+def test_every_module_has_its_layer_and_imports_none_above_it() -> None:
+    known = modules()
+    layer_of = {module: n for n, (_, members) in enumerate(LAYERS) for module in members}
+    assert sorted(set(known) - set(layer_of)) == [], "modules not placed in LAYERS"
+    assert sorted(set(layer_of) - set(known)) == [], "LAYERS names modules that do not exist"
+    upward = [
+        f"{name} ({LAYERS[layer_of[name]][0]}) imports {i.module} "
+        f"({LAYERS[layer_of[i.module]][0]}) at line {i.line}"
+        for name, path in known.items()
+        for i in imports(name, path, known)
+        if i.module in layer_of and layer_of[i.module] > layer_of[name]
+    ]
+    assert upward == [], "imports against the data path:\n" + "\n".join(upward)
 
 
 def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
