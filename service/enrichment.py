@@ -33,7 +33,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.opsgenie import OpsgenieEvent, event_from_api_alert
 from service.opsgenie_api import OpsgenieAPI, ServiceObjects, api_for
-from service.store import Attempt, Incoming, Outcome, Pending, Store
+from service.store import Attempt, Incoming, Pending, Store
 from service.translate import AlertState, fold
 
 log = logging.getLogger("service.enrichment")
@@ -158,7 +158,7 @@ class Enricher:
             "alert enriched from the Opsgenie API",
             extra={"reference_id": pending.reference_id, "outcome": outcome.value},
         )
-        return _folded(pending, event, outcome)
+        return _folded(pending, event)
 
     async def _api(self, pending: Pending) -> OpsgenieAPI | None:
         """A client for the alert's account; ``None`` without a service object or a key."""
@@ -227,20 +227,14 @@ class Enricher:
         return None
 
 
-def _folded(pending: Pending, event: OpsgenieEvent, outcome: Outcome) -> Pending:
-    """``pending`` as the store now holds it, the fetched alert folded in.
+def _folded(pending: Pending, event: OpsgenieEvent) -> Pending:
+    """``pending`` with the fetched alert folded in, still at the version it was claimed as.
 
-    Each accepted event makes its alert one version newer, so the enriched state is
-    ``pending``'s next version, and recording its delivery settles the reference
-    without the worker claiming it again. Should another event have been stored in
-    between, the versions differ, the store keeps the reference due, and the next claim
-    folds both. A duplicate (the same answer stored before) is in the state already.
+    The stored copy of the alert reaches the store's own state when the store next folds
+    its new events (commit order does not matter there); the claim after that renders the
+    same body, which DX already holds, so it costs no request.
     """
-    if outcome is not Outcome.ACCEPTED:
-        return replace(pending, state=fold(pending.state, event))
-    return replace(
-        pending, state=fold(pending.state, event), version=pending.version + 1, attempts=0
-    )
+    return replace(pending, state=fold(pending.state, event))
 
 
 __all__ = ["MAX_ATTEMPTS", "Enricher", "needs_enrichment"]
