@@ -36,7 +36,10 @@ def create(alert_id: str = ALERT) -> dict[str, Any]:
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client(
-        api_key=Secret(API_KEY), app_key=Secret(APP_KEY), readonly_app_key=Secret(READ_KEY)
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        readonly_app_key=Secret(READ_KEY),
+        admin_rate_limit=100_000,  # the tests poll; the limit has tests of its own
     )
 
 

@@ -29,9 +29,9 @@ def catch_up(
     many that took, and whether none are left. With ``persist`` the result is written
     back, so no event is folded twice; an operator's read folds without writing."""
     events = [
-        StoredRow(*event)
-        for event in conn.execute(
-            "SELECT id, reference_id, alert_id, action, received_at, raw FROM events"
+        StoredRow(id, reference_id, alert_id, action, received_at, raw_text(raw))
+        for id, reference_id, alert_id, action, received_at, raw in conn.execute(
+            "SELECT id, reference_id, alert_id, action, received_at, CAST(raw AS BLOB) FROM events"
             " WHERE reference_id = ? AND id > ? ORDER BY id LIMIT ?",
             (row["reference_id"], row["folded_through"], -1 if budget is None else budget + 1),
         )
@@ -82,3 +82,11 @@ def load_state_text(text: str) -> AlertState | None:
     """A stored state column (JSON ``null`` until the first fold)."""
     data = json.loads(text)
     return None if data is None else load_state(data)
+
+
+def raw_text(stored: bytes) -> str:
+    """A stored raw event, read as bytes: a database written by an earlier build may hold
+    bytes that are not UTF-8, which SQLite's text reader refuses for the whole query.
+    Undecodable bytes stay as lone surrogates, so folding refuses that one event (it
+    cannot be encoded again) and a view can show it with replacement characters."""
+    return stored.decode("utf-8", "surrogateescape")
