@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -25,6 +25,7 @@ from service.backfill import since_seconds
 from service.backfill_api import BACKFILL_PATH, NDJSON
 from service.config_check import check_config
 from service.deliveries_api import DEFAULT_LIMIT, MAX_LIMIT, PATH
+from service.delivery_text import deliveries_table, delivery_text, event_text, table
 from service.errors import (
     CommandFailed,
     ConfigError,
@@ -184,76 +185,6 @@ def list_deliveries(
     return found, cursor is not None
 
 
-def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
-    cells = [[str(h) for h in header], *[["-" if c is None else str(c) for c in r] for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
-
-
-def deliveries_table(deliveries: list[dict[str, Any]]) -> str:
-    if not deliveries:
-        return "no deliveries"
-    header = ("REFERENCE_ID", "STATUS", "VERSION", "DELIVERED", "ATTEMPTS", "NEXT", "LAST_ERROR")
-    rows = [
-        (
-            d["reference_id"],
-            d["status"],
-            d["version"],
-            d["delivered_version"],
-            d["attempts"],
-            d["next_attempt_at"],
-            d["last_error_code"],
-        )
-        for d in deliveries
-    ]
-    return table(rows, header)
-
-
-def delivery_text(d: dict[str, Any]) -> str:
-    """One delivery as an operator reads it: where it stands, why, and how it got there."""
-    fields = [
-        "reference_id",
-        "alert_id",
-        "service_id",
-        "status",
-        "version",
-        "delivered_version",
-        "attempts",
-        "next_attempt_at",
-        "last_error_code",
-        "last_error",
-        "updated_at",
-    ]
-    lines = [f"{name + ':':<19}{'-' if d[name] is None else d[name]}" for name in fields]
-    lines += ["", "alert: " + alert_text(d)]
-    lines += ["last DX request: " + json.dumps(d["last_request"], sort_keys=True)]
-    lines += ["last DX answer:  " + json.dumps(d["last_response"], sort_keys=True)]
-    attempts = [
-        (a["at"], a["version"], a["outcome"], a["http_status"], a["error_code"], a["detail"])
-        for a in d["history"]
-    ]
-    header = ("AT", "VERSION", "OUTCOME", "HTTP", "CODE", "DETAIL")
-    lines += ["", "attempts:", table(attempts, header) if attempts else "none"]
-    events = [(e["received_at"], e["action"]) for e in d["events"]]
-    lines += ["", "events:", table(events, ("RECEIVED_AT", "ACTION")) if events else "none"]
-    return "\n".join(lines)
-
-
-def alert_text(d: dict[str, Any]) -> str:
-    """The alert as the relay knows it. It knows nothing when none of the stored events
-    parse (the reference is then ``failed`` with ``unreadable_events``): say so, since the
-    raw events below are what the operator has to read instead."""
-    if d["alert"] is None:
-        if d["last_error_code"] == "unreadable_events":
-            return "unknown (stored events unreadable)"
-        return "unknown"
-    alert = {k: v for k, v in d["alert"].items() if v not in (None, [], False)}
-    return json.dumps(alert, sort_keys=True)
-
-
 def progress_line(progress: dict[str, Any]) -> str:
     """The status line redrawn in place (carriage return): a busy week takes minutes."""
     counts = ", ".join(f"{n} {outcome}" for outcome, n in progress["counts"].items())
@@ -322,6 +253,9 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="at most this many")
     show = with_client(commands.add_parser("delivery", help="show one delivery and its story"))
     show.add_argument("reference_id")
+    shown = show.add_mutually_exclusive_group()
+    shown.add_argument("--event", metavar="ID", help="show this raw event whole")
+    shown.add_argument("--events-cursor", help="older raw events (what the listing says)")
     retry = with_client(commands.add_parser("retry", help="retry a failed or pending delivery"))
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("reference_id", nargs="?")
@@ -378,7 +312,12 @@ def _call(api: RelayAPI, args: argparse.Namespace, err: TextIO) -> str:
             )
         return json.dumps(found, indent=2) if args.json else deliveries_table(found)
     if args.command == "delivery":
-        shown = api.call("GET", f"{PATH}/{quote(args.reference_id, safe='')}")["data"]
+        path = f"{PATH}/{quote(args.reference_id, safe='')}"
+        if args.event is not None:
+            event = api.call("GET", f"{path}/events/{quote(args.event, safe='')}")["data"]
+            return json.dumps(event, indent=2) if args.json else event_text(event)
+        params = {"events_cursor": args.events_cursor} if args.events_cursor else None
+        shown = api.call("GET", path, params)["data"]
         return json.dumps(shown, indent=2) if args.json else delivery_text(shown)
     if args.command == "backfill":
         try:

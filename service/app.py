@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from service import __version__, openapi
 from service.accounts import Accounts
+from service.admin_route import RATE_PERIOD_SECONDS, RateLimiter
 from service.auth import AdminKeys
 from service.backfill import Backfill
 from service.backfill_api import BackfillAPI
@@ -140,6 +141,8 @@ def create_app(
         clock=clock,
     )
     probes = Probes(ping=store.ping, stats=store.stats, worker=worker, metrics=metrics, clock=clock)
+    # One window per API key across every admin API: spreading calls over them buys nothing.
+    limiter = RateLimiter(settings.admin_rate_limit, RATE_PERIOD_SECONDS, clock)
     services = ServicesAPI(
         objects=store,
         forget=accounts.forget,
@@ -148,14 +151,21 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         rate_limit=settings.admin_rate_limit,
         clock=clock,
+        limiter=limiter,
     )
     deliveries = DeliveriesAPI(
-        deliveries=store, wake=worker.wake, requests=metrics.admin, keys=keys, clock=clock
+        deliveries=store,
+        wake=worker.wake,
+        requests=metrics.admin,
+        keys=keys,
+        limiter=limiter,
+        clock=clock,
     )
     backfills = BackfillAPI(
         backfill=backfill(outbox=store, http=http, rules=rules, wake=worker.wake, clock=clock),
         requests=metrics.admin,
         keys=keys,
+        limiter=limiter,
         max_body_bytes=settings.max_body_bytes,
     )
 

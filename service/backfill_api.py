@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from service.admin_route import admin_route, authenticated, count_from_zero, serve
+from service.admin_route import RateLimiter, admin_route, authenticated, count_from_zero, serve
 from service.auth import Access, AdminKeys
 from service.backfill import Backfill, Target, since_seconds
 from service.backfill_report import Progress
@@ -33,18 +33,26 @@ BACKFILL_PATH = "/api/v1/backfill"
 NDJSON = "application/x-ndjson"
 ROUTE = "backfill"
 #: Counted from 0: the deliveries routes' statuses, as when this route was one of them.
-STATUSES = ("200", "400", "403", "404", "405", "409", "413", "500", "502", "503")
+STATUSES = ("200", "400", "403", "404", "405", "409", "413", "429", "500", "502", "503")
 
 
 class BackfillAPI:
-    """The backfill route; ``requests`` counts every answer."""
+    """The backfill route; ``requests`` counts every answer, ``limiter`` holds the callers'
+    windows (shared with the other admin APIs)."""
 
     def __init__(
-        self, *, backfill: Backfill, requests: Counter, keys: AdminKeys, max_body_bytes: int
+        self,
+        *,
+        backfill: Backfill,
+        requests: Counter,
+        keys: AdminKeys,
+        limiter: RateLimiter,
+        max_body_bytes: int,
     ) -> None:
         self._backfill = backfill
         self._requests = requests
         self._keys = keys
+        self._limiter = limiter
         self._max_body_bytes = max_body_bytes
         count_from_zero(requests, (ROUTE,), STATUSES)
 
@@ -52,7 +60,7 @@ class BackfillAPI:
         return [admin_route(BACKFILL_PATH, self.run, route=ROUTE, requests=self._requests)]
 
     async def run(self, request: Request) -> Response:
-        handlers = authenticated(self._keys, {"POST": self._run})
+        handlers = authenticated(self._keys, self._limiter, {"POST": self._run})
         return await serve(request, handlers, route=ROUTE, log=log)
 
     async def _run(self, request: Request, access: Access) -> Response:

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from prometheus_client import Counter
@@ -27,23 +25,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.admin_route import Handler, admin_route, authenticated, count_from_zero, serve
+from service.admin_route import (
+    Handler,
+    RateLimiter,
+    admin_route,
+    authenticated,
+    count_from_zero,
+    serve,
+)
 from service.auth import Access, AdminKeys
 from service.backfill_api import BACKFILL_PATH, NDJSON
+from service.delivery_views import detail, raw_event, summary
 from service.errors import Conflict, NotFound, PayloadError
 from service.store import Attempt, Delivery, Status, StoredEvent
-from service.translate import AlertState, iso8601
 
 log = logging.getLogger("service.deliveries_api")
 
 PATH = "/api/v1/deliveries"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-#: How much history one ``GET /{reference_id}`` shows; enough for any night's story.
+#: How many attempts one ``GET /{reference_id}`` shows; enough for any night's story.
 HISTORY_LIMIT = 200
-ROUTES = ("deliveries", "delivery", "delivery_retry", "delivery_retry_failed")
+#: Raw events per page of the detail (each cut to a preview): the answer stays bounded
+#: however large the events; ``events_next`` pages back, ``/events/{id}`` shows one whole.
+EVENTS_PAGE = 50
+ROUTES = ("deliveries", "delivery", "delivery_event", "delivery_retry", "delivery_retry_failed")
 #: The admin API's answers, counted from 0 for these routes and the backfill's.
-STATUSES = ("200", "400", "403", "404", "405", "409", "413", "500", "502", "503")
+STATUSES = ("200", "400", "403", "404", "405", "409", "413", "429", "500", "502", "503")
 
 
 class Deliveries(Protocol):
@@ -54,14 +62,18 @@ class Deliveries(Protocol):
     ) -> list[Delivery]: ...
     async def get(self, reference_id: str) -> Delivery | None: ...
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]: ...
-    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]: ...
+    async def events(
+        self, alert_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]: ...
+    async def event(self, alert_id: str, event_id: int) -> StoredEvent | None: ...
     async def retry(self, reference_id: str, *, now: float) -> bool: ...
     async def retry_all_failed(self, *, now: float) -> int: ...
 
 
 class DeliveriesAPI:
-    """The four deliveries routes; ``wake`` tells the worker after every successful retry,
-    ``requests`` counts every answer."""
+    """The deliveries routes; ``wake`` tells the worker after every successful retry,
+    ``requests`` counts every answer, ``limiter`` holds the callers' windows (shared with
+    the other admin APIs: one budget per API key)."""
 
     def __init__(
         self,
@@ -70,12 +82,14 @@ class DeliveriesAPI:
         wake: Callable[[], None],
         requests: Counter,
         keys: AdminKeys,
+        limiter: RateLimiter,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = deliveries
         self._wake = wake
         self._requests = requests
         self._keys = keys
+        self._limiter = limiter
         self._clock = clock
         count_from_zero(requests, ROUTES, STATUSES)
 
@@ -85,6 +99,7 @@ class DeliveriesAPI:
             (PATH, self.index, "deliveries"),
             (PATH + "/retry-failed", self.retry_failed, "delivery_retry_failed"),
             (PATH + "/{reference_id}", self.show, "delivery"),
+            (PATH + "/{reference_id}/events/{event_id}", self.event, "delivery_event"),
             (PATH + "/{reference_id}/retry", self.retry, "delivery_retry"),
         )
         return [
@@ -98,6 +113,10 @@ class DeliveriesAPI:
     async def show(self, request: Request) -> Response:
         return await self._serve(request, "delivery", {"GET": self._show, "HEAD": self._show})
 
+    async def event(self, request: Request) -> Response:
+        handlers = {"GET": self._event, "HEAD": self._event}
+        return await self._serve(request, "delivery_event", handlers)
+
     async def retry(self, request: Request) -> Response:
         return await self._serve(request, "delivery_retry", {"POST": self._retry})
 
@@ -107,7 +126,8 @@ class DeliveriesAPI:
     async def _serve(
         self, request: Request, route: str, handlers: Mapping[str, Handler]
     ) -> Response:
-        return await serve(request, authenticated(self._keys, handlers), route=route, log=log)
+        limited = authenticated(self._keys, self._limiter, handlers)
+        return await serve(request, limited, route=route, log=log)
 
     async def _list(self, request: Request, access: Access) -> Response:
         status = _status(request.query_params.get("status"))
@@ -130,9 +150,27 @@ class DeliveriesAPI:
         delivery = await store.get(reference_id)
         if delivery is None:
             raise NotFound(unknown(reference_id))
+        before = _events_before(request.query_params.get("events_cursor"))
         attempts = await store.attempts(delivery.reference_id, limit=HISTORY_LIMIT)
-        events = await store.events(delivery.alert_id, limit=HISTORY_LIMIT)
-        return JSONResponse({"data": detail(delivery, attempts, events)})
+        found = await store.events(delivery.alert_id, limit=EVENTS_PAGE + 1, before=before)
+        events = found[-EVENTS_PAGE:]
+        shown = detail(delivery, attempts, events)
+        older = len(found) > EVENTS_PAGE
+        shown["events_next"] = encode_cursor(str(events[0].id)) if older else None
+        return JSONResponse({"data": shown})
+
+    async def _event(self, request: Request, access: Access) -> Response:
+        """One raw event whole, as stored (parsed when it is strict JSON)."""
+        reference_id = request.path_params["reference_id"]
+        delivery = await self._store.get(reference_id)
+        if delivery is None:
+            raise NotFound(unknown(reference_id))
+        text = request.path_params["event_id"]
+        event_id = _event_id(text)
+        found = None if event_id is None else await self._store.event(delivery.alert_id, event_id)
+        if found is None:
+            raise NotFound(f"no event {text} of delivery {reference_id}")
+        return JSONResponse({"data": raw_event(found, preview=False)})
 
     async def _retry(self, request: Request, access: Access) -> Response:
         store = self._store
@@ -173,14 +211,32 @@ def encode_cursor(reference_id: str) -> str:
 
 def _after(cursor: str | None, after: str | None) -> str | None:
     """``cursor`` is what ``next`` returned; ``after`` is the same thing (an alias)."""
-    token = cursor if cursor is not None else after
+    return _decode(cursor if cursor is not None else after, "cursor")
+
+
+def _decode(token: str | None, field: str) -> str | None:
     if token is None or token == "":
         return None
     try:
         padded = token + "=" * (-len(token) % 4)
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise PayloadError("cursor: not a cursor this API returned", field="cursor") from None
+        raise PayloadError(f"{field}: not a cursor this API returned", field=field) from None
+
+
+def _events_before(cursor: str | None) -> int | None:
+    """``events_cursor`` is what ``events_next`` returned: the oldest event id shown."""
+    before = _decode(cursor, "events_cursor")
+    if before is not None and _event_id(before) is None:
+        raise PayloadError("events_cursor: not a cursor this API returned", field="events_cursor")
+    return _event_id(before)
+
+
+def _event_id(text: str | None) -> int | None:
+    """An event id as ids are (digits), or ``None``."""
+    if text is not None and text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
 
 
 def _status(text: str | None) -> Status | None:
@@ -205,93 +261,6 @@ def _limit(text: str | None) -> int:
     return limit
 
 
-def _time(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _ns(ns: int | None) -> str | None:
-    return None if ns is None else iso8601(ns)
-
-
-def alert_summary(state: AlertState) -> dict[str, Any]:
-    """What the relay believes about the alert: the facts DX's incident is built from."""
-    return {
-        "alert_id": state.alert_id,
-        "message": state.message.value if state.message else None,
-        "priority": state.priority.value if state.priority else None,
-        "alias": state.alias.value if state.alias else None,
-        "entity": state.entity.value if state.entity else None,
-        "source": state.source.value if state.source else None,
-        "tiny_id": state.tiny_id.value if state.tiny_id else None,
-        "owner": state.owner.value if state.owner else None,
-        "acknowledged": state.acknowledged.value if state.acknowledged else None,
-        "created_at": _ns(state.created_at_ns),
-        "closed_at": _ns(state.closed_at_ns),
-        "deleted": state.deleted,
-        "tags": list(state.tags.members()) if state.tags.known else None,
-        "teams": list(state.teams.members()) if state.teams.known else None,
-    }
-
-
-def summary(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "reference_id": delivery.reference_id,
-        "alert_id": delivery.alert_id,
-        "service_id": delivery.service_id,
-        "status": delivery.status.value,
-        "version": delivery.version,
-        "delivered_version": delivery.delivered_version,
-        "attempts": delivery.attempts,
-        "next_attempt_at": _time(delivery.next_attempt_at),
-        "last_error_code": delivery.last_error_code,
-        "last_error": delivery.last_error,
-        "updated_at": _time(delivery.updated_at),
-        "message": (
-            delivery.state.message.value if delivery.state and delivery.state.message else None
-        ),
-    }
-
-
-def _json_or_text(text: str | None) -> Any:
-    """DX's answer or a raw event as JSON when it parses, else as the text received."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def detail(
-    delivery: Delivery, attempts: list[Attempt], events: list[StoredEvent]
-) -> dict[str, Any]:
-    return {
-        **summary(delivery),
-        "alert": alert_summary(delivery.state) if delivery.state else None,
-        "last_request": delivery.last_request,
-        "last_response": _json_or_text(delivery.last_response),
-        "history": [
-            {
-                "at": _time(a.at),
-                "version": a.version,
-                "outcome": a.outcome,
-                "http_status": a.http_status,
-                "error_code": a.error_code,
-                "detail": a.detail,
-                "duration_seconds": a.duration_seconds,
-            }
-            for a in attempts
-        ],
-        "events": [
-            {"action": e.action, "received_at": _time(e.received_at), "raw": _json_or_text(e.raw)}
-            for e in events
-        ],
-    }
-
-
 def openapi_paths() -> dict[str, Any]:
     """The routes above and the backfill's (``backfill_api``) for ``/openapi.json``."""
     security: list[dict[str, list[str]]] = [{"apiKeyAuth": [], "appKeyAuth": []}]
@@ -310,6 +279,8 @@ def openapi_paths() -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string"},
     }
+    event = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    events_cursor = {"name": "events_cursor", "in": "query", "schema": {"type": "string"}}
     query = [
         {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(Status)}},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
@@ -366,7 +337,21 @@ def openapi_paths() -> dict[str, Any]:
             "get": {
                 **common,
                 "summary": "One delivery: state, DX request and answer, attempts, raw events",
-                "responses": responses({"404": "Unknown reference id"}),
+                "description": (
+                    f"The latest {EVENTS_PAGE} raw events, each cut to a preview"
+                    " (truncated, raw_bytes, raw_format json or text); events_next, passed"
+                    " as events_cursor, pages to older ones."
+                ),
+                "parameters": [events_cursor],
+                "responses": responses({"400": "Bad events_cursor", "404": "Unknown reference id"}),
+            },
+        },
+        PATH + "/{reference_id}/events/{event_id}": {
+            "parameters": [reference, event],
+            "get": {
+                **common,
+                "summary": "One raw event whole (raw parsed if it is JSON, else its text)",
+                "responses": responses({"404": "Unknown reference id or event id"}),
             },
         },
         PATH + "/{reference_id}/retry": {

@@ -11,10 +11,10 @@ back, with the rows that could not be read, for it to report.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from service import strict_json
 from service.errors import PayloadError
 from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert, parse_event
 from service.translate import AlertState, fold
@@ -55,7 +55,11 @@ def event_of(row: StoredRow) -> OpsgenieEvent:
     parsed them, Alert API reads (``Fetched``) as the API's alert."""
     received_ns = int(row.received_at * 1e9)
     if row.action == Action.FETCHED.value:
-        event = event_from_api_alert(json.loads(row.raw), received_ns=received_ns)
+        # As strictly as a webhook: an earlier build may have stored what JSON forbids.
+        data = strict_json.loads(row.raw)
+        if not isinstance(data, dict):
+            raise PayloadError("stored alert is not a JSON object", field="raw")
+        event = event_from_api_alert(data, received_ns=received_ns)
         return replace(event, alert_id=row.alert_id)
     return parse_event(row.raw.encode(), received_ns=received_ns)
 

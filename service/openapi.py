@@ -185,6 +185,20 @@ def _service_paths() -> dict[str, Any]:
     }
 
 
+def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
+    """``paths`` behind the admin rate limit: a 429, and the window's headers on every
+    answer (the limiter is the services API's, one window per API key)."""
+    for item in paths.values():
+        for name, operation in item.items():
+            if name == "parameters":
+                continue
+            responses = operation["responses"]
+            responses["429"] = _error("Too many requests for this API key")
+            for answer in responses.values():
+                answer["headers"] = _RATE_HEADERS
+    return paths
+
+
 def document() -> dict[str, Any]:
     webhook = {
         "summary": "Receive one Opsgenie alert action",
@@ -250,7 +264,7 @@ def document() -> dict[str, Any]:
                 }
             },
             **_service_paths(),
-            **deliveries_api.openapi_paths(),
+            **_rate_limited(deliveries_api.openapi_paths()),
         },
         "components": {
             "securitySchemes": {

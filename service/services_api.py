@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,9 +25,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.admin_route import admin_route, count_from_zero, serve
+from service.admin_route import (
+    RATE_PERIOD_SECONDS,
+    RateLimiter,
+    admin_route,
+    bucket,
+    count_from_zero,
+    serve,
+)
 from service.auth import Access, AdminKeys, require_admin
-from service.errors import NotFound, PayloadError, RelayError, TooManyRequests
+from service.errors import NotFound, PayloadError
 from service.request_body import read_json_object
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
 
@@ -41,9 +47,6 @@ ATTRIBUTES = ("name", "region", "custom_url", "opsgenie_api_key")
 MAX_NAME_LENGTH = 100
 MAX_URL_LENGTH = 2048
 MAX_KEY_LENGTH = 1024
-RATE_PERIOD_SECONDS = 60
-#: The one rate-limit bucket every caller without the right keys shares.
-UNAUTHENTICATED = "unauthenticated"
 STATUSES = ("200", "201", "204", "400", "403", "404", "405", "409", "413", "429", "500", "503")
 
 Handler = Callable[[Request, "Caller"], Awaitable[Response]]
@@ -73,56 +76,6 @@ class Caller:
     @property
     def actor(self) -> str:
         return "admin" if self.access is Access.FULL else "readonly"
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    limit: int
-    period: int
-    remaining: int
-    reset: int
-
-    @property
-    def allowed(self) -> bool:
-        return self.remaining >= 0
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Period": str(self.period),
-            "X-RateLimit-Remaining": str(max(0, self.remaining)),
-            "X-RateLimit-Reset": str(self.reset),
-        }
-
-
-class RateLimiter:
-    """Fixed windows per bucket, as Datadog counts.
-
-    Every bucket's window starts at the same instant, so when it turns the whole table
-    goes at once: a hit costs O(1), and the table holds only the buckets seen in the
-    current window. Callers keep that number small (``ServicesAPI._limited``).
-    """
-
-    def __init__(self, limit: int, period: int, clock: Callable[[], float]) -> None:
-        self.limit = limit
-        self.period = period
-        self._clock = clock
-        self._start = -math.inf
-        self._counts: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-    def hit(self, bucket: str) -> Window:
-        now = self._clock()
-        start = math.floor(now / self.period) * self.period
-        if start != self._start:
-            self._start = start
-            self._counts = {}
-        count = self._counts.get(bucket, 0) + 1
-        self._counts[bucket] = count
-        reset = max(1, math.ceil(start + self.period - now))
-        return Window(self.limit, self.period, self.limit - count, reset)
 
 
 class ServicesAPI:
@@ -177,28 +130,13 @@ class ServicesAPI:
         return await serve(request, limited, route=route, log=log)
 
     async def _limited(self, handler: Handler, request: Request) -> Response:
-        """Rate limit, authenticate and run; every answer, refusals too, carries the window.
-
-        Only a caller whose keys are right gets a window of its own (per API key, as
-        Datadog counts); every other caller shares one. So junk keys neither grow the
-        limiter's table nor escape the limit while guessing, nor use up the admin's.
-        """
-        api_key = request.headers.get("dd-api-key")
+        """Rate limit, authenticate and run (``RateLimiter.spend``, ``bucket``)."""
         access = self._keys.access(request.headers)
-        if access is Access.NONE or api_key is None:
-            bucket = UNAUTHENTICATED
-        else:  # hashed, so the table never holds a credential
-            bucket = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
-        window = self._limiter.hit(bucket)
-        try:
-            if not window.allowed:
-                raise TooManyRequests("Too many requests")
-            response = await handler(request, self._caller(request, access))
-        except RelayError as error:
-            error.headers.update(window.headers())
-            raise
-        response.headers.update(window.headers())
-        return response
+
+        async def run() -> Response:
+            return await handler(request, self._caller(request, access))
+
+        return await self._limiter.spend(bucket(request.headers, access), run)
 
     def _caller(self, request: Request, access: Access) -> Caller:
         require_admin(access, request.method)

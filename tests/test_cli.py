@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from service.cli import main
 from service.config_check import check_database
-from service.deliveries_api import detail
+from service.delivery_views import detail
 from service.errors import ConfigError
 from service.store import Delivery, Status
 from tests.conftest import SAMPLES

@@ -36,7 +36,10 @@ def create(alert_id: str = ALERT) -> dict[str, Any]:
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client(
-        api_key=Secret(API_KEY), app_key=Secret(APP_KEY), readonly_app_key=Secret(READ_KEY)
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        readonly_app_key=Secret(READ_KEY),
+        admin_rate_limit=100_000,  # the tests poll; the limit has tests of its own
     )
 
 
@@ -193,3 +196,96 @@ def test_head_reads_like_get(client: TestClient) -> None:
     assert client.head(PATH, headers=READ).status_code == 200
     assert client.head(f"{PATH}/{REF}", headers=READ).status_code == 404
     assert admin_count(client, "deliveries", "200") == 1
+
+
+def test_the_detail_stays_bounded_and_each_event_is_reachable_whole(
+    make_client: Callable[..., TestClient],
+) -> None:
+    limit = 64 * 1024
+    client = make_client(
+        deliver=False,
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        readonly_app_key=Secret(READ_KEY),
+        max_body_bytes=limit,
+        admin_rate_limit=100_000,
+    )
+    for n in range(200):  # each just under the body limit, each a distinct event
+        body = create()
+        body["alert"]["description"] = ""
+        size = len(json.dumps(body).encode())
+        body["alert"]["description"] = f"{n:04d}" + "x" * (limit - size - 4)
+        raw = json.dumps(body).encode()
+        assert len(raw) == limit
+        assert client.post(URL, content=raw, headers=auth()).status_code == 202
+
+    shown = client.get(f"{PATH}/{REF}", headers=READ)
+    assert shown.status_code == 200
+    assert len(shown.content) < 256 * 1024  # 200 whole events would be 12.8 MB
+    page = shown.json()["data"]
+    assert len(page["events"]) == 50
+    assert all(e["truncated"] and e["raw_bytes"] == limit for e in page["events"])
+    seen = [e["id"] for e in page["events"]]
+    while page["events_next"]:
+        older = client.get(
+            f"{PATH}/{REF}", params={"events_cursor": page["events_next"]}, headers=READ
+        )
+        assert len(older.content) < 256 * 1024
+        page = older.json()["data"]
+        seen = [e["id"] for e in page["events"]] + seen
+    assert len(seen) == len(set(seen)) == 200
+    for index, event_id in enumerate(seen):
+        whole = client.get(f"{PATH}/{REF}/events/{event_id}", headers=READ)
+        assert whole.status_code == 200
+        event = whole.json()["data"]
+        assert event["raw_format"] == "json"
+        assert event["truncated"] is False
+        assert event["raw"]["alert"]["description"].startswith(f"{index:04d}x")
+        assert len(json.dumps(event["raw"]).encode()) == limit
+
+
+def test_an_unknown_or_malformed_event_or_cursor(client: TestClient) -> None:
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: client.get(f"{PATH}/{REF}", headers=READ).status_code == 200)
+    for event_id in ("999999", "abc", "-1"):
+        missing = client.get(f"{PATH}/{REF}/events/{event_id}", headers=READ)
+        assert missing.status_code == 404
+        assert missing.json() == {"errors": [f"no event {event_id} of delivery {REF}"]}
+    unknown_delivery = client.get(f"{PATH}/opsgenie-nope/events/1", headers=READ)
+    assert unknown_delivery.json() == {"errors": ["no delivery opsgenie-nope"]}
+    bad = client.get(f"{PATH}/{REF}", params={"events_cursor": "!!"}, headers=READ)
+    assert bad.status_code == 400
+    assert client.get(f"{PATH}/{REF}/events/1", headers={}).status_code == 403
+
+
+def test_one_rate_limit_window_per_api_key_across_the_admin_apis(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(
+        deliver=False,
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        readonly_app_key=Secret(READ_KEY),
+        admin_rate_limit=3,
+    )
+    seen = [client.get(PATH, headers=READ) for _ in range(2)]
+    seen.append(client.get("/api/v2/integration/opsgenie/services", headers=FULL))
+    assert [r.status_code for r in seen] == [200, 200, 200]
+    assert [r.headers["X-RateLimit-Remaining"] for r in seen] == ["2", "1", "0"]
+    for response in seen:
+        assert response.headers["X-RateLimit-Limit"] == "3"
+        assert response.headers["X-RateLimit-Period"] == "60"
+        assert 1 <= int(response.headers["X-RateLimit-Reset"]) <= 60
+    for path, method in ((PATH, "GET"), (f"{PATH}/{REF}", "GET"), ("/api/v1/backfill", "POST")):
+        limited = client.request(method, path, headers=FULL)
+        assert limited.status_code == 429
+        assert limited.json() == {"errors": ["Too many requests"]}
+        assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert admin_count(client, "deliveries", "429") == 1
+    assert admin_count(client, "delivery", "429") == 1
+    assert admin_count(client, "backfill", "429") == 1
+    assert admin_count(client, "deliveries", "200") == 2
+    # Callers without the right keys share a window of their own, not the admin's.
+    stranger = client.get(PATH, headers={"DD-API-KEY": "wrong", "DD-APPLICATION-KEY": "x"})
+    assert stranger.status_code == 403
+    assert stranger.headers["X-RateLimit-Remaining"] == "2"

@@ -259,14 +259,15 @@ def test_partial_event_becomes_a_complete_incident(
     (fetch,) = fake_opsgenie.seen(f"/v2/alerts/{ALERT}")
     assert fetch.authorization == f"GenieKey {KEY}"
     store = handles(relay_client.app).store
-    assert relay_client.portal is not None
-    events = relay_client.portal.call(functools.partial(store.events, ALERT, limit=10))
+    portal = relay_client.portal
+    assert portal is not None
+    events = portal.call(functools.partial(store.events, ALERT, limit=10))
     assert "Fetched" in [e.action for e in events]
     # The stored copy, folded by the store in its turn, makes a version DX holds already:
     # settled without another request.
     wait_for(
         lambda: (
-            (d := relay_client.portal.call(store.get, REF)) is not None
+            (d := portal.call(store.get, REF)) is not None
             and (d.status, d.delivered_version) == ("delivered", d.version)
         )
     )

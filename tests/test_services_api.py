@@ -14,11 +14,12 @@ from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+from service.admin_route import RateLimiter
 from service.app import handles
 from service.auth import AdminKeys
 from service.http_errors import EXCEPTION_HANDLERS
 from service.metrics import Metrics
-from service.services_api import RateLimiter, ServicesAPI
+from service.services_api import ServicesAPI
 
 PATH = "/api/v2/integration/opsgenie/services"
 API_KEY = "dd-api-key-0123456789"

@@ -130,6 +130,8 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredEvent:
+    #: Unique in the store, growing with arrival: what pages and single reads name.
+    id: int
     received_at: float
     action: str
     raw: str
@@ -244,7 +246,14 @@ class Outbox(Intake, Protocol):
         self, *, status: Status | None, limit: int, after: str | None
     ) -> list[Delivery]: ...
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]: ...
-    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]: ...
+    async def events(
+        self, alert_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]:
+        """The latest ``limit`` events of the alert (older than event ``before``), oldest
+        first."""
+        ...
+
+    async def event(self, alert_id: str, event_id: int) -> StoredEvent | None: ...
     async def prune_events(self, *, before: float, limit: int) -> int:
         """Delete up to ``limit`` events received before ``before``, each folded into its
         alert's state first; returns how many went (fewer than ``limit``: none are left)."""

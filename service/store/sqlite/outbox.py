@@ -32,6 +32,7 @@ from service.store.sqlite.states import (
     ingest,
     load_state_text,
     mark_unreadable,
+    raw_text,
 )
 
 #: Stored events one write job folds at most, so a huge backlog of events holds the writer
@@ -317,16 +318,28 @@ class SQLiteOutbox:
 
         return await self._engine.read(run)
 
-    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]:
+    async def events(
+        self, alert_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]:
         def run(conn: sqlite3.Connection) -> list[StoredEvent]:
             rows = conn.execute(
-                "SELECT received_at, action, raw FROM events WHERE alert_id = ?"
-                " ORDER BY id DESC LIMIT ?",
-                (alert_id, limit),
+                "SELECT id, received_at, action, CAST(raw AS BLOB) FROM events"
+                " WHERE alert_id = :alert AND (:before IS NULL OR id < :before)"
+                " ORDER BY id DESC LIMIT :limit",
+                {"alert": alert_id, "before": before, "limit": limit},
             ).fetchall()
-            return [
-                StoredEvent(received_at=row[0], action=row[1], raw=row[2]) for row in reversed(rows)
-            ]
+            return [_stored_event(row) for row in reversed(rows)]
+
+        return await self._engine.read(run)
+
+    async def event(self, alert_id: str, event_id: int) -> StoredEvent | None:
+        def run(conn: sqlite3.Connection) -> StoredEvent | None:
+            row = conn.execute(
+                "SELECT id, received_at, action, CAST(raw AS BLOB) FROM events"
+                " WHERE alert_id = ? AND id = ?",
+                (alert_id, event_id),
+            ).fetchone()
+            return None if row is None else _stored_event(row)
 
         return await self._engine.read(run)
 
@@ -369,6 +382,10 @@ def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attemp
             attempt.duration_seconds,
         ),
     )
+
+
+def _stored_event(row: sqlite3.Row) -> StoredEvent:
+    return StoredEvent(id=row[0], received_at=row[1], action=row[2], raw=raw_text(row[3]))
 
 
 def _json_or_none(text: str | None) -> Any:

@@ -27,7 +27,8 @@ def ingest(conn: sqlite3.Connection, *, replay: Replay, budget: int) -> bool:
     inbox is empty now. Bounded, so one big backlog holds the writer (and intake behind
     it) for milliseconds at a time, not seconds."""
     rows = conn.execute(
-        "SELECT i.event_id, e.reference_id, e.alert_id, e.action, e.received_at, e.raw,"
+        "SELECT i.event_id, e.reference_id, e.alert_id, e.action, e.received_at,"
+        " CAST(e.raw AS BLOB) AS raw,"
         " e.service_id FROM inbox i LEFT JOIN events e ON e.id = i.event_id"
         " ORDER BY i.event_id LIMIT ?",
         (budget + 1,),
@@ -59,7 +60,12 @@ def _into_alert(
         None if row is None else load_state_text(row["state"]),
         [
             StoredRow(
-                e["event_id"], reference_id, e["alert_id"], e["action"], e["received_at"], e["raw"]
+                e["event_id"],
+                reference_id,
+                e["alert_id"],
+                e["action"],
+                e["received_at"],
+                raw_text(e["raw"]),
             )
             for e in events
         ],
@@ -131,3 +137,11 @@ def load_state_text(text: str) -> AlertState | None:
     """A stored state column (JSON ``null`` until the first fold)."""
     data = json.loads(text)
     return None if data is None else load_state(data)
+
+
+def raw_text(stored: bytes) -> str:
+    """A stored raw event, read as bytes: a database written by an earlier build may hold
+    bytes that are not UTF-8, which SQLite's text reader refuses for the whole query.
+    Undecodable bytes stay as lone surrogates, so folding refuses that one event (it
+    cannot be encoded again) and a view can show it with replacement characters."""
+    return stored.decode("utf-8", "surrogateescape")
