@@ -271,7 +271,7 @@ def test_partial_event_becomes_a_complete_incident(
             and (d.status, d.delivered_version) == ("delivered", d.version)
         )
     )
-    attempts = relay_client.portal.call(functools.partial(store.attempts, REF, limit=10))
+    attempts = portal.call(functools.partial(store.attempts, REF, limit=10))
     assert [a.outcome for a in attempts][:1] == ["delivered"]
     assert set(a.outcome for a in attempts) <= {"delivered", "unchanged"}
     assert len(fake_dx.upserts(REF)) == 1
