@@ -217,7 +217,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             *("service.store", "service.store.sqlite", "service.store.sqlite.schema"),
             *("service.store.sqlite.engine", "service.store.sqlite.intake"),
-            *("service.store.sqlite.states", "service.store.sqlite.outbox"),
+            *("service.store.sqlite.states", "service.store.sqlite.event_log"),
+            "service.store.sqlite.outbox",
             "service.store.sqlite.service_objects",
         ),
     ),
@@ -241,14 +242,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             *("service.http_errors", "service.admin_route", "service.webhooks"),
             *("service.services_api", "service.deliveries_api", "service.backfill_api"),
-            *("service.probes", "service.openapi"),
+            *("service.delivery_views", "service.probes", "service.openapi"),
         ),
     ),
     (
         "process",
         (
             *("service.app", "service.server", "service.config_check"),
-            *("service.admin_client", "service.cli", "service.__main__"),
+            *("service.delivery_text", "service.admin_client", "service.cli", "service.__main__"),
         ),
     ),
 )

@@ -8,6 +8,7 @@ by the claim, and, before they read alert rows, by operators' reads and the prun
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from service.store import (
     Status,
     StoredEvent,
 )
+from service.store.sqlite import event_log
 from service.store.sqlite.engine import SQLiteEngine
 from service.store.sqlite.intake import accept_all
 from service.store.sqlite.states import (
@@ -32,7 +34,6 @@ from service.store.sqlite.states import (
     ingest,
     load_state_text,
     mark_unreadable,
-    raw_text,
 )
 
 #: Stored events one write job folds at most, so a huge backlog of events holds the writer
@@ -321,27 +322,14 @@ class SQLiteOutbox:
     async def events(
         self, alert_id: str, *, limit: int, before: int | None = None
     ) -> list[StoredEvent]:
-        def run(conn: sqlite3.Connection) -> list[StoredEvent]:
-            rows = conn.execute(
-                "SELECT id, received_at, action, CAST(raw AS BLOB) FROM events"
-                " WHERE alert_id = :alert AND (:before IS NULL OR id < :before)"
-                " ORDER BY id DESC LIMIT :limit",
-                {"alert": alert_id, "before": before, "limit": limit},
-            ).fetchall()
-            return [_stored_event(row) for row in reversed(rows)]
-
-        return await self._engine.read(run)
+        return await self._engine.read(
+            functools.partial(event_log.latest, alert_id=alert_id, limit=limit, before=before)
+        )
 
     async def event(self, alert_id: str, event_id: int) -> StoredEvent | None:
-        def run(conn: sqlite3.Connection) -> StoredEvent | None:
-            row = conn.execute(
-                "SELECT id, received_at, action, CAST(raw AS BLOB) FROM events"
-                " WHERE alert_id = ? AND id = ?",
-                (alert_id, event_id),
-            ).fetchone()
-            return None if row is None else _stored_event(row)
-
-        return await self._engine.read(run)
+        return await self._engine.read(
+            functools.partial(event_log.one, alert_id=alert_id, event_id=event_id)
+        )
 
     async def prune_events(self, *, before: float, limit: int) -> int:
         # The state must have learnt from an event before the event may go: every event
@@ -382,10 +370,6 @@ def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attemp
             attempt.duration_seconds,
         ),
     )
-
-
-def _stored_event(row: sqlite3.Row) -> StoredEvent:
-    return StoredEvent(id=row[0], received_at=row[1], action=row[2], raw=raw_text(row[3]))
 
 
 def _json_or_none(text: str | None) -> Any:
