@@ -147,9 +147,12 @@ def parse_custom_url(text: str, *, allow_private: bool = False) -> str:
 
 
 def destination_key(custom_url: str) -> str:
-    """A comparable form of an accepted ``custom_url``: lower-case scheme and host, no
-    default port, no trailing slash. Two URLs with one key receive the same requests."""
+    """A comparable form of an accepted ``custom_url``: lower-case scheme and host, IPv6
+    compressed, no default port, no trailing slash. URLs with one key get the same requests.
+    """
     scheme, host, port, path = _split(custom_url, allow_private=True)
+    if host.startswith("["):
+        host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
     netloc = host if port in (None, 443) else f"{host}:{port}"
     return f"{scheme}://{netloc}{path.rstrip('/')}"
 

@@ -48,7 +48,7 @@ def normalize_name(text: str) -> str:
 
 def name_key(text: str) -> str:
     """The key two names collide on: NFKC, case-folded, NFKC again (casefold can undo
-    normalisation). ``Café``, ``CAFE\u0301`` and ``ｃａｆé`` share one key.
+    normalisation). ``Café``, ``CAFE`` + U+0301 and fullwidth ``café`` share one key.
 
     Names stored before this rule had ``name.casefold()`` as key; for names already in
     NFKC (nearly all) the two agree, and the store recomputes the rest once.
