@@ -87,7 +87,12 @@ def test_create_get_list_update_delete(client: TestClient) -> None:
 
     patched = client.patch(
         f"{PATH}/{created['id']}",
-        json=patch_body(created["id"], region="custom", custom_url="https://og.example.com"),
+        json=patch_body(
+            created["id"],
+            region="custom",
+            custom_url="https://og.example.com",
+            opsgenie_api_key=OPSGENIE_KEY,
+        ),
         headers=FULL,
     )
     assert patched.status_code == 200, patched.text
@@ -98,7 +103,7 @@ def test_create_get_list_update_delete(client: TestClient) -> None:
     }
     back = client.patch(
         f"{PATH}/{created['id']}",
-        json=patch_body(created["id"], region="eu", custom_url=None),
+        json=patch_body(created["id"], region="eu", custom_url=None, opsgenie_api_key=OPSGENIE_KEY),
         headers=FULL,
     )
     assert back.json()["data"]["attributes"]["custom_url"] is None
@@ -297,7 +302,8 @@ def test_patch_to_custom_needs_a_url_stored_or_given(client: TestClient) -> None
         url, json=patch_body(service_id, custom_url="https://api.og.example"), headers=FULL
     )
     assert ok.status_code == 200
-    assert client.patch(url, json=patch_body(service_id, region="custom"), headers=FULL).is_success
+    to_custom = patch_body(service_id, region="custom", opsgenie_api_key=OPSGENIE_KEY)
+    assert client.patch(url, json=to_custom, headers=FULL).is_success
     assert_error(
         client.patch(url, json=patch_body(service_id, custom_url=None), headers=FULL),
         400,
@@ -321,7 +327,9 @@ def create_custom(client: TestClient) -> str:
 def test_leaving_the_custom_region_without_a_url_clears_it(client: TestClient, region: str) -> None:
     service_id = create_custom(client)
     url = f"{PATH}/{service_id}"
-    moved = client.patch(url, json=patch_body(service_id, region=region), headers=FULL)
+    moved = client.patch(
+        url, json=patch_body(service_id, region=region, opsgenie_api_key=OPSGENIE_KEY), headers=FULL
+    )
     assert moved.status_code == 200, moved.text
     expected = {"name": "Primary", "region": region, "custom_url": None}
     assert moved.json()["data"]["attributes"] == expected
@@ -333,7 +341,9 @@ def test_a_region_sent_with_a_url_stores_both_and_other_patches_keep_it(
 ) -> None:
     service_id = create_custom(client)
     url = f"{PATH}/{service_id}"
-    sent = patch_body(service_id, region="us", custom_url="https://example.com")
+    sent = patch_body(
+        service_id, region="us", custom_url="https://example.com", opsgenie_api_key=OPSGENIE_KEY
+    )
     assert client.patch(url, json=sent, headers=FULL).status_code == 200
     renamed = client.patch(url, json=patch_body(service_id, name="Renamed"), headers=FULL)
     assert renamed.json()["data"]["attributes"] == {
