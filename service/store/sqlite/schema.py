@@ -138,8 +138,9 @@ MIGRATIONS: tuple[str, ...] = (
     # Name keys become ``names.name_key`` (NFKC and case-folded) instead of ``casefold``,
     # so ``café`` in NFC and NFD is one name. Two stored names may now share a key: the
     # oldest keeps the name, each later one gets its key with NUL and its id appended (no
-    # name holds NUL, so none collides with it), stays reachable by id and keeps working;
-    # a PATCH that renames it frees it. Start-up never fails on names stored before.
+    # name holds NUL, so none collides with it), keeps working and stays reachable by id;
+    # renamed, or once the name is free, it gets a plain key (service_objects.py).
+    # Start-up never fails on names stored before.
     """
     UPDATE service_objects SET name_key = char(0) || id;
     UPDATE service_objects SET name_key = relay_name_key(name) || CASE WHEN EXISTS (

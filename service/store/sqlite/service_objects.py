@@ -124,19 +124,24 @@ class SQLiteServiceObjects:
             # Here, in the write's transaction: no other PATCH can move the URL in between.
             current = (row["region"], row["custom_url"])
             check_destination_change(current, changes, has_key=row["api_key"] is not None)
-            # The same name keeps its key: one the upgrade to name_key set apart from an
-            # older twin's (schema.py) stays editable until it is renamed.
-            key = row["name_key"] if name_key(name) == name_key(row["name"]) else name_key(name)
-            try:
-                conn.execute(
-                    "UPDATE service_objects SET name = ?, name_key = ?, region = ?,"
-                    " custom_url = ?, api_key = coalesce(?, api_key), updated_at = ?"
-                    " WHERE id = ?",
-                    (name, key, region, custom_url, token, now, id),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"a service object named {name!r} already exists") from None
-            return _service_row(conn, id)
+            # A name's own key when free; a twin the upgrade to name_key set apart from an
+            # older one (schema.py) keeps its own while that one holds the name, so it
+            # stays editable, and takes the name's key once it is free.
+            keys = [name_key(name)]
+            if name_key(row["name"]) == keys[0] != row["name_key"]:
+                keys.append(row["name_key"])
+            for key in keys:
+                try:
+                    conn.execute(
+                        "UPDATE service_objects SET name = ?, name_key = ?, region = ?,"
+                        " custom_url = ?, api_key = coalesce(?, api_key), updated_at = ?"
+                        " WHERE id = ?",
+                        (name, key, region, custom_url, token, now, id),
+                    )
+                    return _service_row(conn, id)
+                except sqlite3.IntegrityError:
+                    pass
+            raise Conflict(f"a service object named {name!r} already exists")
 
         row = await self._engine.write(run)
         return None if row is None else self._service_object(row)
