@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from service.crypto import KeyCipher
 from service.deliveries_api import DeliveriesAPI
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
+from service.egress import Resolver, make_guarded_client, system_resolver
 from service.enrichment import Enricher
 from service.http_errors import EXCEPTION_HANDLERS
 from service.logs import EventLog
@@ -76,10 +78,14 @@ def create_app(
     clock: Callable[[], float] = time.time,
     backfill: Callable[..., Backfill] = Backfill,
     events: EventLog | None = None,
+    resolver: Resolver = system_resolver,
+    verify: ssl.SSLContext | bool = True,
 ) -> Starlette:
     """Build the relay. ``transport`` and ``store`` let tests swap the outside world;
     ``backfill`` lets them page through Opsgenie in smaller steps (``Backfill``'s knobs);
-    ``events`` is what ``logs.configure`` returned, when the relay owns logging."""
+    ``events`` is what ``logs.configure`` returned, when the relay owns logging;
+    ``resolver`` and ``verify`` are how the client carrying stored keys looks names up
+    and which certificates it trusts (tests: a fake DNS, a self-signed authority)."""
     rules = rules if rules is not None else load_rules(settings.config_path)
     store = (
         store
@@ -92,17 +98,30 @@ def create_app(
     )
     metrics = Metrics(registry)
     http = make_http_client(settings, transport=transport)
+    # Requests carrying a stored Opsgenie key go where an admin's custom_url says, so they
+    # connect only to addresses that are allowed (service.egress); DX's URL is the
+    # operator's own and stays on the shared client.
+    keyed = (
+        make_guarded_client(
+            settings,
+            allow_private=settings.allow_private_upstreams,
+            resolver=resolver,
+            verify=verify,
+        )
+        if transport is None
+        else http
+    )
     dx = (
         DXClient(http, base_url=settings.dx_base_url, token=str(settings.dx_token))
         if settings.dx_base_url is not None and settings.dx_token is not None
         else None
     )
 
-    accounts = Accounts(settings, store, http)
+    accounts = Accounts(settings, store, keyed)
     enrich = Enricher(
         store=store,
         objects=store,
-        http=http,
+        http=keyed,
         metrics=metrics,
         max_backoff=settings.retry_max_backoff_seconds,
         clock=clock,
@@ -150,6 +169,7 @@ def create_app(
         keys=keys,
         max_body_bytes=settings.max_body_bytes,
         rate_limit=settings.admin_rate_limit,
+        allow_private=settings.allow_private_upstreams,
         clock=clock,
         limiter=limiter,
     )
@@ -162,7 +182,7 @@ def create_app(
         clock=clock,
     )
     backfills = BackfillAPI(
-        backfill=backfill(outbox=store, http=http, rules=rules, wake=worker.wake, clock=clock),
+        backfill=backfill(outbox=store, http=keyed, rules=rules, wake=worker.wake, clock=clock),
         requests=metrics.admin,
         keys=keys,
         limiter=limiter,
@@ -185,6 +205,8 @@ def create_app(
             await pruner.stop()
             await worker.stop(settings.shutdown_deadline_seconds)
             await http.aclose()
+            if keyed is not http:
+                await keyed.aclose()
             await store.close()
             log.info("relay stopped")
 

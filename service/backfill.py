@@ -38,6 +38,7 @@ from service.errors import (
     NotFound,
     OpsgenieAPIError,
     OpsgenieNotFound,
+    OpsgeniePermanent,
     OpsgenieRetryable,
     OpsgenieUnavailable,
     PayloadError,
@@ -163,6 +164,9 @@ class Backfill:
                 f"service object {found.name}: {error.message}; set that key back,"
                 " or send the object's opsgenie_api_key again"
             ) from None
+        except OpsgeniePermanent as error:  # a key or URL stored before they were checked
+            log.warning("backfill refused", extra={"service_id": found.id, "error": error.message})
+            raise Conflict(f"service object {found.name}: {error.message}") from None
         if api is None:
             raise Conflict(f"service object {found.name} has no Opsgenie API key")
         return Target(id=found.id, name=found.name, api=api)

@@ -23,6 +23,7 @@ are what that answer carries.
     + DXUnusable             .code; every request would fail -> pause all deliveries
       - DXAuthError          not_authed: DX refused the token
       - DXRedirected         3xx: RELAY_DX_BASE_URL points at the wrong place
+  x DestinationRefused       .host, .address: an upstream's address is not allowed (never retried)
   x OpsgenieAPIError         .http_status of Opsgenie's answer (None: no answer)
     + OpsgenieRetryable      .retry_after   (network, timeout, 429, 5xx)
     + OpsgeniePermanent      other 4xx, unusable body
@@ -204,6 +205,21 @@ class DXRedirected(DXUnusable):
     nearly always means ``RELAY_DX_BASE_URL`` says ``http`` for ``https``, or the wrong host."""
 
     code = "redirected"
+
+
+class DestinationRefused(RelayError):
+    """The relay refused to connect: the host resolved to an address it must not reach.
+
+    Raised at connect time by ``service.egress``, before a byte (or a stored key) is
+    sent. Asking again gets the same answer unless DNS or the operator's settings change,
+    so callers treat it as permanent and show it to the operator: it names the host and
+    the address, never the request's headers.
+    """
+
+    def __init__(self, message: str, *, host: str, address: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.address = address
 
 
 class OpsgenieAPIError(RelayError):

@@ -113,10 +113,14 @@ _SERVICE_SCHEMAS: dict[str, Any] = {
 
 def _admin_responses(ok: str, schema: str | None, *codes: str) -> dict[str, Any]:
     reasons = {
-        "400": "Malformed body, wrong type, bad enum, custom without custom_url, id mismatch",
+        "400": (
+            "Malformed body, wrong type, bad enum, custom without custom_url, id mismatch,"
+            " a custom_url that is not an allowed https origin, a key that cannot go into a"
+            " header, a name with bidirectional or invisible characters"
+        ),
         "403": "Missing or wrong DD-API-KEY / DD-APPLICATION-KEY, or a read-only key on a write",
         "404": "No service object with this id",
-        "409": "A service object with this name (case-insensitive) exists",
+        "409": "A service object with this name (case and Unicode form aside) exists",
         "429": "Too many requests for this API key",
     }
     success: dict[str, Any] = {"description": "OK", "headers": _RATE_HEADERS}
@@ -169,7 +173,8 @@ def _service_paths() -> dict[str, Any]:
                 "summary": "Update a single service object",
                 "description": (
                     "Only the attributes sent change. Setting region to us or eu without"
-                    " custom_url clears the stored custom_url."
+                    " custom_url clears the stored custom_url. Changing where requests go"
+                    " (region, custom_url) needs opsgenie_api_key in the same request."
                 ),
                 "requestBody": _body("OpsgenieServiceUpdateRequest"),
                 "responses": _admin_responses(

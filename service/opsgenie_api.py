@@ -17,15 +17,19 @@ import httpx
 from starlette.datastructures import Secret
 
 from service import upstream
+from service.account_keys import parse_api_key
 from service.backoff import retry_after_seconds
+from service.destinations import parse_custom_url
 from service.errors import (
     AnswerTooLarge,
+    DestinationRefused,
     MalformedAnswer,
     OpsgenieAPIError,
     OpsgenieAuthError,
     OpsgenieNotFound,
     OpsgeniePermanent,
     OpsgenieRetryable,
+    PayloadError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
@@ -131,6 +135,8 @@ class OpsgenieAPI:
             raise OpsgeniePermanent(
                 f"unusable Opsgenie answer: {error.message}", http_status=error.http_status
             ) from None
+        except DestinationRefused as error:  # asking again reaches the same address
+            raise OpsgeniePermanent(error.message) from None
         return classify(reply.status_code, reply.headers, reply.body)
 
 
@@ -215,7 +221,14 @@ class ServiceObjects(Protocol):
 
 
 def api_for(client: httpx.AsyncClient, service: ServiceAccount) -> OpsgenieAPI | None:
-    """A client for the service object's account, or ``None`` without an API key."""
+    """A client for the service object's account, or ``None`` without an API key;
+    ``OpsgeniePermanent`` when the stored key or URL is one the services API now refuses."""
     if service.api_key is None or not str(service.api_key):
         return None
-    return OpsgenieAPI(client, api_base(service.region, service.custom_url), str(service.api_key))
+    try:  # values stored before the services API checked them are checked at use
+        key = parse_api_key(str(service.api_key))
+        if service.region == "custom" and service.custom_url:
+            parse_custom_url(service.custom_url, allow_private=True)  # egress checks addresses
+    except PayloadError as error:
+        raise OpsgeniePermanent(f"stored {error.message}; PATCH the service object") from None
+    return OpsgenieAPI(client, api_base(service.region, service.custom_url), str(key))

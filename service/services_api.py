@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, cast
-from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 from starlette.datastructures import Secret
@@ -25,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.account_keys import parse_api_key
 from service.admin_route import (
     RATE_PERIOD_SECONDS,
     RateLimiter,
@@ -34,7 +34,9 @@ from service.admin_route import (
     serve,
 )
 from service.auth import Access, AdminKeys, require_admin
+from service.destinations import parse_custom_url
 from service.errors import NotFound, PayloadError
+from service.names import MAX_NAME_LENGTH, normalize_name
 from service.request_body import read_json_object
 from service.store import REGIONS, Region, ServiceObject, ServiceObjectChanges
 
@@ -44,7 +46,9 @@ PATH = "/api/v2/integration/opsgenie/services"
 RESOURCE_TYPE = "opsgenie-service"
 #: The attributes the relay knows; others are ignored and never stored or logged.
 ATTRIBUTES = ("name", "region", "custom_url", "opsgenie_api_key")
-MAX_NAME_LENGTH = 100
+#: A name as sent, before NFC: decomposed accents take more code points than the stored
+#: name, which ``normalize_name`` holds to ``MAX_NAME_LENGTH``.
+MAX_RAW_NAME_LENGTH = 4 * MAX_NAME_LENGTH
 MAX_URL_LENGTH = 2048
 MAX_KEY_LENGTH = 1024
 STATUSES = ("200", "201", "204", "400", "403", "404", "405", "409", "413", "429", "500", "503")
@@ -80,7 +84,8 @@ class Caller:
 
 class ServicesAPI:
     """The five routes. ``forget`` drops what is cached about a changed or deleted object;
-    ``requests`` counts every answer; ``limiter`` defaults to ``rate_limit`` per minute."""
+    ``requests`` counts every answer; ``limiter`` defaults to ``rate_limit`` per minute;
+    ``allow_private`` lets a ``custom_url`` name a private address (``destinations``)."""
 
     def __init__(
         self,
@@ -91,10 +96,12 @@ class ServicesAPI:
         keys: AdminKeys,
         max_body_bytes: int,
         rate_limit: int,
+        allow_private: bool = False,
         clock: Callable[[], float] = time.time,
         limiter: RateLimiter | None = None,
     ) -> None:
         self._objects = objects
+        self._allow_private = allow_private
         self._forget = forget
         self._requests = requests
         self._keys = keys
@@ -156,7 +163,7 @@ class ServicesAPI:
 
     async def _create(self, request: Request, caller: Caller) -> Response:
         attributes = _attributes(await self._body(request))
-        changes = _changes(attributes)
+        changes = _changes(attributes, allow_private=self._allow_private)
         missing = [f for f in ("name", "region", "opsgenie_api_key") if f not in attributes]
         if missing:
             field = f"data.attributes.{missing[0]}"
@@ -183,7 +190,7 @@ class ServicesAPI:
             raise PayloadError("data.id: required", field="data.id")
         if not isinstance(data["id"], str) or _canonical_uuid(data["id"]) != service_id:
             raise PayloadError("data.id: must equal the id in the path", field="data.id")
-        changes = _changes(attributes)
+        changes = _changes(attributes, allow_private=self._allow_private)
         if "region" in changes:
             _check_custom(changes["region"], changes.get("custom_url", ""))
             if changes["region"] != "custom" and "custom_url" not in changes:
@@ -268,16 +275,15 @@ def _attributes(document: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-def _changes(attributes: dict[str, Any]) -> ServiceObjectChanges:
-    """The known attributes, checked; unknown ones are ignored (clients send extras)."""
+def _changes(attributes: dict[str, Any], *, allow_private: bool) -> ServiceObjectChanges:
+    """The known attributes, checked; unknown ones are ignored (clients send extras).
+
+    A name is stored in NFC and a key without surrounding spaces; a URL as given, once
+    ``parse_custom_url`` accepts it (clients compare what comes back with what they sent).
+    """
     changes: ServiceObjectChanges = {}
     if "name" in attributes:
-        name = _text(attributes["name"], "name", MAX_NAME_LENGTH)
-        if not name.strip():
-            raise PayloadError(
-                "data.attributes.name: must not be empty", field="data.attributes.name"
-            )
-        changes["name"] = name
+        changes["name"] = normalize_name(_text(attributes["name"], "name", MAX_RAW_NAME_LENGTH))
     if "region" in attributes:
         region = attributes["region"]
         if region not in REGIONS:
@@ -286,43 +292,26 @@ def _changes(attributes: dict[str, Any]) -> ServiceObjectChanges:
         changes["region"] = cast(Region, region)
     if "custom_url" in attributes:
         url = attributes["custom_url"]
-        changes["custom_url"] = None if url is None else _https_url(url)
+        changes["custom_url"] = (
+            None
+            if url is None
+            else parse_custom_url(_text(url, "custom_url"), allow_private=allow_private)
+        )
     if "opsgenie_api_key" in attributes:
-        key = _text(attributes["opsgenie_api_key"], "opsgenie_api_key", MAX_KEY_LENGTH)
-        if not key.strip():
-            field = "data.attributes.opsgenie_api_key"
-            raise PayloadError(f"{field}: must not be empty", field=field)
-        changes["api_key"] = Secret(key)
+        key = _text(attributes["opsgenie_api_key"], "opsgenie_api_key")
+        changes["api_key"] = parse_api_key(key)
     return changes
 
 
-def _text(value: Any, name: str, max_length: int) -> str:
+def _text(value: Any, name: str, max_length: int | None = None) -> str:
+    """``value`` if it is a string (and not past ``max_length``); its content is the
+    parser's to judge."""
     field = f"data.attributes.{name}"
     if not isinstance(value, str):
         raise PayloadError(f"{field}: must be a string", field=field)
-    if len(value) > max_length:
+    if max_length is not None and len(value) > max_length:
         raise PayloadError(f"{field}: longer than {max_length} characters", field=field)
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise PayloadError(f"{field}: must not contain control characters", field=field)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError(f"{field}: not valid Unicode", field=field) from None
     return value
-
-
-def _https_url(value: Any) -> str:
-    field = "data.attributes.custom_url"
-    url = _text(value, "custom_url", MAX_URL_LENGTH)
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme == "https" and bool(parts.hostname) and " " not in url
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        ok = False
-    if not ok:
-        raise PayloadError(f"{field}: must be an https URL", field=field)
-    return url
 
 
 def _check_custom(region: Region, custom_url: str | None) -> None:

@@ -75,6 +75,9 @@ class Settings:
     max_connections: int = 1000
     #: Admin API requests allowed per API key per 60-second window (then 429).
     admin_rate_limit: int = 60
+    #: Whether a service object's ``custom_url`` may reach loopback or private addresses
+    #: (an Opsgenie proxy inside the network); link-local and metadata never may.
+    allow_private_upstreams: bool = False
 
     @property
     def delivery_enabled(self) -> bool:
@@ -128,6 +131,7 @@ class Settings:
             header_timeout_seconds=get("HEADER_TIMEOUT", _positive_duration, "10s"),
             max_connections=get("MAX_CONNECTIONS", _positive_int, "1000"),
             admin_rate_limit=get("ADMIN_RATE_LIMIT", _positive_int, "60"),
+            allow_private_upstreams=get("ALLOW_PRIVATE_UPSTREAMS", _boolean, "false"),
         )
 
 

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -379,6 +380,54 @@ def test_a_key_that_no_longer_decrypts_is_a_clear_409(
     assert [r.levelname for r in said] == ["WARNING", "WARNING"]
     assert "RELAY_SECRET_KEY" in said[0].__dict__["error"]
     assert KEY not in caplog.text
+
+
+def plant_service(client: TestClient, **stored: Any) -> None:
+    """A service object as a build that checked less could have stored it: straight into
+    the store, past the services API's rules."""
+    store = handles(client.app).store
+    assert client.portal is not None
+    values: dict[str, Any] = {"name": "payments", "region": "eu", "custom_url": None, **stored}
+    create = functools.partial(store.create_service_object, id=str(uuid.uuid4()), **values)
+    client.portal.call(create)
+
+
+@pytest.mark.parametrize(
+    ("stored", "field"),
+    [
+        ({"api_key": Secret("cl\u00e9-genie-key")}, "opsgenie_api_key"),
+        ({"api_key": Secret("genie-key\r\nX-Injected: 1")}, "opsgenie_api_key"),
+        (
+            {
+                "api_key": Secret(KEY),
+                "region": "custom",
+                "custom_url": "https://ops:hunter2@api.eu.opsgenie.com",
+            },
+            "custom_url",
+        ),
+        (
+            {"api_key": Secret(KEY), "region": "custom", "custom_url": "https://2130706433"},
+            "custom_url",
+        ),
+    ],
+)
+def test_a_key_or_url_stored_before_they_were_checked_is_a_clear_409_never_a_500(
+    serve: Callable[..., contextlib.AbstractContextManager[TestClient]],
+    opsgenie: FakeOpsgenie,
+    stored: dict[str, Any],
+    field: str,
+) -> None:
+    with serve() as client:
+        plant_service(client, **stored)
+        for accept in ("application/json", NDJSON):
+            refused = run(client, headers={**FULL, "Accept": accept})
+            assert refused.status_code == 409, refused.text
+            [error] = refused.json()["errors"]
+            assert "payments" in error
+            assert f"data.attributes.{field}" in error
+            assert "hunter2" not in error
+            assert "genie-key" not in error
+    assert opsgenie.requests == []
 
 
 def test_retry_delay_honours_retry_after_else_backs_off_with_jitter() -> None:

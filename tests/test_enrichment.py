@@ -670,7 +670,12 @@ def test_changing_a_service_object_forgets_its_cached_account(relay_client: Test
         f"/api/v2/integration/opsgenie/services/{service_id}",
         headers={"DD-API-KEY": ADMIN[0], "DD-APPLICATION-KEY": ADMIN[1]},
         json={
-            "data": {"type": "opsgenie-service", "id": service_id, "attributes": {"region": "us"}}
+            "data": {
+                "type": "opsgenie-service",
+                "id": service_id,
+                # A new region is a new destination: the key comes along (issue 16).
+                "attributes": {"region": "us", "opsgenie_api_key": KEY},
+            }
         },
     )
     assert response.status_code == 200, response.text

@@ -209,7 +209,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "domain",
-        ("service.opsgenie", "service.mapping", "service.translate", "service.folding"),
+        (
+            *("service.opsgenie", "service.mapping", "service.translate", "service.folding"),
+            *("service.names", "service.account_keys", "service.destinations"),
+        ),
     ),
     ("configuration", ("service.rules_file",)),
     (
@@ -226,7 +229,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "upstreams",
         (
-            *("service.upstream", "service.dx", "service.opsgenie_api", "service.accounts"),
+            *("service.upstream", "service.dx", "service.egress", "service.opsgenie_api"),
+            "service.accounts",
             *("service.rate_limit", "service.pause"),
         ),
     ),

@@ -88,7 +88,12 @@ def test_create_get_list_update_delete(client: TestClient) -> None:
 
     patched = client.patch(
         f"{PATH}/{created['id']}",
-        json=patch_body(created["id"], region="custom", custom_url="https://og.example.com"),
+        json=patch_body(
+            created["id"],
+            region="custom",
+            custom_url="https://og.example.com",
+            opsgenie_api_key=OPSGENIE_KEY,
+        ),
         headers=FULL,
     )
     assert patched.status_code == 200, patched.text
@@ -99,7 +104,7 @@ def test_create_get_list_update_delete(client: TestClient) -> None:
     }
     back = client.patch(
         f"{PATH}/{created['id']}",
-        json=patch_body(created["id"], region="eu", custom_url=None),
+        json=patch_body(created["id"], region="eu", custom_url=None, opsgenie_api_key=OPSGENIE_KEY),
         headers=FULL,
     )
     assert back.json()["data"]["attributes"]["custom_url"] is None
@@ -298,7 +303,8 @@ def test_patch_to_custom_needs_a_url_stored_or_given(client: TestClient) -> None
         url, json=patch_body(service_id, custom_url="https://api.og.example"), headers=FULL
     )
     assert ok.status_code == 200
-    assert client.patch(url, json=patch_body(service_id, region="custom"), headers=FULL).is_success
+    to_custom = patch_body(service_id, region="custom", opsgenie_api_key=OPSGENIE_KEY)
+    assert client.patch(url, json=to_custom, headers=FULL).is_success
     assert_error(
         client.patch(url, json=patch_body(service_id, custom_url=None), headers=FULL),
         400,
@@ -322,7 +328,9 @@ def create_custom(client: TestClient) -> str:
 def test_leaving_the_custom_region_without_a_url_clears_it(client: TestClient, region: str) -> None:
     service_id = create_custom(client)
     url = f"{PATH}/{service_id}"
-    moved = client.patch(url, json=patch_body(service_id, region=region), headers=FULL)
+    moved = client.patch(
+        url, json=patch_body(service_id, region=region, opsgenie_api_key=OPSGENIE_KEY), headers=FULL
+    )
     assert moved.status_code == 200, moved.text
     expected = {"name": "Primary", "region": region, "custom_url": None}
     assert moved.json()["data"]["attributes"] == expected
@@ -334,7 +342,9 @@ def test_a_region_sent_with_a_url_stores_both_and_other_patches_keep_it(
 ) -> None:
     service_id = create_custom(client)
     url = f"{PATH}/{service_id}"
-    sent = patch_body(service_id, region="us", custom_url="https://example.com")
+    sent = patch_body(
+        service_id, region="us", custom_url="https://example.com", opsgenie_api_key=OPSGENIE_KEY
+    )
     assert client.patch(url, json=sent, headers=FULL).status_code == 200
     renamed = client.patch(url, json=patch_body(service_id, name="Renamed"), headers=FULL)
     assert renamed.json()["data"]["attributes"] == {
@@ -596,3 +606,193 @@ def test_store_finds_objects_by_id_or_name_with_the_decrypted_key(client: TestCl
     assert client.portal.call(store.find_service_object, "nobody") is None
     unknown = str(uuid.uuid4())
     assert client.portal.call(store.get_service_object, unknown) is None
+
+
+def custom_body(url: str, name: str = "Primary") -> dict[str, Any]:
+    return body(name=name, region="custom", custom_url=url, opsgenie_api_key=OPSGENIE_KEY)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://127.0.0.1", "loopback"),
+        ("https://localhost:8443", "loopback"),
+        ("https://[::1]/og", "loopback"),
+        ("https://10.0.0.5", "private"),
+        ("https://169.254.169.254", "metadata"),
+        ("https://[fe80::1]", "link-local"),
+        ("https://metadata.google.internal", "metadata"),
+        ("https://[::ffff:169.254.169.254]", "metadata"),
+        ("https://2130706433", "four decimal numbers"),
+        ("https://0x7f000001", "four decimal numbers"),
+        ("https://0177.0.0.1", "four decimal numbers"),
+        ("https://127.1", "four decimal numbers"),
+        ("https://ops:hunter2@og.example.com", "userinfo"),
+        ("https://og.example.com/v2?x=1", "query"),
+        ("https://og.example.com?", "query"),
+        ("https://og.example.com/#top", "fragment"),
+    ],
+)
+def test_custom_urls_that_point_a_key_elsewhere_are_refused_and_nothing_is_stored(
+    client: TestClient, url: str, why: str
+) -> None:
+    response = client.post(PATH, json=custom_body(url), headers=FULL)
+    assert_error(response, 400, "data.attributes.custom_url", why)
+    assert "hunter2" not in response.text
+    assert client.get(PATH, headers=FULL).json() == {"data": []}
+
+
+def test_a_patch_cannot_point_a_custom_url_at_a_forbidden_place(client: TestClient) -> None:
+    service_id = create_custom(client)
+    url = f"{PATH}/{service_id}"
+    for bad in ("https://127.0.0.1", "https://169.254.169.254", "https://u:p@og.example.com"):
+        sent = patch_body(service_id, custom_url=bad, opsgenie_api_key=OPSGENIE_KEY)
+        assert_error(client.patch(url, json=sent, headers=FULL), 400, "custom_url")
+    stored = client.get(url, headers=FULL).json()["data"]["attributes"]
+    assert stored["custom_url"] == "https://og.example.com"
+
+
+def test_private_upstreams_pass_only_when_the_setting_allows_them(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(
+        deliver=False,
+        api_key=Secret(API_KEY),
+        app_key=Secret(APP_KEY),
+        admin_rate_limit=100_000,
+        allow_private_upstreams=True,
+    )
+    for n, url in enumerate(("https://10.1.2.3:8443/og", "https://localhost", "https://[fd00::5]")):
+        created = client.post(PATH, json=custom_body(url, f"proxy-{n}"), headers=FULL)
+        assert created.status_code == 201, created.text
+        assert created.json()["data"]["attributes"]["custom_url"] == url
+    # Metadata and link-local stay refused whatever the setting.
+    for url in ("https://169.254.169.254", "https://[fe80::1]", "https://100.100.100.200"):
+        refused = client.post(PATH, json=custom_body(url, "metadata"), headers=FULL)
+        assert_error(refused, 400, "custom_url", "never allowed")
+    assert len(client.get(PATH, headers=FULL).json()["data"]) == 3
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"region": "us"},
+        {"region": "eu", "name": "Renamed"},
+        {"custom_url": "https://elsewhere.example.com"},
+        {"custom_url": "https://og.example.com/other-backend"},
+        {"custom_url": "https://og.example.com:8443"},
+        {"region": "custom", "custom_url": "https://elsewhere.example.com"},
+    ],
+)
+def test_moving_a_stored_key_to_a_new_destination_needs_the_key_again(
+    client: TestClient, attributes: dict[str, Any]
+) -> None:
+    service_id = create_custom(client)
+    url = f"{PATH}/{service_id}"
+    before = client.get(url, headers=FULL).json()
+    refused = client.patch(url, json=patch_body(service_id, **attributes), headers=FULL)
+    assert_error(refused, 400, "data.attributes.opsgenie_api_key", "required")
+    assert client.get(url, headers=FULL).json() == before  # nothing changed, the name neither
+    with_key = patch_body(service_id, **attributes, opsgenie_api_key=OPSGENIE_KEY)
+    moved = client.patch(url, json=with_key, headers=FULL)
+    assert moved.status_code == 200, moved.text
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"region": "custom", "custom_url": "https://og.example.com", "name": "Renamed"},
+        {"custom_url": "https://OG.Example.com:443/"},
+        {"region": "custom"},
+        {"name": "Renamed"},
+    ],
+)
+def test_resending_the_same_destination_needs_no_key(
+    client: TestClient, attributes: dict[str, Any]
+) -> None:
+    """Terraform and Datadog's client send unchanged values along with each edit."""
+    service_id = create_custom(client)
+    sent = client.patch(
+        f"{PATH}/{service_id}", json=patch_body(service_id, **attributes), headers=FULL
+    )
+    assert sent.status_code == 200, sent.text
+
+
+def test_a_url_on_a_fixed_region_is_no_destination(client: TestClient) -> None:
+    """``custom_url`` means something only for ``custom``: storing one on ``us`` moves
+    no key, but the move to ``custom`` that would use it does."""
+    service_id = create(client)["id"]
+    url = f"{PATH}/{service_id}"
+    stored = patch_body(service_id, custom_url="https://og.example.com")
+    assert client.patch(url, json=stored, headers=FULL).status_code == 200
+    assert_error(
+        client.patch(url, json=patch_body(service_id, region="custom"), headers=FULL),
+        400,
+        "opsgenie_api_key",
+    )
+    assert client.get(url, headers=FULL).json()["data"]["attributes"]["region"] == "us"
+
+
+@pytest.mark.parametrize(
+    "key", ["clé-ünïcode-0000", "genie\u00a0key", "genie key", "genie\tkey", "\u200bgenie"]
+)
+def test_keys_that_cannot_travel_in_a_header_are_refused_at_create_and_patch(
+    client: TestClient, key: str
+) -> None:
+    created = client.post(
+        PATH, json=body(name="a", region="us", opsgenie_api_key=key), headers=FULL
+    )
+    assert_error(created, 400, "data.attributes.opsgenie_api_key")
+    assert key not in created.text
+    assert client.get(PATH, headers=FULL).json() == {"data": []}
+    service_id = create(client)["id"]
+    patched = client.patch(
+        f"{PATH}/{service_id}", json=patch_body(service_id, opsgenie_api_key=key), headers=FULL
+    )
+    assert_error(patched, 400, "data.attributes.opsgenie_api_key")
+    assert key not in patched.text
+
+
+def test_a_pasted_key_loses_its_surrounding_spaces(client: TestClient) -> None:
+    response = client.post(
+        PATH, json=body(name="a", region="us", opsgenie_api_key=f"  {OPSGENIE_KEY} "), headers=FULL
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_names_that_differ_only_in_unicode_form_conflict(client: TestClient) -> None:
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    created = create(client, nfd)
+    assert created["attributes"]["name"] == nfc  # stored in one form
+    assert_error(client.post(PATH, json=create_body(nfc), headers=FULL), 409)
+    assert_error(client.post(PATH, json=create_body("CAFE\u0301"), headers=FULL), 409)
+    assert_error(client.post(PATH, json=create_body("\uff43\uff41\uff46\u00e9"), headers=FULL), 409)
+    other = create(client, "Secondary")["id"]
+    renamed = client.patch(f"{PATH}/{other}", json=patch_body(other, name=nfc), headers=FULL)
+    assert_error(renamed, 409)
+    names = [o["attributes"]["name"] for o in client.get(PATH, headers=FULL).json()["data"]]
+    assert names == [nfc, "Secondary"]
+
+
+def test_a_decomposed_name_of_100_characters_fits(client: TestClient) -> None:
+    """The limit is on the stored (NFC) name: 100 ``é`` sent decomposed are 200 code points."""
+    assert create(client, "e\u0301" * 100)["attributes"]["name"] == "\u00e9" * 100
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u2066", "\u200f", "\u061c"])
+def test_names_with_bidirectional_controls_are_refused(client: TestClient, control: str) -> None:
+    spoofed = f"payments{control}gnilleb"
+    assert_error(
+        client.post(PATH, json=create_body(spoofed), headers=FULL),
+        400,
+        "data.attributes.name",
+        "bidirectional",
+    )
+    service_id = create(client)["id"]
+    patched = client.patch(
+        f"{PATH}/{service_id}", json=patch_body(service_id, name=spoofed), headers=FULL
+    )
+    assert_error(patched, 400, "data.attributes.name")
+    assert [o["attributes"]["name"] for o in client.get(PATH, headers=FULL).json()["data"]] == [
+        "Primary"
+    ]

@@ -443,3 +443,11 @@ def test_the_readme_table_names_every_variable_settings_reads() -> None:
         )
     )
     assert environ.asked == documented
+
+
+def test_private_upstreams_are_refused_unless_the_operator_allows_them() -> None:
+    assert Settings.from_environ({}).allow_private_upstreams is False
+    allowed = Settings.from_environ({"RELAY_ALLOW_PRIVATE_UPSTREAMS": "true"})
+    assert allowed.allow_private_upstreams is True
+    with pytest.raises(ConfigError, match=r"^RELAY_ALLOW_PRIVATE_UPSTREAMS: "):
+        Settings.from_environ({"RELAY_ALLOW_PRIVATE_UPSTREAMS": "sometimes"})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import StoreUnavailable
+from service.errors import Conflict, StoreUnavailable
 from service.opsgenie import parse_event
 from service.store import Outcome, Pending
 from service.store.sqlite import SQLiteStore
@@ -195,3 +195,47 @@ def test_a_database_from_the_fold_at_claim_build_keeps_its_unfolded_events(db: P
     assert claimed["opsgenie-a1"].state == fold(folded, noted)
     assert claimed["opsgenie-a2"].state.alert_id == "a2"
     assert count(db, "inbox") == 0
+
+
+def test_name_keys_are_recomputed_and_old_twins_never_stop_start_up(db: Path) -> None:
+    """Before schema 5 names were keyed by ``casefold``, so ``café`` in NFC and NFD (or
+    in fullwidth letters) were three names. The upgrade keys them by ``names.name_key``:
+    the oldest keeps the name, a later twin stays reachable by id and editable, and is
+    freed by a rename."""
+    nfc, nfd, wide = "caf\u00e9", "cafe\u0301", "\uff43\uff41\uff46\u00e9"
+    ids = [f"6f1c2a4e-0000-4000-8000-00000000000{n}" for n in range(4)]
+    with other_process(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, script in enumerate(MIGRATIONS[:4], start=1):
+            for statement in statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        rows = [(ids[0], nfd, T0 + 1), (ids[1], nfc, T0), (ids[2], wide, T0 + 2)]
+        rows.append((ids[3], "Payments", T0 + 3))
+        for id, name, at in rows:
+            conn.execute(
+                "INSERT INTO service_objects (id, name, name_key, region, created_at,"
+                " updated_at) VALUES (?, ?, ?, 'us', ?, ?)",
+                (id, name, name.casefold(), at, at),
+            )
+
+    async def scenario(store: SQLiteStore) -> list[str | None]:
+        found = [await store.find_service_object(name) for name in (nfd, nfc, wide, "PAYMENTS")]
+        assert len(await store.list_service_objects()) == 4  # no row lost
+        later = await store.get_service_object(ids[0])
+        assert later is not None
+        assert later.name == nfd  # names are not rewritten
+        edited = await store.update_service_object(ids[0], {"name": nfd, "region": "eu"})
+        assert edited is not None
+        with pytest.raises(Conflict):  # the name is still the oldest one's
+            await store.update_service_object(ids[3], {"name": "CAF\u00c9"})
+        await store.update_service_object(ids[1], {"name": "cafe-old"})
+        freed = await store.update_service_object(ids[0], {"name": nfc})
+        assert freed is not None
+        return [None if f is None else f.id for f in found]
+
+    assert run_store(db, scenario) == [ids[1], ids[1], ids[1], ids[3]]
+    with other_process(db) as conn:
+        keys = dict(conn.execute("SELECT id, name_key FROM service_objects").fetchall())
+    assert keys[ids[0]] == nfc  # renamed into the freed name: the plain key
+    assert keys[ids[2]] == f"{nfc}\x00{ids[2]}"  # still set apart until renamed

@@ -15,8 +15,9 @@ import random
 from typing import Any
 
 import pytest
+from starlette.datastructures import Secret
 
-from service.errors import StoreUnavailable
+from service.errors import Conflict, PayloadError, StoreUnavailable
 from service.opsgenie import parse_event
 from service.store import Attempt, Delivery, Outcome, Pending, Status, Store
 from service.translate import fold
@@ -702,3 +703,54 @@ def test_prune_events_removes_only_old_events(stores: Stores) -> None:
         assert delivery.state.acknowledged.value is True
 
     stores.run(scenario)
+
+
+# ---- service objects ---------------------------------------------------------------------
+
+
+def test_a_stored_key_moves_to_a_new_destination_only_with_the_key(stores: Stores) -> None:
+    """The store compares with the row it is about to write, in the same transaction, so
+    no PATCH can slip a new URL in between the check and the write."""
+
+    async def scenario(store: Store) -> list[str | None]:
+        created = await store.create_service_object(
+            id="6f1c2a4e-0000-4000-8000-000000000001",
+            name="payments",
+            region="custom",
+            custom_url="https://og-a.example.com",
+            api_key=Secret("genie-key-a"),
+        )
+        with pytest.raises(PayloadError) as refused:
+            await store.update_service_object(
+                created.id, {"custom_url": "https://og-b.example.com"}
+            )
+        assert refused.value.field == "data.attributes.opsgenie_api_key"
+        with pytest.raises(PayloadError):
+            await store.update_service_object(created.id, {"region": "eu", "custom_url": None})
+        moved = await store.update_service_object(
+            created.id, {"custom_url": "https://og-b.example.com", "api_key": Secret("key-b")}
+        )
+        assert moved is not None
+        # Compared with what is stored now: B again is no move, A again is one.
+        same = await store.update_service_object(
+            created.id, {"custom_url": "https://og-b.example.com/"}
+        )
+        assert same is not None
+        with pytest.raises(PayloadError):
+            await store.update_service_object(
+                created.id, {"custom_url": "https://og-a.example.com"}
+            )
+        with pytest.raises(Conflict):  # names compare by their Unicode-normalised key
+            await store.create_service_object(
+                id="6f1c2a4e-0000-4000-8000-000000000002",
+                name="PAYMENTS",
+                region="us",
+                custom_url=None,
+                api_key=Secret("genie-key-c"),
+            )
+        found = await store.get_service_object(created.id)
+        assert found is not None
+        assert found.api_key is not None
+        return [found.custom_url, str(found.api_key)]
+
+    assert stores.run(scenario) == ["https://og-b.example.com/", "key-b"]

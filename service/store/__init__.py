@@ -266,19 +266,21 @@ class ServiceObjects(Protocol):
     async def create_service_object(
         self, *, id: str, name: str, region: Region, custom_url: str | None, api_key: Secret
     ) -> ServiceObject:
-        """Raises ``Conflict`` when the name (case-insensitively) or id is taken."""
+        """Raises ``Conflict`` when the name (by ``names.name_key``) or id is taken."""
         ...
 
     async def list_service_objects(self) -> list[ServiceObject]: ...
     async def get_service_object(self, id: str) -> ServiceObject | None: ...
     async def find_service_object(self, id_or_name: str) -> ServiceObject | None:
-        """By UUID id, else by name case-insensitively."""
+        """By UUID id, else by name (``names.name_key``: case and Unicode forms alike)."""
         ...
 
     async def update_service_object(
         self, id: str, changes: ServiceObjectChanges
     ) -> ServiceObject | None:
-        """``None`` when ``id`` is unknown; ``Conflict`` on a taken name."""
+        """``None`` when ``id`` is unknown; ``Conflict`` on a taken name; ``PayloadError``
+        when the stored key would go to a new destination without being sent again
+        (``destinations.check_destination_change``, checked in the write's transaction)."""
         ...
 
     async def delete_service_object(self, id: str) -> bool: ...

@@ -108,10 +108,27 @@ def test_create_list_get_update_delete(api: OpsgenieIntegrationApi) -> None:
     assert updated.data.attributes.name == "fake-opsgenie-service-name--updated"
     assert updated.data.attributes.region == OpsgenieServiceRegionType.EU
 
-    custom = OpsgenieServiceUpdateRequest(
+    # A new destination needs the key again (a stored key never follows a moved URL); the
+    # client takes the refusal as a 400 and sends the key in the same PATCH.
+    keyless = OpsgenieServiceUpdateRequest(
         data=OpsgenieServiceUpdateData(
             attributes=OpsgenieServiceUpdateAttributes(
                 region=OpsgenieServiceRegionType.CUSTOM, custom_url="https://og.example.com"
+            ),
+            id=service_id,
+            type=OpsgenieServiceType.OPSGENIE_SERVICE,
+        ),
+    )
+    with pytest.raises(ApiException) as refused:
+        api.update_opsgenie_service(integration_service_id=service_id, body=keyless)
+    assert refused.value.status == 400
+    assert "opsgenie_api_key" in str(refused.value.body)
+    custom = OpsgenieServiceUpdateRequest(
+        data=OpsgenieServiceUpdateData(
+            attributes=OpsgenieServiceUpdateAttributes(
+                region=OpsgenieServiceRegionType.CUSTOM,
+                custom_url="https://og.example.com",
+                opsgenie_api_key=OPSGENIE_KEY,
             ),
             id=service_id,
             type=OpsgenieServiceType.OPSGENIE_SERVICE,
@@ -124,7 +141,9 @@ def test_create_list_get_update_delete(api: OpsgenieIntegrationApi) -> None:
     # Back to a fixed region: the client leaves the unset custom_url out, as Terraform does.
     back = OpsgenieServiceUpdateRequest(
         data=OpsgenieServiceUpdateData(
-            attributes=OpsgenieServiceUpdateAttributes(region=OpsgenieServiceRegionType.US),
+            attributes=OpsgenieServiceUpdateAttributes(
+                region=OpsgenieServiceRegionType.US, opsgenie_api_key=OPSGENIE_KEY
+            ),
             id=service_id,
             type=OpsgenieServiceType.OPSGENIE_SERVICE,
         ),

@@ -50,7 +50,12 @@ def opsgenie_server(fake_opsgenie: FakeOpsgenie, tls: TLSFiles) -> Iterator[Uvic
 def enriching_relay(
     relay: Callable[..., RelayProcess], tls: TLSFiles, opsgenie_server: UvicornThread
 ) -> RelayProcess:
-    process = relay(RELAY_API_KEY=API_KEY, RELAY_APP_KEY=APP_KEY, SSL_CERT_FILE=str(tls.cert))
+    process = relay(
+        RELAY_API_KEY=API_KEY,
+        RELAY_APP_KEY=APP_KEY,
+        SSL_CERT_FILE=str(tls.cert),
+        RELAY_ALLOW_PRIVATE_UPSTREAMS="true",  # the fake Opsgenie listens on 127.0.0.1
+    )
     response = process.client.post(
         "/api/v2/integration/opsgenie/services",
         headers={"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY},

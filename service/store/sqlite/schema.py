@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from service.errors import StoreUnavailable
+from service.names import name_key
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -159,11 +160,27 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO inbox (event_id) VALUES (NEW.id);
     END;
     """,
+    # Name keys become ``names.name_key`` (NFKC and case-folded) instead of ``casefold``,
+    # so ``café`` in NFC and NFD is one name. Two stored names may now share a key: the
+    # oldest keeps the name, each later one gets its key with NUL and its id appended (no
+    # name holds NUL, so none collides with it), keeps working and stays reachable by id;
+    # renamed, or once the name is free, it gets a plain key (service_objects.py).
+    # Start-up never fails on names stored before.
+    """
+    UPDATE service_objects SET name_key = char(0) || id;
+    UPDATE service_objects SET name_key = relay_name_key(name) || CASE WHEN EXISTS (
+        SELECT 1 FROM service_objects AS older
+        WHERE relay_name_key(older.name) = relay_name_key(service_objects.name)
+            AND (coalesce(older.created_at, 0), older.id)
+                < (coalesce(service_objects.created_at, 0), service_objects.id)
+    ) THEN char(0) || id ELSE '' END;
+    """,
 )
 
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version; returns it."""
+    conn.create_function("relay_name_key", 1, name_key, deterministic=True)
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     current = row[0] or 0

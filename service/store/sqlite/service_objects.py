@@ -14,7 +14,9 @@ from uuid import UUID
 from starlette.datastructures import Secret
 
 from service.crypto import KeyCipher, SealedKey
+from service.destinations import check_destination_change
 from service.errors import Conflict, PayloadError
+from service.names import name_key
 from service.store import Region, ServiceObject, ServiceObjectChanges
 from service.store.sqlite.engine import SQLiteEngine
 
@@ -62,7 +64,7 @@ class SQLiteServiceObjects:
                 conn.execute(
                     "INSERT INTO service_objects (id, name, name_key, region, custom_url,"
                     " api_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (id, name, _name_key(name), region, custom_url, token, now, now),
+                    (id, name, name_key(name), region, custom_url, token, now, now),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"a service object named {name!r} already exists") from None
@@ -93,7 +95,7 @@ class SQLiteServiceObjects:
 
         def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
             row: sqlite3.Row | None = conn.execute(
-                "SELECT * FROM service_objects WHERE name_key = ?", (_name_key(id_or_name),)
+                "SELECT * FROM service_objects WHERE name_key = ?", (name_key(id_or_name),)
             ).fetchone()
             return row
 
@@ -119,16 +121,27 @@ class SQLiteServiceObjects:
                     "data.attributes.custom_url: required when region is custom",
                     field="data.attributes.custom_url",
                 )
-            try:
-                conn.execute(
-                    "UPDATE service_objects SET name = ?, name_key = ?, region = ?,"
-                    " custom_url = ?, api_key = coalesce(?, api_key), updated_at = ?"
-                    " WHERE id = ?",
-                    (name, _name_key(name), region, custom_url, token, now, id),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"a service object named {name!r} already exists") from None
-            return _service_row(conn, id)
+            # Here, in the write's transaction: no other PATCH can move the URL in between.
+            current = (row["region"], row["custom_url"])
+            check_destination_change(current, changes, has_key=row["api_key"] is not None)
+            # A name's own key when free; a twin the upgrade to name_key set apart from an
+            # older one (schema.py) keeps its own while that one holds the name, so it
+            # stays editable, and takes the name's key once it is free.
+            keys = [name_key(name)]
+            if name_key(row["name"]) == keys[0] != row["name_key"]:
+                keys.append(row["name_key"])
+            for key in keys:
+                try:
+                    conn.execute(
+                        "UPDATE service_objects SET name = ?, name_key = ?, region = ?,"
+                        " custom_url = ?, api_key = coalesce(?, api_key), updated_at = ?"
+                        " WHERE id = ?",
+                        (name, key, region, custom_url, token, now, id),
+                    )
+                    return _service_row(conn, id)
+                except sqlite3.IntegrityError:
+                    pass
+            raise Conflict(f"a service object named {name!r} already exists")
 
         row = await self._engine.write(run)
         return None if row is None else self._service_object(row)
@@ -138,11 +151,6 @@ class SQLiteServiceObjects:
             return conn.execute("DELETE FROM service_objects WHERE id = ?", (id,)).rowcount > 0
 
         return await self._engine.write(run)
-
-
-def _name_key(name: str) -> str:
-    """Names are unique case-insensitively; casefold also folds non-ASCII letters."""
-    return name.casefold()
 
 
 def _canonical_uuid(text: str) -> str | None:
