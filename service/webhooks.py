@@ -23,7 +23,7 @@ from service.errors import AuthError, NotFound, RelayError
 from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import action_label
-from service.opsgenie import Action, event_from_envelope, read_envelope
+from service.opsgenie import Action, read_webhook
 from service.request_body import read_body
 from service.store import Incoming, Outcome, ServiceObject
 from service.translate import reference_id
@@ -84,35 +84,37 @@ class Webhooks:
             service_id = await self._service_id(request)
             body = await read_body(request, self._max_body_bytes)
             received = self._clock()
-            envelope = read_envelope(body)
-            kind = envelope.known_action
+            # Decoded and type-checked once: the event checked here is the one the fold
+            # later reads from ``text``, through the same decoder.
+            webhook = read_webhook(body, received_ns=int(received * 1e9))
+            kind = webhook.known_action
             if kind in (None, Action.FETCHED) or (
                 kind is Action.DELETE and not self._rules.delete_incidents
             ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
                 # Not read further: a field the relay never uses is not bad input.
-                action = envelope.action
+                action = webhook.action
                 self._received.labels(action_label(action), "ignored").inc()
                 self._events.info(
                     log,
                     "webhook ignored",
-                    reference_id=reference_id(envelope.alert_id, self._rules),
-                    alert_id=envelope.alert_id,
+                    reference_id=reference_id(webhook.alert_id, self._rules),
+                    alert_id=webhook.alert_id,
                     action=action,
                     outcome="ignored",
                 )
                 return JSONResponse({"outcome": "ignored"}, status_code=202)
             # Checked in full here, though only folded later: a wrong field is the sender's
             # 400 now, not a stored event that folding would have to skip.
-            event_from_envelope(envelope, received_ns=int(received * 1e9))
-            action = envelope.action
-            ref = reference_id(envelope.alert_id, self._rules)
+            webhook.event()
+            action = webhook.action
+            ref = reference_id(webhook.alert_id, self._rules)
             incoming = Incoming(
                 reference_id=ref,
-                alert_id=envelope.alert_id,
+                alert_id=webhook.alert_id,
                 action=action,
                 service_id=service_id,
                 dedup_key=hashlib.sha256(body).hexdigest(),
-                raw=body.decode("utf-8", errors="replace"),
+                raw=webhook.text,
                 received_at=received,
             )
             outcome = await self._intake.accept(incoming)
