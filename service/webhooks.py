@@ -40,11 +40,50 @@ PATHS = (
 )
 
 
+#: Service objects remembered by the name or id a webhook URL gives: a relay has a handful.
+MAX_CACHED_SERVICES = 256
+
+
 class Intake(Protocol):
     """The part of the store a webhook needs."""
 
     async def accept(self, incoming: Incoming) -> Outcome: ...
     async def find_service_object(self, id_or_name: str) -> ServiceObject | None: ...
+
+
+class ServiceIds:
+    """The service object id a ``{service}`` in a webhook URL names, without a store read
+    per webhook (a reader-thread round trip costs more than the rest of the request).
+
+    ``forget`` drops an object after a PATCH or DELETE (the services API calls it), and
+    also keeps a lookup that was under way from caching what it read before the change.
+    Unknown names are never remembered, so an object created later is found at once.
+    """
+
+    def __init__(self, intake: Intake, size: int) -> None:
+        self._intake = intake
+        self._size = size
+        self._ids: dict[str, str] = {}
+        self._changes = 0
+
+    async def resolve(self, name: str) -> str | None:
+        service_id = self._ids.get(name)
+        if service_id is not None:
+            return service_id
+        changes = self._changes
+        found = await self._intake.find_service_object(name)
+        if found is None:
+            return None
+        if changes == self._changes:
+            if len(self._ids) >= self._size:
+                del self._ids[next(iter(self._ids))]  # the oldest: a bound, not a policy
+            self._ids[name] = found.id
+        return found.id
+
+    def forget(self, service_id: str) -> None:
+        self._changes += 1
+        for name in [name for name, cached in self._ids.items() if cached == service_id]:
+            del self._ids[name]
 
 
 class Webhooks:
@@ -64,6 +103,7 @@ class Webhooks:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._intake = intake
+        self._services = ServiceIds(intake, MAX_CACHED_SERVICES)
         #: One line per decision, through the cheap path when logging is the relay's own.
         self._events = events if events is not None else EventLog()
         self._rules = rules
@@ -72,6 +112,10 @@ class Webhooks:
         self._tokens = tokens
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+
+    def forget(self, service_id: str) -> None:
+        """A service object changed or was deleted: its names must be looked up again."""
+        self._services.forget(service_id)
 
     def routes(self) -> list[Route]:
         return [Route(path, self.receive, methods=["POST"]) for path in PATHS]
@@ -147,10 +191,10 @@ class Webhooks:
         name = request.path_params.get("service")
         if name is None:
             return None
-        found = await self._intake.find_service_object(name)
-        if found is None:
+        service_id = await self._services.resolve(name)
+        if service_id is None:
             raise NotFound(f"unknown service object: {name}")
-        return found.id
+        return service_id
 
 
 def _error_outcome(error: RelayError) -> str:
