@@ -53,8 +53,8 @@ async def _accept(self, incoming):
 _replace(service.store.sqlite.SQLiteStore, "accept", _accept)
 """
 _NO_VALIDATION = """
-import service.webhooks
-_replace(service.webhooks, "event_from_envelope", lambda envelope, received_ns: None)
+import service.opsgenie
+_replace(service.opsgenie.Webhook, "event", lambda webhook: None)
 """
 _NO_LOG_LINE = """
 import logging

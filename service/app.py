@@ -159,12 +159,18 @@ def create_app(
         events=events,
         clock=clock,
     )
+
+    def forget(service_id: str) -> None:
+        """A service object changed or was deleted: neither its account nor its name stays."""
+        accounts.forget(service_id)
+        webhooks.forget(service_id)
+
     probes = Probes(ping=store.ping, stats=store.stats, worker=worker, metrics=metrics, clock=clock)
     # One window per API key across every admin API: spreading calls over them buys nothing.
     limiter = RateLimiter(settings.admin_rate_limit, RATE_PERIOD_SECONDS, clock)
     services = ServicesAPI(
         objects=store,
-        forget=accounts.forget,
+        forget=forget,
         requests=metrics.admin,
         keys=keys,
         max_body_bytes=settings.max_body_bytes,

@@ -4,21 +4,22 @@ Opsgenie sends partial, loosely typed JSON (see ``tests/payloads/README.md``): o
 ``alertId`` is always there, ``updatedAt`` comes in ns, ms or as a numeric string, old
 payloads carry integer priorities, and tag deltas are comma-separated strings. This module
 turns all of that into one typed ``OpsgenieEvent`` and names the field when it cannot.
+
+A webhook is decoded and type-checked in one pass by ``msgspec`` (``webhook_wire``), at
+the door and again, identically, when the fold reads the stored body; the few checks no
+type can say (a priority's range, a timestamp's unit) follow on the typed result.
 """
 
 from __future__ import annotations
 
-import codecs
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from service import strict_json
 from service.errors import PayloadError
 from service.timestamps import parse_iso_ns, parse_timestamp_ns
+from service.webhook_wire import UNPRINTABLE_ID, Alert, decode_webhook
 
 
 class Action(StrEnum):
@@ -88,24 +89,6 @@ def known_action(action: str) -> Action | None:
     return _ACTIONS.get(action)
 
 
-class Envelope(NamedTuple):
-    """What every webhook must carry, checked before anything else: a JSON
-    object with an ``action`` and an ``alert.alertId``.
-
-    Intake decides from ``action`` alone whether the relay acts on a webhook; one it
-    ignores is never read further, so a field it would never use cannot make it a 400.
-    """
-
-    action: str
-    alert_id: str
-    alert: dict[str, Any]
-    document: dict[str, Any]
-
-    @property
-    def known_action(self) -> Action | None:
-        return known_action(self.action)
-
-
 #: ``P1``..``P5`` as written (either case), to the form the relay stores.
 _PRIORITIES = {f"{p}{n}": f"P{n}" for p in "Pp" for n in range(1, 6)}
 
@@ -115,114 +98,100 @@ _OWNERSHIP = frozenset({Action.ASSIGN_OWNERSHIP.value, Action.TAKE_OWNERSHIP.val
 _ACKNOWLEDGED = {Action.ACKNOWLEDGE.value: True, Action.UNACKNOWLEDGE.value: False}
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+class Webhook(NamedTuple):
+    """A webhook decoded at the door: ``text`` is the body as stored, ``action`` and
+    ``alert_id`` are all intake needs to decide whether to act on it.
+
+    The rest is checked only by ``event()``, so an action intake ignores is never read
+    further, and a field it would never use cannot make it a 400.
+    """
+
+    text: str
+    action: str
+    alert_id: str
+    alert: Alert | PayloadError
+    integration_name: str | None
+    received_ns: int
+
+    @property
+    def known_action(self) -> Action | None:
+        return known_action(self.action)
+
+    def event(self) -> OpsgenieEvent:
+        """The whole event. Raises ``PayloadError`` naming the first field that is wrong."""
+        if isinstance(self.alert, PayloadError):
+            raise self.alert
+        return _event(self, self.alert)
 
 
-def _utf8_encodable(document: object) -> bool:
-    """False when a decoded string holds a lone surrogate (checked only if one may be there)."""
-    try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except (UnicodeEncodeError, RecursionError):
-        return False
-    return True
+def read_webhook(body: bytes, *, received_ns: int) -> Webhook:
+    """Decode a webhook body (one pass). Raises ``PayloadError`` when it is not JSON or
+    lacks what every webhook carries; ``Webhook.event`` says whether the rest is right."""
+    return Webhook(*decode_webhook(body), received_ns)
 
 
 def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     """Parse one webhook body. Raises ``PayloadError`` naming the problem."""
-    return event_from_envelope(read_envelope(body), received_ns=received_ns)
+    return read_webhook(body, received_ns=received_ns).event()
 
 
-# The id names the DX incident and keys every stored row; Opsgenie's are plain text, and a
-# control character (NUL above all) would not survive every layer below unchanged.
-_UNPRINTABLE_ID = "{}: control or other unprintable characters are not allowed"
-
-
-def read_envelope(body: bytes) -> Envelope:
-    """Decode a webhook body and check only what every webhook must carry.
-
-    Raises ``PayloadError`` naming the problem; ``event_from_envelope`` reads the rest.
-    """
-    try:
-        # Strict UTF-8 (a BOM allowed): ``json.loads(bytes)`` decodes with "surrogatepass",
-        # which would let UTF-8-encoded surrogates through as lone surrogates. This is what
-        # the "utf-8-sig" codec does, without its pure-Python wrapper.
-        document = strict_json.loads(body.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
-    except ValueError as error:  # UnicodeDecodeError is a ValueError too
-        # json's own messages quote no input; ours say which rule was broken.
-        why = f": {error}" if isinstance(error, strict_json.NotStrictJSON) else ""
-        raise PayloadError(f"body is not valid JSON{why}", field="body") from None
-    if _SURROGATE_ESCAPE.search(body) and not _utf8_encodable(document):
-        # "\ud800" is valid JSON but no UTF-8 text: SQLite and DX could never take it.
-        raise PayloadError("body has an unpaired UTF-16 surrogate escape", field="body")
-    if not isinstance(document, dict):
-        raise PayloadError("body must be a JSON object", field="body")
-    action = document.get("action")
-    if action is None:
-        raise PayloadError("action is required", field="action")
-    if not isinstance(action, str) or not action.strip():
-        raise PayloadError("action: expected a non-empty string", field="action")
-    alert = document.get("alert")
-    if alert is None:
-        raise PayloadError("alert.alertId is required", field="alert.alertId")
-    if not isinstance(alert, dict):
-        raise PayloadError("alert: expected an object", field="alert")
-    alert_id = _text(alert, "alertId")
-    if alert_id is None or not alert_id.strip():
-        raise PayloadError("alert.alertId is required", field="alert.alertId")
-    if not alert_id.isprintable():
-        raise PayloadError(_UNPRINTABLE_ID.format("alert.alertId"), field="alert.alertId")
-    return Envelope(action, alert_id, alert, document)
-
-
-def event_from_envelope(envelope: Envelope, *, received_ns: int) -> OpsgenieEvent:
-    """The whole event, every field the relay uses checked. Raises ``PayloadError``
-    naming the first field that is wrong."""
-    action, alert_id, alert, document = envelope
-    updated = alert.get("updatedAt")
-    stamp = received_ns if updated is None else parse_timestamp_ns(updated, field="alert.updatedAt")
-    created = alert.get("createdAt")
+def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
+    action = webhook.action
+    updated = alert.updated_at
+    stamp = (
+        webhook.received_ns
+        if updated is None
+        else parse_timestamp_ns(updated, field="alert.updatedAt")
+    )
+    created = alert.created_at
     # Read only where they mean an ownership change: a stray type in them on any other
     # action is in a field the relay does not use, so it is not the sender's error.
     owner = None
     if action in _OWNERSHIP:
-        owner = _text(alert, "owner")
+        owner = _string(alert.owner, "alert.owner")
         if action == Action.TAKE_OWNERSHIP and owner is None:
-            owner = _text(alert, "username")
+            owner = _string(alert.username, "alert.username")
+    tiny_id = alert.tiny_id
     return OpsgenieEvent(
         action=action,
-        alert_id=alert_id,
+        alert_id=webhook.alert_id,
         stamp_ns=stamp,
-        message=_text(alert, "message"),
-        alias=_text(alert, "alias"),
-        entity=_text(alert, "entity"),
-        source=_text(alert, "source"),
-        tiny_id=_text(alert, "tinyId", allow_int=True),
+        message=alert.message,
+        alias=alert.alias,
+        entity=alert.entity,
+        source=alert.source,
+        tiny_id=str(tiny_id) if isinstance(tiny_id, int) else tiny_id,
         created_at_ns=None
         if created is None
         else parse_timestamp_ns(created, field="alert.createdAt"),
-        priority=_priority(alert.get("priority")),
-        tags=_string_list(alert, "tags"),
-        added_tags=_comma_list(alert, "addedTags"),
-        removed_tags=_comma_list(alert, "removedTags"),
-        teams=_teams(alert) if action == Action.CREATE else None,
-        added_team=_text(alert, "team") if action == Action.ADD_TEAM else None,
+        priority=_priority(alert.priority),
+        tags=None if alert.tags is None else _unique(alert.tags),
+        added_tags=_comma_list(alert.added_tags),
+        removed_tags=_comma_list(alert.removed_tags),
+        teams=_teams(alert.responders, alert.team) if action == Action.CREATE else None,
+        added_team=_string(alert.team, "alert.team") if action == Action.ADD_TEAM else None,
         owner=owner,
         acknowledged=_ACKNOWLEDGED.get(action),
         closed_at_ns=stamp if action == Action.CLOSE else None,
-        details=_details(alert.get("details")),
-        integration_name=_text(document, "integrationName", prefix=""),
+        # Keys are unique, so sorting the pairs never compares two values.
+        details=None if alert.details is None else tuple(sorted(alert.details.items())),
+        integration_name=webhook.integration_name,
     )
+
+
+def _string(value: object, field: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise PayloadError(f"{field}: expected a string", field=field)
 
 
 def _text(
     mapping: Mapping[str, Any], key: str, *, allow_int: bool = False, prefix: str = "alert."
 ) -> str | None:
     value = mapping.get(key)
-    if value is None or isinstance(value, str):
-        return value
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    raise PayloadError(f"{prefix}{key}: expected a string", field=f"{prefix}{key}")
+    return _string(value, f"{prefix}{key}")
 
 
 def _priority(value: object) -> str | None:
@@ -235,38 +204,32 @@ def _priority(value: object) -> str | None:
     raise PayloadError("alert.priority: expected P1..P5 or 1..5", field="alert.priority")
 
 
-def _string_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
-    value = alert.get(key)
+def _unique(names: list[str]) -> tuple[str, ...]:
+    """Stripped, empty ones dropped, deduplicated (first occurrence first)."""
+    return tuple(dict.fromkeys(name for item in names if (name := item.strip())))
+
+
+def _string_list(mapping: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    value = mapping.get(key)
     if value is None:
         return None
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise PayloadError(f"alert.{key}: expected a list of strings", field=f"alert.{key}")
-    # One pass checks, strips and deduplicates (first occurrence first): nearly every
-    # webhook carries its tags, so this is on the hot path.
-    names: dict[str, None] = {}
-    for item in value:
-        if not isinstance(item, str):
-            raise PayloadError(f"alert.{key}: expected a list of strings", field=f"alert.{key}")
-        if name := item.strip():
-            names[name] = None
-    return tuple(names)
+    return _unique(value)
 
 
-def _comma_list(alert: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    """``addedTags``/``removedTags`` are one comma-separated string, not an array."""
-    value = alert.get(key)
+def _comma_list(value: str | list[str] | None) -> tuple[str, ...]:
+    """``addedTags``/``removedTags`` are one comma-separated string (or, from some
+    senders, an array of them)."""
     if value is None:
         return ()
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+    if isinstance(value, list):
         value = ",".join(value)
-    if not isinstance(value, str):
-        raise PayloadError(f"alert.{key}: expected a comma-separated string", field=f"alert.{key}")
-    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    return _unique(value.split(","))
 
 
-def _teams(alert: Mapping[str, Any]) -> tuple[str, ...] | None:
+def _teams(responders: object, team: object) -> tuple[str, ...] | None:
     """Team names on ``Create``: from team responders, else the ``team`` field."""
-    responders = alert.get("responders")
     names: dict[str, None] = {}  # non-empty, first occurrence first
     if responders is not None:
         if not isinstance(responders, list):
@@ -279,10 +242,10 @@ def _teams(alert: Mapping[str, Any]) -> tuple[str, ...] | None:
             name = responder.get("name")
             if responder.get("type") == "team" and isinstance(name, str) and name:
                 names[name] = None
-    team = _text(alert, "team")
-    if team:
-        names[team] = None
-    if responders is None and team is None:
+    name = _string(team, "alert.team")
+    if name:
+        names[name] = None
+    if responders is None and name is None:
         return None
     return tuple(names)
 
@@ -297,7 +260,6 @@ def _details(value: object) -> tuple[tuple[str, str], ...] | None:
             raise PayloadError(
                 f"alert.details.{key}: expected a string", field=f"alert.details.{key}"
             )
-    # Keys are unique, so sorting the pairs never compares two values.
     return tuple(sorted(value.items()))
 
 
@@ -313,7 +275,7 @@ def event_from_api_alert(data: Mapping[str, Any], *, received_ns: int) -> Opsgen
     if not isinstance(alert_id, str) or not alert_id.strip():
         raise PayloadError("data.id is required", field="data.id")
     if not alert_id.isprintable():
-        raise PayloadError(_UNPRINTABLE_ID.format("data.id"), field="data.id")
+        raise PayloadError(UNPRINTABLE_ID.format("data.id"), field="data.id")
     updated = data.get("updatedAt")
     stamp = received_ns if updated is None else parse_iso_ns(updated, field="data.updatedAt")
     created = data.get("createdAt")

@@ -1,57 +1,65 @@
-"""JSON as RFC 8259 has it, for text that comes from outside.
+"""JSON as RFC 8259 has it, for bytes that come from outside, decoded by ``msgspec``.
 
-Python's ``json.loads`` also takes ``NaN``, ``Infinity`` and ``-Infinity``, which no other
-reader after us (DX, an operator's tools) takes back, and nesting up to the recursion
-limit, which a later reader deeper in a stack (an operator's view, a re-parse) may not
-survive. Both are refused here, where the sender can still be told.
+``msgspec`` already refuses what Python's ``json.loads`` takes and JSON does not
+(``NaN``, ``Infinity``, lone surrogate escapes), but it reads nesting up to its recursion
+limit, even in fields it skips, which a later reader deeper in a stack (an operator's
+view, a re-parse) may not survive. That is refused here, where the sender can still be told.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
 
 
 class NotStrictJSON(ValueError):
-    """Valid for ``json.loads``, not for JSON: the message says which rule it broke."""
+    """Decodable, but not JSON the relay takes: the message says which rule it broke."""
 
 
 #: Deepest nesting of arrays and objects accepted; Opsgenie's webhooks have four levels.
 MAX_DEPTH = 32
 
+#: A JSON string, also an unterminated one, so that one left-to-right scan stays linear
+#: whatever the bytes are (possessive: nothing is ever re-scanned).
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
-def loads(text: str) -> Any:
-    """``json.loads``, but ``NotStrictJSON`` (a ``ValueError``) for non-standard constants
-    and deep nesting (past the recursion limit too: it is no different to the caller)."""
-    try:
-        document = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise NotStrictJSON(f"nests deeper than {MAX_DEPTH} levels") from None
-    # Counting brackets is cheap; walking the document is not, and rarely needed.
-    if text.count("[") + text.count("{") > MAX_DEPTH and depth(document) > MAX_DEPTH:
+
+def decode(data: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """``decoder.decode(data)``, but ``NotStrictJSON`` for nesting past ``MAX_DEPTH``,
+    checked first (anywhere, skipped fields too), so it is never a type error's or a
+    recursion error's to report. ``msgspec.DecodeError`` (a ``ValueError``) otherwise."""
+    # Counting brackets is cheap; scanning for strings is not, and rarely needed.
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and depth(data) > MAX_DEPTH:
         raise NotStrictJSON(f"nests deeper than {MAX_DEPTH} levels")
-    return document
+    return decoder.decode(data)
 
 
-def depth(document: object) -> int:
-    """How deeply arrays and objects nest in ``document``, walked without recursion (it
-    may nest near the limit), and not past ``MAX_DEPTH + 1``."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(document, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, dict):
-            children: list[object] = list(value.values())
-        elif isinstance(value, list):
-            children = value
+_ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+def loads(text: str | bytes) -> Any:
+    """Any strict JSON document, as Python values; ``ValueError`` (``NotStrictJSON``,
+    ``msgspec.DecodeError``, or ``UnicodeEncodeError`` for text that holds lone
+    surrogates) when it is not one."""
+    return decode(text.encode() if isinstance(text, str) else text, _ANY)
+
+
+def depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``data`` (brackets inside strings
+    do not count), scanned without recursion and not past ``MAX_DEPTH + 1``."""
+    level = deepest = 0
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            level += 1
+            if level > deepest:
+                deepest = level
+                if deepest > MAX_DEPTH:
+                    break
         else:
-            continue
-        deepest = max(deepest, level)
-        if level > MAX_DEPTH:
-            break
-        stack.extend((child, level + 1) for child in children)
+            level -= 1
     return deepest
-
-
-def _refuse_constant(constant: str) -> None:
-    raise NotStrictJSON(f"{constant} is not JSON")

@@ -23,7 +23,7 @@ from service.errors import AuthError, NotFound, RelayError
 from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import action_label
-from service.opsgenie import Action, event_from_envelope, read_envelope
+from service.opsgenie import Action, read_webhook
 from service.request_body import read_body
 from service.store import Incoming, Outcome, ServiceObject
 from service.translate import reference_id
@@ -40,11 +40,50 @@ PATHS = (
 )
 
 
+#: Service objects remembered by the name or id a webhook URL gives: a relay has a handful.
+MAX_CACHED_SERVICES = 256
+
+
 class Intake(Protocol):
     """The part of the store a webhook needs."""
 
     async def accept(self, incoming: Incoming) -> Outcome: ...
     async def find_service_object(self, id_or_name: str) -> ServiceObject | None: ...
+
+
+class ServiceIds:
+    """The service object id a ``{service}`` in a webhook URL names, without a store read
+    per webhook (a reader-thread round trip costs more than the rest of the request).
+
+    ``forget`` drops an object after a PATCH or DELETE (the services API calls it), and
+    also keeps a lookup that was under way from caching what it read before the change.
+    Unknown names are never remembered, so an object created later is found at once.
+    """
+
+    def __init__(self, intake: Intake, size: int) -> None:
+        self._intake = intake
+        self._size = size
+        self._ids: dict[str, str] = {}
+        self._changes = 0
+
+    async def resolve(self, name: str) -> str | None:
+        service_id = self._ids.get(name)
+        if service_id is not None:
+            return service_id
+        changes = self._changes
+        found = await self._intake.find_service_object(name)
+        if found is None:
+            return None
+        if changes == self._changes:
+            if len(self._ids) >= self._size:
+                del self._ids[next(iter(self._ids))]  # the oldest: a bound, not a policy
+            self._ids[name] = found.id
+        return found.id
+
+    def forget(self, service_id: str) -> None:
+        self._changes += 1
+        for name in [name for name, cached in self._ids.items() if cached == service_id]:
+            del self._ids[name]
 
 
 class Webhooks:
@@ -64,6 +103,7 @@ class Webhooks:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._intake = intake
+        self._services = ServiceIds(intake, MAX_CACHED_SERVICES)
         #: One line per decision, through the cheap path when logging is the relay's own.
         self._events = events if events is not None else EventLog()
         self._rules = rules
@@ -72,6 +112,10 @@ class Webhooks:
         self._tokens = tokens
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+
+    def forget(self, service_id: str) -> None:
+        """A service object changed or was deleted: its names must be looked up again."""
+        self._services.forget(service_id)
 
     def routes(self) -> list[Route]:
         return [Route(path, self.receive, methods=["POST"]) for path in PATHS]
@@ -84,35 +128,37 @@ class Webhooks:
             service_id = await self._service_id(request)
             body = await read_body(request, self._max_body_bytes)
             received = self._clock()
-            envelope = read_envelope(body)
-            kind = envelope.known_action
+            # Decoded and type-checked once: the event checked here is the one the fold
+            # later reads from ``text``, through the same decoder.
+            webhook = read_webhook(body, received_ns=int(received * 1e9))
+            kind = webhook.known_action
             if kind in (None, Action.FETCHED) or (
                 kind is Action.DELETE and not self._rules.delete_incidents
             ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
                 # Not read further: a field the relay never uses is not bad input.
-                action = envelope.action
+                action = webhook.action
                 self._received.labels(action_label(action), "ignored").inc()
                 self._events.info(
                     log,
                     "webhook ignored",
-                    reference_id=reference_id(envelope.alert_id, self._rules),
-                    alert_id=envelope.alert_id,
+                    reference_id=reference_id(webhook.alert_id, self._rules),
+                    alert_id=webhook.alert_id,
                     action=action,
                     outcome="ignored",
                 )
                 return JSONResponse({"outcome": "ignored"}, status_code=202)
             # Checked in full here, though only folded later: a wrong field is the sender's
             # 400 now, not a stored event that folding would have to skip.
-            event_from_envelope(envelope, received_ns=int(received * 1e9))
-            action = envelope.action
-            ref = reference_id(envelope.alert_id, self._rules)
+            webhook.event()
+            action = webhook.action
+            ref = reference_id(webhook.alert_id, self._rules)
             incoming = Incoming(
                 reference_id=ref,
-                alert_id=envelope.alert_id,
+                alert_id=webhook.alert_id,
                 action=action,
                 service_id=service_id,
                 dedup_key=hashlib.sha256(body).hexdigest(),
-                raw=body.decode("utf-8", errors="replace"),
+                raw=webhook.text,
                 received_at=received,
             )
             outcome = await self._intake.accept(incoming)
@@ -145,10 +191,10 @@ class Webhooks:
         name = request.path_params.get("service")
         if name is None:
             return None
-        found = await self._intake.find_service_object(name)
-        if found is None:
+        service_id = await self._services.resolve(name)
+        if service_id is None:
             raise NotFound(f"unknown service object: {name}")
-        return found.id
+        return service_id
 
 
 def _error_outcome(error: RelayError) -> str:

@@ -210,7 +210,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "domain",
         (
-            *("service.opsgenie", "service.mapping", "service.translate", "service.folding"),
+            *("service.webhook_wire", "service.opsgenie", "service.mapping"),
+            *("service.translate", "service.folding"),
             *("service.names", "service.account_keys", "service.destinations"),
         ),
     ),

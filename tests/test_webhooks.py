@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from service.app import handles
 from service.mapping import Rules
 from service.opsgenie import parse_event
+from service.store import Incoming, Outcome, ServiceObject
 from service.store.sqlite import SQLiteStore
 from service.translate import AlertState, fold
+from service.webhooks import ServiceIds
 from tests.conftest import WEBHOOK_TOKEN, auth, sample
 
 URL = "/webhooks/opsgenie"
@@ -321,3 +324,127 @@ def test_the_relays_internal_fetched_action_is_not_accepted_from_outside(
     assert response.status_code == 202
     assert response.json() == {"outcome": "ignored"}
     assert rows(db, "events") == 0
+
+
+# -- the {service} route: service objects resolved from a cache the services API clears --
+
+SERVICES = "/api/v2/integration/opsgenie/services"
+ADMIN_KEYS = {"api_key": "dd-api-key-0123456789", "app_key": "dd-app-key-0123456789"}
+ADMIN = {"DD-API-KEY": ADMIN_KEYS["api_key"], "DD-APPLICATION-KEY": ADMIN_KEYS["app_key"]}
+
+
+@pytest.fixture
+def admin_client(make_client: MakeClient) -> TestClient:
+    return make_client(deliver=False, **{k: Secret(v) for k, v in ADMIN_KEYS.items()})
+
+
+def create_service(client: TestClient, name: str) -> str:
+    attributes = {"name": name, "region": "us", "opsgenie_api_key": "og-key-0000"}
+    body = {"data": {"type": "opsgenie-service", "attributes": attributes}}
+    response = client.post(SERVICES, json=body, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    service_id: str = response.json()["data"]["id"]
+    return service_id
+
+
+def count_lookups(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every name the webhook edge asks the store for, from now on."""
+    store = handles(client.app).store
+    asked: list[str] = []
+    find = store.find_service_object
+
+    async def counting(id_or_name: str) -> ServiceObject | None:
+        asked.append(id_or_name)
+        return await find(id_or_name)
+
+    monkeypatch.setattr(store, "find_service_object", counting)
+    return asked
+
+
+def send(client: TestClient, service: str, alert_id: str = "a-1") -> int:
+    body = {**CREATE, "alert": {**CREATE["alert"], "alertId": alert_id}}
+    return int(client.post(f"{URL}/{service}", json=body, headers=auth()).status_code)
+
+
+def test_a_named_service_is_read_from_the_store_once(
+    admin_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_id = create_service(admin_client, "payments-og")
+    asked = count_lookups(admin_client, monkeypatch)
+    assert [send(admin_client, "payments-og", f"a-{n}") for n in range(3)] == [202] * 3
+    assert [send(admin_client, service_id, f"b-{n}") for n in range(2)] == [202] * 2
+    assert asked == ["payments-og", service_id]
+
+
+def test_a_renamed_service_is_not_served_from_the_cache(
+    admin_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_id = create_service(admin_client, "payments-og")
+    assert send(admin_client, "payments-og") == 202
+    asked = count_lookups(admin_client, monkeypatch)
+    attributes = {"name": "checkout-og"}
+    patch = {"data": {"type": "opsgenie-service", "id": service_id, "attributes": attributes}}
+    assert admin_client.patch(f"{SERVICES}/{service_id}", json=patch, headers=ADMIN).is_success
+    assert send(admin_client, "payments-og") == 404
+    assert send(admin_client, "checkout-og") == 202
+    assert asked == ["payments-og", "checkout-og"]
+
+
+def test_a_deleted_service_is_not_served_from_the_cache(admin_client: TestClient) -> None:
+    service_id = create_service(admin_client, "payments-og")
+    assert send(admin_client, "payments-og") == send(admin_client, service_id) == 202
+    response = admin_client.delete(f"{SERVICES}/{service_id}", headers=ADMIN)
+    assert response.status_code == 204
+    assert send(admin_client, "payments-og") == send(admin_client, service_id) == 404
+
+
+def test_an_unknown_name_is_found_once_it_is_created(
+    admin_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = count_lookups(admin_client, monkeypatch)
+    assert send(admin_client, "later-og") == 404
+    create_service(admin_client, "later-og")
+    assert send(admin_client, "later-og") == 202
+    assert asked == ["later-og", "later-og"]
+
+
+def test_the_service_cache_is_bounded_and_a_change_mid_lookup_is_not_cached() -> None:
+    objects = {f"s{n}": f"id-{n}" for n in range(5)}
+    lookups: list[str] = []
+
+    class Objects:
+        async def accept(self, incoming: Incoming) -> Outcome:
+            raise AssertionError("not stored here")
+
+        async def find_service_object(self, id_or_name: str) -> ServiceObject | None:
+            lookups.append(id_or_name)
+            if id_or_name == "racing":
+                ids.forget("id-racing")  # a PATCH lands while this lookup waits
+            found = objects.get(id_or_name, "id-racing" if id_or_name == "racing" else None)
+            return None if found is None else service_object(found, id_or_name)
+
+    ids = ServiceIds(Objects(), size=3)
+
+    async def resolve_all(*names: str) -> list[str | None]:
+        return [await ids.resolve(name) for name in names]
+
+    assert asyncio.run(resolve_all("s0", "s1", "s2", "s3", "s3", "s0")) == [
+        *("id-0", "id-1", "id-2", "id-3", "id-3", "id-0")
+    ]
+    # Three fit: s0 was the oldest when s3 came, so it was read again.
+    assert lookups == ["s0", "s1", "s2", "s3", "s0"]
+    lookups.clear()
+    assert asyncio.run(resolve_all("racing", "racing")) == ["id-racing", "id-racing"]
+    assert lookups == ["racing", "racing"]
+
+
+def service_object(service_id: str, name: str) -> ServiceObject:
+    return ServiceObject(
+        id=service_id,
+        name=name,
+        region="us",
+        custom_url=None,
+        sealed_key=None,
+        created_at=0.0,
+        updated_at=0.0,
+    )
