@@ -10,6 +10,7 @@ are what that answer carries.
     + SecretKeyError         RELAY_SECRET_KEY cannot decrypt a stored Opsgenie API key
   x PayloadError             400; .field
   x BodyTooLarge             413
+  x ClientGone               408; the client left, or its body took past RELAY_BODY_TIMEOUT
   x AuthError                401 (webhook) / 403 (admin)
   x NotFound                 404
   x MethodNotAllowed         405; .headers["Allow"]
@@ -76,6 +77,13 @@ class PayloadError(RelayError):
 
 class BodyTooLarge(RelayError):
     status_code = 413
+
+
+class ClientGone(RelayError):
+    """The client disconnected, or was cut off by a server deadline, before its body
+    arrived: nothing is stored, and no answer reaches it."""
+
+    status_code = 408
 
 
 class AuthError(RelayError):

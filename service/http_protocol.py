@@ -32,6 +32,8 @@ class ClientLimits:
     head_timeout: float
     #: Open connections; one more is closed as soon as it is accepted.
     max_connections: int
+    #: Seconds from the end of a request's head to the end of its body.
+    body_timeout: float
 
 
 def _answer(status: bytes, message: str) -> bytes:
@@ -45,6 +47,7 @@ def _answer(status: bytes, message: str) -> bytes:
 
 _TOO_LARGE = _answer(b"431 Request Header Fields Too Large", "request line and headers too large")
 _TOO_SLOW = _answer(b"408 Request Timeout", "request line and headers took too long")
+_BODY_TOO_SLOW = _answer(b"408 Request Timeout", "request body took too long")
 
 
 def bounded_protocol(limits: ClientLimits) -> type[HttpToolsProtocol]:
@@ -69,6 +72,7 @@ class _Bounded(HttpToolsProtocol):
         #: pipelined request's head in that chunk (the last one's body) are not its head.
         self._ended_in_chunk = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,6 +86,7 @@ class _Bounded(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -111,10 +116,31 @@ class _Bounded(HttpToolsProtocol):
         self._in_head = False
         self._disarm_head_timer()
         super().on_headers_complete()
+        self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_too_slow)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._ended_in_chunk = True
+        self._disarm_body_timer()
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        """The app is still waiting for the body: the 408 goes out from here, and the app
+        then reads a disconnect, whose answer goes nowhere."""
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        self._refused = True
+        self._disarm_head_timer()
+        limit = self._limits.body_timeout
+        self.logger.warning("connection closed: request body not complete within %.0f s", limit)
+        if self.cycle is not None and not self.cycle.response_started:
+            self.transport.write(_BODY_TOO_SLOW)
+        self.transport.close()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:

@@ -6,12 +6,12 @@ way, so the 413 and the 400 messages are the same everywhere.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from service.errors import BodyTooLarge, PayloadError
+from service import strict_json
+from service.errors import BodyTooLarge, ClientGone, PayloadError
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -21,11 +21,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BodyTooLarge(f"body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut off by the server's body deadline
+        raise ClientGone("the client went away before its body arrived") from None
     return b"".join(chunks)
 
 
@@ -33,8 +36,8 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, or ``PayloadError`` (400) saying why not."""
     body = await read_body(request, limit)
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
+        document = strict_json.loads(body)
+    except ValueError:
         raise PayloadError("body: not valid JSON", field="body") from None
     if not isinstance(document, dict):
         raise PayloadError("body: must be a JSON object", field="body")

@@ -59,6 +59,7 @@ def run(app: Starlette, settings: Settings, *, stop_worker: StopWorker) -> None:
                 max_head_bytes=settings.max_header_bytes,
                 head_timeout=settings.header_timeout_seconds,
                 max_connections=settings.max_connections,
+                body_timeout=settings.body_timeout_seconds,
             )
         ),
         loop="uvloop" if sys.platform != "win32" else "asyncio",

@@ -73,6 +73,8 @@ class Settings:
     header_timeout_seconds: float = 10.0
     #: Open client connections; one more is closed at once.
     max_connections: int = 1000
+    #: Seconds for a request's body to arrive once its headers have (408 and closed past it).
+    body_timeout_seconds: float = 30.0
     #: Admin API requests allowed per API key per 60-second window (then 429).
     admin_rate_limit: int = 60
     #: Whether a service object's ``custom_url`` may reach loopback or private addresses
@@ -130,6 +132,7 @@ class Settings:
             max_header_bytes=get("MAX_HEADER_BYTES", _positive_int, str(32 * 1024)),
             header_timeout_seconds=get("HEADER_TIMEOUT", _positive_duration, "10s"),
             max_connections=get("MAX_CONNECTIONS", _positive_int, "1000"),
+            body_timeout_seconds=get("BODY_TIMEOUT", _positive_duration, "30s"),
             admin_rate_limit=get("ADMIN_RATE_LIMIT", _positive_int, "60"),
             allow_private_upstreams=get("ALLOW_PRIVATE_UPSTREAMS", _boolean, "false"),
         )

@@ -327,8 +327,15 @@ def test_since_further_back_than_a_year_is_a_400_naming_the_field(
 
 
 def test_since_infinity_is_a_400(client: TestClient) -> None:
-    """Python's JSON parser takes ``Infinity``; it is no more a year than 1e308."""
+    """Python's JSON parser takes ``Infinity``; JSON does not, so the body is refused."""
     body = b'{"service": "payments", "since": Infinity}'
+    refused = client.post(PATH, content=body, headers={**FULL, "Content-Type": "application/json"})
+    assert refused.status_code == 400
+    assert refused.json() == {"errors": ["body: not valid JSON"]}
+
+
+def test_since_past_a_year_is_a_400(client: TestClient) -> None:
+    body = b'{"service": "payments", "since": 1e308}'
     refused = client.post(PATH, content=body, headers={**FULL, "Content-Type": "application/json"})
     assert refused.status_code == 400
     assert refused.json() == {"errors": ["since: at most 365d back"]}

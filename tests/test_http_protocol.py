@@ -29,7 +29,13 @@ async def hello(request: Request) -> PlainTextResponse:
 
 
 def serve(**limits: float) -> UvicornThread:
-    bounds = {"max_head_bytes": 4096, "head_timeout": 1.0, "max_connections": 50, **limits}
+    bounds = {
+        "max_head_bytes": 4096,
+        "head_timeout": 1.0,
+        "max_connections": 50,
+        "body_timeout": 1.0,
+        **limits,
+    }
     protocol = bounded_protocol(ClientLimits(**bounds))  # type: ignore[arg-type]
     app = Starlette(routes=[Route("/", hello)])
     return UvicornThread(app, http=protocol, timeout_keep_alive=30)
@@ -125,7 +131,9 @@ def test_bodies_far_past_the_head_limit_are_read_whole_also_pipelined() -> None:
     """Only the head counts: a body in the same packets as its head, or a pipelined
     request's head behind a big body, is no oversized head."""
     app = Starlette(routes=[Route("/", echo_size, methods=["POST"])])
-    limits = ClientLimits(max_head_bytes=4096, head_timeout=5.0, max_connections=10)
+    limits = ClientLimits(
+        max_head_bytes=4096, head_timeout=5.0, max_connections=10, body_timeout=30.0
+    )
     body = b"x" * 600_000
     post = b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Length: 600000\r\n\r\n" + body
     with (
@@ -203,3 +211,46 @@ def test_connections_past_the_cap_are_closed_and_the_others_still_served() -> No
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_is_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The app waits for the body; the deadline answers for it and closes, and the app
+    reads a disconnect (nothing stored, nothing logged as an error)."""
+    app = Starlette(routes=[Route("/", echo_size, methods=["POST"])])
+    with (
+        UvicornThread(
+            app,
+            http=bounded_protocol(
+                ClientLimits(
+                    max_head_bytes=4096, head_timeout=5.0, max_connections=10, body_timeout=1.0
+                )
+            ),
+        ) as server,
+        connect(server) as sock,
+    ):
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Length: 100\r\n\r\n0123456789")
+        answer = read_answer(sock)  # until the server closes; the socket's own timeout is 10 s
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert answer.endswith(b'{"errors": ["request body took too long"]}')
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_slow_but_steady_body_within_the_deadline_is_read_whole() -> None:
+    app = Starlette(routes=[Route("/", echo_size, methods=["POST"])])
+    with (
+        UvicornThread(
+            app,
+            http=bounded_protocol(
+                ClientLimits(
+                    max_head_bytes=4096, head_timeout=5.0, max_connections=10, body_timeout=30.0
+                )
+            ),
+        ) as server,
+        connect(server) as sock,
+    ):
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Length: 30\r\n\r\n")
+        for _ in range(3):
+            sock.sendall(b"0123456789")
+        assert sock.recv(65536).endswith(b"\r\n\r\n30")
