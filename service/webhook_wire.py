@@ -137,10 +137,14 @@ def decode_webhook(body: bytes) -> Decoded:
 
 
 def _decode(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """The envelope, read again after the typed pass stopped at a field: what follows that
+    field may still not be JSON (a truncated body), which is the body's error."""
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as error:
         raise _field_error(error, data) from None
+    except msgspec.DecodeError as error:
+        raise _body_error(error, data) from None
 
 
 def _envelope(action: str | None, alert: Alert | _EnvelopeAlert | None) -> tuple[str, str]:
@@ -156,7 +160,7 @@ def _envelope(action: str | None, alert: Alert | _EnvelopeAlert | None) -> tuple
     return action, alert_id
 
 
-def _body_error(error: ValueError, data: bytes) -> PayloadError:
+def _body_error(error: ValueError | msgspec.DecodeError, data: bytes) -> PayloadError:
     if isinstance(error, strict_json.NotStrictJSON):
         return PayloadError(f"body is not valid JSON: {error}", field="body")
     if _LONE_SURROGATE.search(data):

@@ -616,3 +616,17 @@ def test_an_api_alert_id_with_control_characters_is_refused() -> None:
     }
     with pytest.raises(PayloadError, match="unprintable"):
         event_from_api_alert(data, received_ns=1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"":"","alert":{"":null,"message":[',  # found by the fault suite's hypothesis run
+        b'{"action": "Create", "alert": {"alertId": "a", "message": 1, "tags": [',
+        b'{"action": "Create", "alert": {"alertId": "a", "priority": {}}, "x": NaN',
+    ],
+)
+def test_a_wrong_type_before_a_truncation_is_still_a_body_error(body: bytes) -> None:
+    """The typed pass stops at the wrong type; the envelope pass then meets the end."""
+    error = rejection(body)
+    assert (error.status_code, error.field) == (400, "body")
