@@ -37,6 +37,9 @@ are what that answer carries.
     + UpstreamUnreachable    connection refused or reset, DNS, TLS
     + AnswerTooLarge         .http_status; over RELAY_UPSTREAM_MAX_BYTES once decompressed
     + MalformedAnswer        .http_status; bad encoding, or not strict JSON (too deep, NaN...)
+
+* ValueError
+  x NotStrictJSON            strict_json.py: decodable, but not JSON the relay takes
 ```
 """
 
@@ -55,6 +58,12 @@ class RelayError(Exception):
         self.message = message
         #: Headers the HTTP answer carries; an edge may add its own (rate-limit windows).
         self.headers: dict[str, str] = {}
+
+
+class NotStrictJSON(ValueError):
+    """Decodable, but not JSON the relay takes: the message says which rule it broke. A
+    ``ValueError`` like every other reason a text is no document, so one ``except`` covers
+    them all; the caller that reads it (a webhook, an upstream answer) says what it means."""
 
 
 class ConfigError(RelayError):

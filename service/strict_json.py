@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from service.errors import NotStrictJSON
+
 T = TypeVar("T")
 
-
-class NotStrictJSON(ValueError):
-    """Decodable, but not JSON the relay takes: the message says which rule it broke."""
+__all__ = ["MAX_DEPTH", "NotStrictJSON", "decode", "depth", "loads"]
 
 
 #: Deepest nesting of arrays and objects accepted; Opsgenie's webhooks have four levels.

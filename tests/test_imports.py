@@ -367,3 +367,30 @@ def test_every_file_under_service_fits_400_lines() -> None:
         and (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert too_long == {}, f"files over {MAX_LINES} lines: {json.dumps(too_long)}"
+
+
+def test_every_exception_class_lives_in_the_error_tree() -> None:
+    """``service/errors.py`` holds every exception the package defines, so the tree in its
+    docstring is the whole list and one module turns it into answers."""
+    import builtins
+
+    from service import errors
+
+    exception_names = {
+        name
+        for name, value in [*vars(builtins).items(), *vars(errors).items()]
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    elsewhere = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+        for name, path in modules().items()
+        if name != "service.errors"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(
+            (base.id if isinstance(base, ast.Name) else getattr(base, "attr", None))
+            in exception_names
+            for base in node.bases
+        )
+    ]
+    assert elsewhere == [], "exception classes outside service/errors.py"
