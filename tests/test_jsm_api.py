@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from typing import TypeVar
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 import service.jsm_api
 from service.app import create_app
 from service.backfill import Backfill
+from service.cli import main
 from service.errors import OpsgenieAuthError, OpsgenieNotFound, OpsgeniePermanent, OpsgenieRetryable
 from service.jsm_api import LIST_WINDOW, CloudIds, JsmAPI, as_opsgenie_alert
 from service.opsgenie import event_from_api_alert
@@ -32,6 +35,7 @@ from tests.conftest import DX_TOKEN, auth
 from tests.fakes.dx import FakeDX
 from tests.fakes.jsm import CLOUD_ID, FakeJsm, jsm_alert
 from tests.fakes.polling import wait_for
+from tests.fakes.servers import UvicornThread
 from tests.test_enrichment import HostRouter, escalate
 
 SITE = "https://acme.atlassian.net"
@@ -182,9 +186,7 @@ def jsm(monkeypatch: pytest.MonkeyPatch) -> FakeJsm:
 
 
 @pytest.fixture
-def relay(
-    make_settings: Callable[..., Settings], fake_dx: FakeDX, jsm: FakeJsm
-) -> Iterator[TestClient]:
+def relay_app(make_settings: Callable[..., Settings], fake_dx: FakeDX, jsm: FakeJsm) -> Starlette:
     """A relay whose upstreams are the fakes: DX, and JSM on both of its hosts."""
     site = httpx.ASGITransport(app=jsm.app)
     transport = HostRouter(
@@ -197,20 +199,26 @@ def relay(
     settings = make_settings(
         dx_base_url="http://dx.test",
         dx_token=Secret(DX_TOKEN),
-        api_key=Secret("api"),
-        app_key=Secret("app"),
+        api_key=Secret(ADMIN["DD-API-KEY"]),
+        app_key=Secret(ADMIN["DD-APPLICATION-KEY"]),
     )
     backfill = functools.partial(Backfill, page_size=2, list_window=4)
-    app = create_app(settings, transport=transport, registry=CollectorRegistry(), backfill=backfill)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    return create_app(
+        settings, transport=transport, registry=CollectorRegistry(), backfill=backfill
+    )
+
+
+@pytest.fixture
+def relay(relay_app: Starlette) -> Iterator[TestClient]:
+    with TestClient(relay_app, raise_server_exceptions=False) as client:
         yield client
 
 
-ADMIN = {"DD-API-KEY": "api", "DD-APPLICATION-KEY": "app"}
+ADMIN = {"DD-API-KEY": "jsm-api-key-0123456789", "DD-APPLICATION-KEY": "jsm-app-key-0123456789"}
 SERVICES = "/api/v2/integration/opsgenie/services"
 
 
-def add_site(client: TestClient, key: str) -> httpx.Response:
+def add_site(client: httpx.Client, key: str) -> httpx.Response:
     attributes = {"name": "payments", "region": "custom", "custom_url": SITE}
     document = {
         "data": {"type": "opsgenie-service", "attributes": {**attributes, "opsgenie_api_key": key}}
@@ -269,3 +277,28 @@ def test_a_genie_key_for_a_jsm_site_is_a_400(relay: TestClient) -> None:
     assert refused.status_code == 400
     assert "<email>:<API token>" in refused.text
     assert "0f3c2a8e" not in refused.text
+
+
+def test_the_backfill_command_recovers_a_jsm_sites_alerts(
+    relay_app: Starlette,
+    jsm: FakeJsm,
+    fake_dx: FakeDX,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """End to end through the CLI: ``opsgenie-dx-relay backfill`` asks a relay on a socket."""
+    jsm.add(jsm_alert("missed-1", created_ms=int(time.time() * 1000) - 60_000))
+    with UvicornThread(relay_app) as server:
+        for name, value in {
+            "RELAY_URL": server.url,
+            "RELAY_API_KEY": ADMIN["DD-API-KEY"],
+            "RELAY_APP_KEY": ADMIN["DD-APPLICATION-KEY"],
+        }.items():
+            monkeypatch.setenv(name, value)
+        assert add_site(httpx.Client(base_url=server.url), jsm.credentials).status_code == 201
+        with pytest.raises(SystemExit) as exited:
+            main(["backfill", "--service", "payments", "--since", "1d", "--json"])
+        out = capsys.readouterr().out
+        assert exited.value.code in (0, None), out
+        assert json.loads(out)["counts"] == {"accepted": 1}
+        wait_for(lambda: fake_dx.upserts("opsgenie-missed-1"), message="the backfilled incident")
