@@ -7,7 +7,8 @@ alerts but gets 403 there), the link falls back to the service object's region h
 (``https://app.eu.opsgenie.com``), not to the default web URL (``RELAY_OPSGENIE_WEB_URL``),
 which is another account's and may be in the other region. Without a region to go by
 (no service object, ``custom``), the default it is: a link that is less precise is better
-than a delivery held back for it.
+than a delivery held back for it. A JSM site (``account_keys.jsm_site``) is its own web
+host: its alerts link to ``<site>/jira/ops/alerts/<id>`` without asking anything.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from service.account_keys import jsm_site
 from service.errors import OpsgenieAPIError, SecretKeyError
 from service.opsgenie_api import ServiceObjects, api_for, web_url
 from service.settings import Settings
-from service.translate import Account
+from service.translate import JSM_ALERT_PAGE, Account
 
 log = logging.getLogger("service.accounts")
 
@@ -86,6 +88,9 @@ class Accounts:
         except Exception:  # the store's trouble must not hold a delivery back
             log.warning("service object lookup failed", extra={"service_id": service_id})
             return self._default, FAILURE_TTL_SECONDS
+        site = None if service is None else jsm_site(service.region, service.custom_url)
+        if site is not None:
+            return Account(web_url=site, alert_page=JSM_ALERT_PAGE), ACCOUNT_TTL_SECONDS
         if service is None or service.region == "custom":
             # custom: the API base (a proxy, an on-premises gateway) says nothing reliable
             # about the web UI's address; the operator's default is the only word on it.

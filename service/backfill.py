@@ -46,7 +46,7 @@ from service.errors import (
 )
 from service.mapping import Rules
 from service.opsgenie import Action, OpsgenieEvent, event_from_api_alert
-from service.opsgenie_api import OpsgenieAPI, api_for
+from service.opsgenie_api import AlertAPI, api_for
 from service.settings import parse_duration
 from service.store import Delivery, Incoming, Outcome, ServiceObject
 from service.timestamps import parse_iso_ns
@@ -85,7 +85,7 @@ class Target:
 
     id: str
     name: str
-    api: OpsgenieAPI
+    api: AlertAPI
 
 
 def since_seconds(since: object) -> float:
@@ -201,7 +201,6 @@ class Backfill:
         now = self._clock()
         since_ns = int((now - since_seconds) * 1e9)
         report = Report(service=target.name, since=iso8601(since_ns), dry_run=dry_run)
-        # Opsgenie's search syntax: "createdAt : Unix timestamp in milliseconds", with < and >.
         after_ms = since_ns // 1_000_000 - 1
         window: list[int] = []  # createdAt (ms) of what this query listed
         fresh = 0  # alerts this query listed that no query before it had
@@ -211,8 +210,9 @@ class Backfill:
         offset = 0
         page_number = 0
         last_progress = time.monotonic()
+        list_window = min(self._list_window, target.api.list_window)
         while True:
-            query = f"createdAt>{after_ms}"
+            query = target.api.created_after(after_ms)
             ask = partial(target.api.list_alerts, query, limit=self._page_size, offset=offset)
             page, attempts = await _patiently(ask, "Opsgenie alert list", offset=offset)
             retries += attempts
@@ -242,17 +242,17 @@ class Backfill:
             if not page.alerts or not (page.has_more or len(page.alerts) >= self._page_size):
                 break
             offset += self._page_size
-            if offset + self._page_size <= self._list_window:
+            if offset + self._page_size <= list_window:
                 continue
             newest = max(window, default=None)
             if newest is None or not fresh:  # asking on could only repeat this window
                 report.unlisted.append(
-                    f"Opsgenie's listing (createdAt>{after_ms}) made no progress past"
-                    f" {self._list_window} alerts; those after them were not listed"
+                    f"the listing ({query}) made no progress past"
+                    f" {list_window} alerts; those after them were not listed"
                 )
                 break
             if min(window) == newest:  # asking from it would list the same window again
-                window_size, at = self._list_window, iso8601(newest * 1_000_000)
+                window_size, at = list_window, iso8601(newest * 1_000_000)
                 report.unlisted.append(
                     f"{window_size} alerts or more created at {at} (one millisecond):"
                     f" Opsgenie lists {window_size} a query, any more unread"
@@ -276,7 +276,7 @@ class Backfill:
         yield report
 
     async def _fold(
-        self, api: OpsgenieAPI, listed: dict[str, Any], *, service_id: str, dry_run: bool
+        self, api: AlertAPI, listed: dict[str, Any], *, service_id: str, dry_run: bool
     ) -> tuple[dict[str, Any], int]:
         """What became of one listed alert, and how many retries reading it took.
 
@@ -368,7 +368,7 @@ def _holds(state: AlertState, listed: OpsgenieEvent) -> bool:
     return state.details is not None and fold(state, listed) == state
 
 
-async def _read(api: OpsgenieAPI, alert_id: str) -> dict[str, Any] | None:
+async def _read(api: AlertAPI, alert_id: str) -> dict[str, Any] | None:
     """The whole alert, or ``None`` once Opsgenie no longer has it."""
     try:
         return await api.get_alert(alert_id)

@@ -32,7 +32,7 @@ from service.errors import (
 )
 from service.metrics import Metrics
 from service.opsgenie import OpsgenieEvent, event_from_api_alert
-from service.opsgenie_api import OpsgenieAPI, ServiceObjects, api_for
+from service.opsgenie_api import AlertAPI, ServiceObjects, api_for
 from service.store import Attempt, Incoming, Pending, Store
 from service.translate import AlertState, fold
 
@@ -160,7 +160,7 @@ class Enricher:
         )
         return _folded(pending, event)
 
-    async def _api(self, pending: Pending) -> OpsgenieAPI | None:
+    async def _api(self, pending: Pending) -> AlertAPI | None:
         """A client for the alert's account; ``None`` without a service object or a key."""
         if pending.service_id is None:
             return None

@@ -8,31 +8,24 @@ one pooled ``httpx.AsyncClient`` and only classifies answers into the named
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 from starlette.datastructures import Secret
 
-from service import upstream
-from service.account_keys import parse_api_key
-from service.backoff import retry_after_seconds
+from service.account_keys import jsm_site, key_kind, parse_api_key
+from service.alert_api import AlertAPI, AlertPage, classify, read_json
 from service.destinations import parse_custom_url
 from service.errors import (
-    AnswerTooLarge,
-    DestinationRefused,
-    MalformedAnswer,
     OpsgenieAPIError,
     OpsgenieAuthError,
     OpsgenieNotFound,
     OpsgeniePermanent,
     OpsgenieRetryable,
     PayloadError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
 )
+from service.jsm_api import JsmAPI
 
 Region = Literal["us", "eu", "custom"]
 
@@ -40,9 +33,8 @@ API_BASES: dict[str, str] = {
     "us": "https://api.opsgenie.com",
     "eu": "https://api.eu.opsgenie.com",
 }
-#: Opsgenie's rate-limit windows are 1 s and 60 s; a longer "window" is none of them, and
-#: a minute is already as long as enrichment holds an incident back for one answer.
-MAX_RATE_LIMIT_PERIOD = 60.0
+#: Opsgenie answers 422 when ``offset + limit`` passes this: one query lists 20,000 alerts.
+LIST_WINDOW = 20_000
 
 
 def api_base(region: str, custom_url: str | None) -> str:
@@ -64,16 +56,10 @@ def web_url(region: str, account: str | None = None) -> str:
     return f"https://{domain}" if account is None else f"https://{account}.{domain}"
 
 
-@dataclass(frozen=True, slots=True)
-class AlertPage:
-    """One page of ``GET /v2/alerts``: the alerts, and whether Opsgenie has more."""
-
-    alerts: list[dict[str, Any]]
-    has_more: bool
-
-
 class OpsgenieAPI:
     """Reads one Opsgenie account with its API key (``Authorization: GenieKey ...``)."""
+
+    list_window = LIST_WINDOW
 
     def __init__(self, client: httpx.AsyncClient, base_url: str, api_key: str) -> None:
         self._client = client
@@ -120,71 +106,22 @@ class OpsgenieAPI:
         has_more = isinstance(paging, dict) and bool(paging.get("next"))
         return AlertPage(alerts=data, has_more=has_more)
 
+    def created_after(self, epoch_ms: int) -> str:
+        """Opsgenie's search syntax: "createdAt : Unix timestamp in milliseconds", with >."""
+        return f"createdAt>{epoch_ms}"
+
     async def _get(self, path: str, params: dict[str, str | int] | None) -> dict[str, Any]:
-        """One read within the client's bounds. An answer too large or undecodable is a bad
-        answer like invalid JSON (``OpsgeniePermanent``): callers carry on without it."""
-        try:
-            reply = await upstream.fetch(
-                self._client, "GET", f"{self._base_url}{path}", params=params, headers=self._headers
-            )
-        except UpstreamTimeout as error:
-            raise OpsgenieRetryable(f"Opsgenie timed out: {error.message}") from None
-        except UpstreamUnreachable as error:
-            raise OpsgenieRetryable(f"Opsgenie unreachable: {error.message}") from None
-        except (AnswerTooLarge, MalformedAnswer) as error:
-            raise OpsgeniePermanent(
-                f"unusable Opsgenie answer: {error.message}", http_status=error.http_status
-            ) from None
-        except DestinationRefused as error:  # asking again reaches the same address
-            raise OpsgeniePermanent(error.message) from None
-        return classify(reply.status_code, reply.headers, reply.body)
-
-
-def classify(status: int, headers: httpx.Headers, body: bytes) -> dict[str, Any]:
-    """The JSON document of a 2xx, or the ``OpsgenieAPIError`` that says what to do."""
-    if status == 429 or 500 <= status <= 599:
-        raise OpsgenieRetryable(
-            f"Opsgenie answered {status}",
-            http_status=status,
-            retry_after=_retry_after(status, headers),
+        url = f"{self._base_url}{path}"
+        return await read_json(
+            self._client, url, product="Opsgenie", params=params, headers=self._headers
         )
-    if status in (401, 403):
-        raise OpsgenieAuthError(f"Opsgenie refused the API key ({status})", http_status=status)
-    if status == 404:
-        raise OpsgenieNotFound("Opsgenie has no such alert (404)", http_status=status)
-    if not 200 <= status <= 299:
-        raise OpsgeniePermanent(f"Opsgenie answered {status}", http_status=status)
-    try:
-        return upstream.load_object(body)
-    except MalformedAnswer as error:
-        raise OpsgeniePermanent(
-            f"Opsgenie answered with invalid JSON: {error.message}", http_status=status
-        ) from None
-
-
-def _retry_after(status: int, headers: httpx.Headers) -> float | None:
-    """Seconds to wait before asking again, ``None`` when the answer does not say.
-
-    Opsgenie's 429 carries no ``Retry-After`` (a proxy in front of it may add one, which
-    wins), only ``X-RateLimit-Period-In-Sec``: the window, 1 or 60 s, whose bucket is
-    empty. Its buckets refill within that window, so waiting it out is the wait; without
-    it, callers backed off for a few seconds and gave up inside a 60 s window.
-    """
-    explicit = retry_after_seconds(headers.get("retry-after"), now=time.time())
-    if explicit is not None or status != 429:
-        return explicit
-    try:
-        period = float(headers.get("x-ratelimit-period-in-sec", ""))
-    except ValueError:
-        return None
-    if not period > 0:  # zero, negative or NaN: no window worth waiting for
-        return None
-    return min(period, MAX_RATE_LIMIT_PERIOD)
 
 
 __all__ = [
     "API_BASES",
+    "AlertAPI",
     "AlertPage",
+    "JsmAPI",
     "OpsgenieAPI",
     "OpsgenieAPIError",
     "OpsgenieAuthError",
@@ -220,15 +157,20 @@ class ServiceObjects(Protocol):
     async def get_service_object(self, id: str) -> ServiceAccount | None: ...
 
 
-def api_for(client: httpx.AsyncClient, service: ServiceAccount) -> OpsgenieAPI | None:
-    """A client for the service object's account, or ``None`` without an API key;
-    ``OpsgeniePermanent`` when the stored key or URL is one the services API now refuses."""
+def api_for(client: httpx.AsyncClient, service: ServiceAccount) -> AlertAPI | None:
+    """A client for the service object's account (``JsmAPI`` for a JSM site, see
+    ``account_keys.jsm_site``), or ``None`` without an API key; ``OpsgeniePermanent`` when
+    the stored key or URL is one the services API now refuses."""
     if service.api_key is None or not str(service.api_key):
         return None
+    kind = key_kind(service.region, service.custom_url)
     try:  # values stored before the services API checked them are checked at use
-        key = parse_api_key(str(service.api_key))
+        key = parse_api_key(str(service.api_key), kind=kind)
         if service.region == "custom" and service.custom_url:
             parse_custom_url(service.custom_url, allow_private=True)  # egress checks addresses
     except PayloadError as error:
         raise OpsgeniePermanent(f"stored {error.message}; PATCH the service object") from None
+    site = jsm_site(service.region, service.custom_url)
+    if site is not None:
+        return JsmAPI(client, site, str(key))
     return OpsgenieAPI(client, api_base(service.region, service.custom_url), str(key))

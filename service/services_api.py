@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.account_keys import parse_api_key
+from service.account_keys import key_kind, parse_api_key
 from service.admin_route import (
     RATE_PERIOD_SECONDS,
     RateLimiter,
@@ -171,6 +171,7 @@ class ServicesAPI:
         region = changes["region"]
         custom_url = changes.get("custom_url")
         _check_custom(region, custom_url)
+        _check_key_kind(changes, region, custom_url)
         created = await self._objects.create_service_object(
             id=str(uuid.uuid4()),
             name=changes["name"],
@@ -197,6 +198,8 @@ class ServicesAPI:
                 # custom_url means something only for custom. Terraform omits it when unset
                 # and copies back what we answer: a URL kept here would never converge.
                 changes["custom_url"] = None
+        if "api_key" in changes:
+            await self._check_key_kind(service_id, changes)
         updated = await self._objects.update_service_object(service_id, changes)
         if updated is None:
             raise NotFound("Not Found")
@@ -215,6 +218,19 @@ class ServicesAPI:
             extra={"service_id": service_id, "actor": caller.actor, "key": caller.fingerprint},
         )
         return Response(status_code=204)
+
+    async def _check_key_kind(self, service_id: str, changes: ServiceObjectChanges) -> None:
+        """A new key must suit the destination it will go to: the one PATCHed, or else the
+        stored one (a key alone is sent where the object already points)."""
+        if "region" in changes and "custom_url" in changes:
+            region, custom_url = changes["region"], changes["custom_url"]
+        else:
+            current = await self._objects.get_service_object(service_id)
+            if current is None:
+                raise NotFound("Not Found")
+            region = changes.get("region", current.region)
+            custom_url = changes.get("custom_url", current.custom_url)
+        _check_key_kind(changes, region, custom_url)
 
     async def _body(self, request: Request) -> dict[str, Any]:
         return await read_json_object(request, self._max_body_bytes)
@@ -323,3 +339,13 @@ def _check_custom(region: Region, custom_url: str | None) -> None:
     if region == "custom" and custom_url is None:
         field = "data.attributes.custom_url"
         raise PayloadError(f"{field}: required when region is custom", field=field)
+
+
+def _check_key_kind(changes: ServiceObjectChanges, region: str, custom_url: str | None) -> None:
+    """A JSM site (``account_keys.jsm_site``) reads alerts with ``<email>:<API token>``, so a
+    key without that shape is refused now rather than failing at every use; for any other
+    destination the key is a GenieKey, as before."""
+    if "api_key" in changes:
+        changes["api_key"] = parse_api_key(
+            str(changes["api_key"]), kind=key_kind(region, custom_url)
+        )

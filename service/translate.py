@@ -185,11 +185,21 @@ class IncidentUpsert(TypedDict):
     metadata: NotRequired[dict[str, object]]
 
 
+OPSGENIE_ALERT_PAGE = "/alert/detail/{alert_id}/details"
+#: Seen in public apps linking to JSM alerts; JSM's API answers carry no page URL.
+JSM_ALERT_PAGE = "/jira/ops/alerts/{alert_id}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Account:
-    """Where an alert's page lives: the web URL of the Opsgenie account it came from."""
+    """Where an alert's page lives: the web URL of the account it came from, and the page's
+    path there (Opsgenie's by default; a JSM site's is ``JSM_ALERT_PAGE``)."""
 
     web_url: str
+    alert_page: str = OPSGENIE_ALERT_PAGE
+
+    def alert_url(self, alert_id: str) -> str:
+        return self.web_url + self.alert_page.format(alert_id=quote(alert_id, safe=""))
 
 
 def iso8601(ns: int) -> str:
@@ -213,7 +223,7 @@ def render(state: AlertState, rules: Rules, account: Account) -> IncidentUpsert:
         reference_id=reference_id(state.alert_id, rules),
         started_at=iso8601(state.created_at_ns or state.first_seen_ns),
         resolved_at=iso8601(state.closed_at_ns) if state.closed_at_ns is not None else None,
-        source_url=f"{account.web_url}/alert/detail/{quote(state.alert_id, safe='')}/details",
+        source_url=account.alert_url(state.alert_id),
     )
     if state.message is not None:
         body["name"] = state.message.value

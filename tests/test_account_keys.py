@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.account_keys import parse_api_key
+from service.account_keys import jsm_site, key_kind, parse_api_key
 from service.errors import PayloadError
 
 GENIE_KEY = "0f3c2a8e-1111-2222-3333-444455556666"
@@ -84,7 +84,34 @@ def test_jsm_credentials_are_an_email_and_a_token(given: str) -> None:
 def test_jsm_credentials_without_that_shape_are_refused(given: str) -> None:
     with pytest.raises(PayloadError) as refused:
         parse_api_key(given, kind="jsm")
-    assert refused.value.message == f"{FIELD}: must be <email>:<API token>"
+    assert refused.value.message == (
+        f"{FIELD}: must be <email>:<API token> of an Atlassian account for a JSM site"
+        " (custom_url on atlassian.net)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("region", "custom_url", "site"),
+    [
+        ("custom", "https://acme.atlassian.net", "https://acme.atlassian.net"),
+        ("custom", "https://ACME.atlassian.net/", "https://acme.atlassian.net"),
+        ("custom", "https://acme.atlassian.net:443", "https://acme.atlassian.net"),
+        ("custom", "https://acme.atlassian.net:8443", "https://acme.atlassian.net:8443"),
+        ("custom", "https://acme.atlassian.net/proxy", None),  # a path: a proxy, not a site
+        ("custom", "https://a.b.atlassian.net", None),
+        ("custom", "https://atlassian.net", None),
+        ("custom", "https://acme.atlassian.net.evil.example", None),
+        ("custom", "https://opsgenie-proxy.example.com", None),
+        ("custom", None, None),
+        ("us", "https://acme.atlassian.net", None),  # only custom has a URL that counts
+        ("eu", None, None),
+    ],
+)
+def test_a_jsm_site_is_a_custom_url_on_atlassian_net(
+    region: str, custom_url: str | None, site: str | None
+) -> None:
+    assert jsm_site(region, custom_url) == site
+    assert key_kind(region, custom_url) == ("jsm" if site else "opsgenie")
 
 
 def test_the_field_named_in_errors_can_be_chosen() -> None:

@@ -230,7 +230,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "upstreams",
         (
-            *("service.upstream", "service.dx", "service.egress", "service.opsgenie_api"),
+            *("service.upstream", "service.dx", "service.egress", "service.alert_api"),
+            *("service.jsm_api", "service.opsgenie_api"),
             "service.accounts",
             *("service.rate_limit", "service.pause"),
         ),

@@ -182,3 +182,54 @@ def test_errors_arrive_as_the_statuses_the_client_knows(
         assert forbidden.value.status == 403
 
     assert OPSGENIE_KEY not in relay_process.logs()
+
+
+def test_a_jsm_site_is_listed_read_and_patched_like_any_service_object(
+    api: OpsgenieIntegrationApi, relay_process: RelayProcess
+) -> None:
+    """A Jira Service Management site is ``region: custom`` on ``*.atlassian.net`` with
+    ``<email>:<API token>`` as its key: nothing the client does not already know."""
+    site, credentials = "https://acme.atlassian.net", "ops@acme.example:atlassian-token-1"
+    created = api.create_opsgenie_service(
+        body=OpsgenieServiceCreateRequest(
+            data=OpsgenieServiceCreateData(
+                attributes=OpsgenieServiceCreateAttributes(
+                    name="jsm-payments",
+                    opsgenie_api_key=credentials,
+                    region=OpsgenieServiceRegionType.CUSTOM,
+                    custom_url=site,
+                ),
+                type=OpsgenieServiceType.OPSGENIE_SERVICE,
+            )
+        )
+    )
+    service_id = created.data.id
+    [listed] = api.list_opsgenie_services().data
+    assert (listed.id, listed.attributes.custom_url) == (service_id, site)
+    read = api.get_opsgenie_service(integration_service_id=service_id)
+    assert read.data.attributes.region == OpsgenieServiceRegionType.CUSTOM
+
+    def patch(**attributes: Any) -> Any:
+        return api.update_opsgenie_service(
+            integration_service_id=service_id,
+            body=OpsgenieServiceUpdateRequest(
+                data=OpsgenieServiceUpdateData(
+                    id=service_id,
+                    attributes=OpsgenieServiceUpdateAttributes(**attributes),
+                    type=OpsgenieServiceType.OPSGENIE_SERVICE,
+                )
+            ),
+        )
+
+    renamed = patch(name="jsm-checkout", opsgenie_api_key="ops@acme.example:atlassian-token-2")
+    assert (renamed.data.attributes.name, renamed.data.attributes.custom_url) == (
+        "jsm-checkout",
+        site,
+    )
+    with pytest.raises(ApiException) as genie_key:  # the stored URL says JSM: email:token
+        patch(opsgenie_api_key=OPSGENIE_KEY)
+    assert genie_key.value.status == 400
+    assert "<email>:<API token>" in str(genie_key.value.body)
+    logs = relay_process.logs()
+    assert "atlassian-token" not in logs
+    assert OPSGENIE_KEY not in logs
