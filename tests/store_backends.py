@@ -12,6 +12,7 @@ skipped with a line saying how to run them, except under ``CI=true``, where they
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -122,10 +123,9 @@ async def create_database(name: str) -> None:
     conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another store of the same test made it first
+            # Another store of the same test may make it first.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
         _created.add(name)
     finally:
         await conn.close()

@@ -1,12 +1,12 @@
 """Every store backend against a model: no accepted event is ever left out of what DX gets.
 
-Hypothesis drives a store (SQLite: a real file; PostgreSQL: a database of its own) through random interleavings of what
-intake, the delivery worker, retention and operators do to it: events in any order,
-duplicates, claims, every way a delivery ends, pruning, restarts that drop whatever was
-in flight, with a fold budget of two events per claim so that folding is spread over
-rounds. The model is the plainest possible one: every accepted event of an alert, folded
-in the order accepted. Every claim must carry exactly that state, and once everything is
-drained each alert's last delivered state must be it.
+Hypothesis drives a store (SQLite: a real file; PostgreSQL: a database of its own)
+through random interleavings of what intake, the delivery worker, retention and operators
+do to it: events in any order, duplicates, claims, every way a delivery ends, pruning,
+restarts that drop whatever was in flight, with a fold budget of two events per claim so
+that folding is spread over rounds. The model is the plainest possible one: every accepted
+event of an alert, folded in the order accepted. Every claim must carry exactly that state,
+and once everything is drained each alert's last delivered state must be it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test

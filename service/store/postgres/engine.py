@@ -24,8 +24,8 @@ from service.errors import StoreUnavailable
 from service.store.postgres.schema import WORK_CHANNEL, migrate
 
 R = TypeVar("R")
-#: A connection as the pool lends it: what every statement here runs on.
-Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+#: A connection as the pool lends it (or one of its own): what every statement runs on.
+Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]"
 log = logging.getLogger("service.store")
 
 #: What every connection's session carries: the server cancels a statement, a lock wait or
