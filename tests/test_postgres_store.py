@@ -22,9 +22,8 @@ from starlette.datastructures import Secret
 from service.errors import LeaseLost, StoreUnavailable
 from service.store import Incoming, Pending, Status
 from service.store.postgres import PostgresStore
-from service.store.postgres.engine import Conn
 from service.store.postgres.intake import accept_all
-from service.store.postgres.schema import MIGRATIONS, WORK_CHANNEL
+from service.store.postgres.schema import MIGRATIONS, WORK_CHANNEL, Conn
 from tests.store_backends import (
     T0,
     TEST_CIPHER,

@@ -15,17 +15,14 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from service.errors import StoreUnavailable
-from service.store.postgres.schema import WORK_CHANNEL, migrate
+from service.store.postgres.schema import WORK_CHANNEL, Conn, migrate
 
 R = TypeVar("R")
-#: A connection as the pool lends it (or one of its own): what every statement runs on.
-Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]"
 log = logging.getLogger("service.store")
 
 #: What every connection's session carries: the server cancels a statement, a lock wait or

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.store import Incoming, Outcome
-from service.store.postgres.engine import Conn
+from service.store.postgres.schema import Conn
 
 #: One statement, so one round trip and one commit whatever the batch size: the events
 #: go in as one array per column (``unnest``), each new one's id into ``inbox`` in the

@@ -33,8 +33,9 @@ from service.store import (
     StoredEvent,
 )
 from service.store.postgres import claims
-from service.store.postgres.engine import Conn, PostgresEngine
+from service.store.postgres.engine import PostgresEngine
 from service.store.postgres.intake import accept_all
+from service.store.postgres.schema import Conn
 from service.store.postgres.states import first_unfolded_at, has_unfolded, ingest, load_state_text
 
 #: Stored events one ingest folds at most: a big backlog holds its rows briefly, not long.

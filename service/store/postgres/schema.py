@@ -15,13 +15,15 @@ epoch (``double precision``); leases are read on the database's clock
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TypeAlias
 
-if TYPE_CHECKING:
-    from service.store.postgres.engine import Conn
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from service.errors import StoreUnavailable
 
+#: A connection as the pool lends it (or one of its own): what every statement runs on.
+Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]"
 #: Intake notifies this channel when it stores events (``inbox_notifies``).
 WORK_CHANNEL = "relay_work"
 #: The advisory lock migrations hold ("relay" in ASCII); only this code takes it.

@@ -18,7 +18,8 @@ from starlette.datastructures import Secret
 from service.crypto import KeyCipher, SealedKey
 from service.errors import Conflict, PayloadError
 from service.store import Region, ServiceObject, ServiceObjectChanges
-from service.store.postgres.engine import Conn, PostgresEngine
+from service.store.postgres.engine import PostgresEngine
+from service.store.postgres.schema import Conn
 
 
 class PostgresServiceObjects:

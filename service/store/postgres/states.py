@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from service.folding import Replay, StoredRow
-from service.store.postgres.engine import Conn
+from service.store.postgres.schema import Conn
 from service.translate import AlertState, dump_state, load_state
 
 log = logging.getLogger("service.store")
