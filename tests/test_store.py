@@ -1,5 +1,5 @@
 """The ``Store`` interface, run against every backend: the outbox state machine, history,
-the lifecycle.
+the lifecycle, service objects.
 
 Every test drives a store through its public methods inside ``asyncio.run`` (``Stores``
 opens a fresh one on the same data for each run, as a restarted relay would) and checks
@@ -19,7 +19,7 @@ from starlette.datastructures import Secret
 
 from service.errors import Conflict, PayloadError, StoreUnavailable
 from service.opsgenie import parse_event
-from service.store import Attempt, Delivery, Outcome, Pending, Status, Store
+from service.store import Attempt, Delivery, Outcome, Pending, ServiceObject, Status, Store
 from service.translate import fold
 from tests.store_backends import (
     T0,
@@ -754,3 +754,73 @@ def test_a_stored_key_moves_to_a_new_destination_only_with_the_key(stores: Store
         return [found.custom_url, str(found.api_key)]
 
     assert stores.run(scenario) == ["https://og-b.example.com/", "key-b"]
+
+
+SERVICE_ID = "6f1c2b4e-3a5d-4e7f-8a9b-0c1d2e3f4a5b"
+OTHER_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def seen(found: ServiceObject | None) -> tuple[object, ...] | None:
+    """What a service object shows, its key opened (sealed keys do not compare)."""
+    if found is None:
+        return None
+    key = None if found.api_key is None else str(found.api_key)
+    return (found.id, found.name, found.region, found.custom_url, key, found.created_at)
+
+
+def test_service_objects_create_find_update_delete(stores: Stores) -> None:
+    async def scenario(store: Store) -> None:
+        created = await store.create_service_object(
+            id=SERVICE_ID, name="Ops EU", region="eu", custom_url=None, api_key=Secret("k-1")
+        )
+        assert (created.name, created.region, created.custom_url) == ("Ops EU", "eu", None)
+        assert str(created.api_key) == "k-1"
+        assert "k-1" not in repr(created)
+        assert seen(await store.get_service_object(SERVICE_ID)) == seen(created)
+        found = await store.find_service_object("OPS eu")  # by name, case-insensitively
+        assert found is not None
+        assert found.id == SERVICE_ID
+        upper = await store.find_service_object(SERVICE_ID.upper())  # by id, any case
+        assert upper is not None
+        assert upper.id == SERVICE_ID
+        assert await store.find_service_object("nobody") is None
+
+        with pytest.raises(Conflict):
+            await store.create_service_object(
+                id=OTHER_ID, name="ops eu", region="us", custom_url=None, api_key=Secret("k")
+            )
+        with pytest.raises(Conflict):  # the id is taken too
+            await store.create_service_object(
+                id=SERVICE_ID, name="other", region="us", custom_url=None, api_key=Secret("k")
+            )
+        await store.create_service_object(
+            id=OTHER_ID, name="Ops US", region="us", custom_url=None, api_key=Secret("k-2")
+        )
+        with pytest.raises(Conflict):
+            await store.update_service_object(OTHER_ID, {"name": "OPS EU"})
+        with pytest.raises(PayloadError):
+            await store.update_service_object(OTHER_ID, {"region": "custom"})
+
+        updated = await store.update_service_object(
+            SERVICE_ID, {"region": "custom", "custom_url": "https://og.example", "name": "Ops"}
+        )
+        assert updated is not None
+        assert (updated.name, updated.region, updated.custom_url) == (
+            "Ops",
+            "custom",
+            "https://og.example",
+        )
+        assert str(updated.api_key) == "k-1"  # a patch without a key keeps it
+        rekeyed = await store.update_service_object(SERVICE_ID, {"api_key": Secret("k-3")})
+        assert rekeyed is not None
+        assert str(rekeyed.api_key) == "k-3"
+        assert await store.update_service_object("unknown", {"name": "x"}) is None
+        # Created at the same moment (the store's clock stands still): in id order.
+        assert [s.name for s in await store.list_service_objects()] == ["Ops US", "Ops"]
+
+        assert await store.delete_service_object(SERVICE_ID) is True
+        assert await store.delete_service_object(SERVICE_ID) is False
+        assert await store.get_service_object(SERVICE_ID) is None
+        assert [s.id for s in await store.list_service_objects()] == [OTHER_ID]
+
+    stores.run(scenario)
