@@ -685,6 +685,28 @@ def test_events_history(stores: Stores) -> None:
     stores.run(scenario)
 
 
+def test_events_page_back_by_id_and_one_is_read_by_its_id(stores: Stores) -> None:
+    async def scenario(store: Store) -> None:
+        await put(store, body("a1"), at=T0)
+        await put(store, body("a2"), at=T0 + 1)
+        for i, action in enumerate(("Acknowledge", "AddNote", "Close"), start=1):
+            await put(store, body("a1", 60 * i, action=action), at=T0 + 60 * i)
+        history = await store.events("a1", limit=10)
+        ids = [e.id for e in history]
+        assert ids == sorted(set(ids))  # unique, growing with arrival
+        latest = await store.events("a1", limit=2)
+        assert [e.action for e in latest] == ["AddNote", "Close"]
+        older = await store.events("a1", limit=2, before=latest[0].id)
+        assert [e.action for e in older] == ["Create", "Acknowledge"]
+        assert await store.events("a1", limit=2, before=older[0].id) == []
+        assert await store.event("a1", history[1].id) == history[1]
+        [other] = await store.events("a2", limit=10)
+        assert await store.event("a1", other.id) is None  # another alert's event
+        assert await store.event("a1", max(ids) + 1000) is None
+
+    stores.run(scenario)
+
+
 def test_prune_events_removes_only_old_events(stores: Stores) -> None:
     async def scenario(store: Store) -> None:
         await put(store, body("a1"), at=T0)
@@ -780,6 +802,9 @@ def test_service_objects_create_find_update_delete(stores: Stores) -> None:
         found = await store.find_service_object("OPS eu")  # by name, case-insensitively
         assert found is not None
         assert found.id == SERVICE_ID
+        wide = await store.find_service_object("\uff2fps \uff25\uff35")  # fullwidth: NFKC
+        assert wide is not None
+        assert wide.id == SERVICE_ID
         upper = await store.find_service_object(SERVICE_ID.upper())  # by id, any case
         assert upper is not None
         assert upper.id == SERVICE_ID
@@ -801,19 +826,26 @@ def test_service_objects_create_find_update_delete(stores: Stores) -> None:
         with pytest.raises(PayloadError):
             await store.update_service_object(OTHER_ID, {"region": "custom"})
 
-        updated = await store.update_service_object(
-            SERVICE_ID, {"region": "custom", "custom_url": "https://og.example", "name": "Ops"}
+        renamed = await store.update_service_object(SERVICE_ID, {"name": "Ops", "region": "eu"})
+        assert renamed is not None
+        assert (renamed.name, renamed.region, renamed.custom_url) == ("Ops", "eu", None)
+        assert str(renamed.api_key) == "k-1"  # a patch without a key keeps it
+        # Another destination takes the key along (without it: PayloadError, see
+        # test_a_stored_key_moves_to_a_new_destination_only_with_the_key).
+        moved = await store.update_service_object(
+            SERVICE_ID,
+            {"region": "custom", "custom_url": "https://og.example", "api_key": Secret("k-3")},
         )
-        assert updated is not None
-        assert (updated.name, updated.region, updated.custom_url) == (
+        assert moved is not None
+        assert (moved.name, moved.region, moved.custom_url) == (
             "Ops",
             "custom",
             "https://og.example",
         )
-        assert str(updated.api_key) == "k-1"  # a patch without a key keeps it
-        rekeyed = await store.update_service_object(SERVICE_ID, {"api_key": Secret("k-3")})
+        assert str(moved.api_key) == "k-3"
+        rekeyed = await store.update_service_object(SERVICE_ID, {"api_key": Secret("k-4")})
         assert rekeyed is not None
-        assert str(rekeyed.api_key) == "k-3"
+        assert str(rekeyed.api_key) == "k-4"
         assert await store.update_service_object("unknown", {"name": "x"}) is None
         # Created at the same moment (the store's clock stands still): in id order.
         assert [s.name for s in await store.list_service_objects()] == ["Ops US", "Ops"]

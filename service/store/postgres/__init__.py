@@ -152,8 +152,13 @@ class PostgresStore:
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]:
         return await self.outbox.attempts(reference_id, limit=limit)
 
-    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]:
-        return await self.outbox.events(alert_id, limit=limit)
+    async def events(
+        self, alert_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]:
+        return await self.outbox.events(alert_id, limit=limit, before=before)
+
+    async def event(self, alert_id: str, event_id: int) -> StoredEvent | None:
+        return await self.outbox.event(alert_id, event_id)
 
     async def prune_events(self, *, before: float, limit: int) -> int:
         return await self.outbox.prune_events(before=before, limit=limit)

@@ -315,20 +315,32 @@ class PostgresOutbox:
             for row in reversed(rows)
         ]
 
-    async def events(self, alert_id: str, *, limit: int) -> list[StoredEvent]:
+    async def events(
+        self, alert_id: str, *, limit: int, before: int | None = None
+    ) -> list[StoredEvent]:
+        # ``raw`` is text in a UTF8 database (``schema.migrate``): it always decodes.
         rows = await self._engine.run(
             lambda conn: conn.fetch(
-                "SELECT received_at, action, raw FROM events WHERE alert_id = $1"
-                " ORDER BY id DESC LIMIT $2",
+                "SELECT id, received_at, action, raw FROM events WHERE alert_id = $1"
+                " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
                 alert_id,
+                before,
                 limit,
             ),
             "read",
         )
-        return [
-            StoredEvent(received_at=row["received_at"], action=row["action"], raw=row["raw"])
-            for row in reversed(rows)
-        ]
+        return [_stored_event(row) for row in reversed(rows)]
+
+    async def event(self, alert_id: str, event_id: int) -> StoredEvent | None:
+        row = await self._engine.run(
+            lambda conn: conn.fetchrow(
+                "SELECT id, received_at, action, raw FROM events WHERE alert_id = $1 AND id = $2",
+                alert_id,
+                event_id,
+            ),
+            "read",
+        )
+        return None if row is None else _stored_event(row)
 
     async def prune_events(self, *, before: float, limit: int) -> int:
         # Every event accepted so far is folded first, and one still in the inbox (an
@@ -361,6 +373,12 @@ def _attempt(attempt: Attempt) -> tuple[Any, ...]:
 
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _stored_event(row: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        id=row["id"], received_at=row["received_at"], action=row["action"], raw=row["raw"]
+    )
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:

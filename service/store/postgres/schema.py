@@ -108,7 +108,15 @@ MIGRATIONS: tuple[str, ...] = (
 
 async def migrate(conn: Conn) -> int:
     """Bring the schema to the newest version, once however many replicas call it at
-    the same time; returns the version."""
+    the same time; returns the version.
+
+    The database must be UTF8: then every text column holds valid UTF-8 (and no NUL), so
+    raw events always read back, where SQLite has to read bytes and decode them leniently.
+    In ``SQL_ASCII`` any bytes would go in unchecked and fail to decode when read.
+    """
+    encoding = await conn.fetchval("SHOW server_encoding")
+    if encoding != "UTF8":
+        raise StoreUnavailable(f"database encoding is {encoding}, not UTF8; create it with UTF8")
     async with conn.transaction():
         await conn.execute(
             f"SET LOCAL lock_timeout = '{MIGRATION_TIMEOUT}s';"

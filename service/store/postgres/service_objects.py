@@ -1,9 +1,12 @@
 """Service objects in PostgreSQL: one Opsgenie account per row, its API key encrypted.
 
-The same rules as SQLite's (``service.store.sqlite.service_objects``): names unique
-case-insensitively through ``name_key``, keys sealed with ``KeyCipher`` before they are
-written. With several replicas there is no key file to fall back on: the cipher comes
-from ``RELAY_SECRET_KEY``, which every replica shares.
+The same rules as SQLite's (``service.store.sqlite.service_objects``): names unique by
+``names.name_key`` (case and Unicode forms alike), computed here, since PostgreSQL has no
+such function, and stored in ``name_key`` under a unique index; keys sealed with
+``KeyCipher`` before they are written. No database holds keys of the older ``casefold``
+rule (this backend has not shipped: settings still refuse ``postgresql://``), so none
+needs SQLite's re-keying of twins. With several replicas there is no key file to fall
+back on: the cipher comes from ``RELAY_SECRET_KEY``, which every replica shares.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import asyncpg
 from starlette.datastructures import Secret
 
 from service.crypto import KeyCipher, SealedKey
+from service.destinations import check_destination_change
 from service.errors import Conflict, PayloadError
+from service.names import name_key
 from service.store import Region, ServiceObject, ServiceObjectChanges
 from service.store.postgres.engine import PostgresEngine
 from service.store.postgres.schema import Conn
@@ -58,7 +63,7 @@ class PostgresServiceObjects:
                     " RETURNING *",
                     id,
                     name,
-                    _name_key(name),
+                    name_key(name),
                     region,
                     custom_url,
                     token,
@@ -86,7 +91,7 @@ class PostgresServiceObjects:
         canonical = _canonical_uuid(id_or_name)
         if canonical is not None and (found := await self.get_service_object(canonical)):
             return found
-        return await self._one("name_key", _name_key(id_or_name))
+        return await self._one("name_key", name_key(id_or_name))
 
     async def _one(self, column: str, value: str) -> ServiceObject | None:
         row = await self._engine.run(
@@ -117,13 +122,16 @@ class PostgresServiceObjects:
                     "data.attributes.custom_url: required when region is custom",
                     field="data.attributes.custom_url",
                 )
+            # Here, under the row's lock: no other PATCH can move the URL in between.
+            current = (row["region"], row["custom_url"])
+            check_destination_change(current, changes, has_key=row["api_key"] is not None)
             try:
                 updated = await conn.fetchrow(
                     "UPDATE service_objects SET name = $1, name_key = $2, region = $3,"
                     " custom_url = $4, api_key = coalesce($5, api_key), updated_at = $6"
                     " WHERE id = $7 RETURNING *",
                     name,
-                    _name_key(name),
+                    name_key(name),
                     region,
                     custom_url,
                     token,
@@ -142,11 +150,6 @@ class PostgresServiceObjects:
             lambda conn: conn.execute("DELETE FROM service_objects WHERE id = $1", id), "write"
         )
         return bool(status != "DELETE 0")
-
-
-def _name_key(name: str) -> str:
-    """Names are unique case-insensitively; casefold also folds non-ASCII letters."""
-    return name.casefold()
 
 
 def _canonical_uuid(text: str) -> str | None:
