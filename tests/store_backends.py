@@ -117,15 +117,18 @@ def require_postgres() -> None:
     pytest.skip(HOW_TO_RUN)
 
 
-async def create_database(name: str) -> None:
+async def create_database(name: str, *, encoding: str = "UTF8") -> None:
     """An empty database, UTF-8 whatever the server's default (from ``template0``), in
-    the server's locale (the schema must not rely on a C collation); nothing if it exists."""
+    the server's locale (the schema must not rely on a C collation); nothing if it exists.
+    Another ``encoding`` makes one the store must refuse."""
     conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             # Another store of the same test may make it first.
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-                await conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
+                await conn.execute(
+                    f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING '{encoding}'"
+                )
         _created.add(name)
     finally:
         await conn.close()

@@ -293,6 +293,24 @@ def test_a_database_newer_than_the_build_is_refused(db: Database) -> None:
     db.run(scenario)
 
 
+def test_a_database_not_in_utf8_is_refused(db: Database) -> None:
+    """In ``SQL_ASCII`` text columns take any bytes unchecked, so a raw event stored by
+    another client could fail to decode on every read; UTF8 makes each one readable."""
+
+    async def scenario() -> None:
+        await create_database(db.name, encoding="SQL_ASCII")
+        store = db.store()
+        with pytest.raises(StoreUnavailable, match="encoding is SQL_ASCII, not UTF8"):
+            await store.open()
+        conn = await asyncpg.connect(db.url)
+        try:  # refused before anything was written
+            assert await conn.fetchval("SELECT to_regclass('schema_version')") is None
+        finally:
+            await conn.close()
+
+    asyncio.run(scenario())
+
+
 def test_an_unreachable_server_is_store_unavailable() -> None:
     async def scenario() -> None:
         store = PostgresStore(
