@@ -18,6 +18,7 @@ are what that answer carries.
   x TooManyRequests          429 (admin API rate limit)
   x OpsgenieUnavailable      502; a backfill could not list or read the alerts
   x StoreUnavailable         503; the event was NOT stored, so Opsgenie may retry
+  x LeaseLost                a claim passed to another replica; its result was not recorded
   x DeliveryError            .reference_id; .http_status, .body of DX's answer (None: no answer)
     + RetryableError         .retry_after: float | None   (network, timeout, 429, 5xx)
     + PermanentError         .code: str                   (ok:false codes, other 4xx)
@@ -145,6 +146,12 @@ class StoreUnavailable(RelayError):
     """The database refused the write (disk full, locked): nothing was acknowledged."""
 
     status_code = 503
+
+
+class LeaseLost(RelayError):
+    """A delivery's result came after its claim's lease ran out and another replica
+    claimed the reference (PostgreSQL): recording it would overwrite a newer delivery,
+    so nothing was recorded, and the reference is that replica's now."""
 
 
 class DeliveryError(RelayError):

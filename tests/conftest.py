@@ -41,6 +41,15 @@ def payload(name: str) -> dict[str, Any]:
     return document
 
 
+@pytest.fixture(autouse=True, scope="session")
+def postgres_databases() -> Iterator[None]:
+    """Drops the PostgreSQL databases the store tests made, once the session ends."""
+    yield
+    from tests.store_backends import drop_databases  # it imports this module
+
+    drop_databases()
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may depend on the developer's RELAY_* variables."""

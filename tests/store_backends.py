@@ -2,24 +2,35 @@
 
 ``stores`` is parametrized over ``BACKENDS``: a test that takes it runs once per backend,
 through the ``Store`` interface only. A backend is a function that makes a store (not yet
-opened) keeping its data in a place given as a directory; a second backend (PostgreSQL)
-is one more entry, whose function maps the directory to a database of its own.
+opened) keeping its data in a place given as a directory. SQLite keeps a file there;
+PostgreSQL maps the directory to a database of its own on the server at
+``RELAY_TEST_POSTGRES_URL`` (default: the one on 127.0.0.1:5432), made when a store first
+opens on it and dropped when the session ends. Without a server, the PostgreSQL tests are
+skipped with a line saying how to run them, except under ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
+from starlette.datastructures import Secret
 
+from service.crypto import KeyCipher
 from service.opsgenie import parse_event
 from service.store import Attempt, Incoming, Outcome, Pending, Store
+from service.store.postgres import FOLD_BUDGET, LEASE, PoolLimits, PostgresStore
 from service.store.sqlite import SQLiteStore
 from tests.conftest import sample
 
@@ -36,12 +47,18 @@ class Clock:
         return self.now
 
 
+def _always_ready() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class Backend:
     name: str
     #: A store on the data kept in a directory: ``make(place, clock, fold_budget)``, where
     #: ``fold_budget`` (None: the backend's own) caps the events one claim folds.
     make: Callable[[Path, Callable[[], float], int | None], Store]
+    #: Skips (or, under ``CI=true``, fails) the calling test when the backend cannot be had.
+    require: Callable[[], None] = _always_ready
 
 
 def sqlite_backend(place: Path, clock: Callable[[], float], fold_budget: int | None) -> Store:
@@ -50,7 +67,124 @@ def sqlite_backend(place: Path, clock: Callable[[], float], fold_budget: int | N
     return SQLiteStore(place / "relay.db", clock=clock, fold_budget=fold_budget)
 
 
-BACKENDS = (Backend("sqlite", sqlite_backend),)
+# ---- PostgreSQL ------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get(
+    "RELAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+HOW_TO_RUN = (
+    "no PostgreSQL answers at RELAY_TEST_POSTGRES_URL (default postgresql://postgres@"
+    "127.0.0.1:5432/postgres); start one there (.ci/postgres does) or set the variable"
+    " to run the PostgreSQL store tests"
+)
+#: Every test store seals keys with this; the key itself is nothing secret.
+TEST_CIPHER = KeyCipher.from_secret(Secret("store-tests"))
+#: Small pools: other test processes may share the server's connections.
+TEST_LIMITS = PoolLimits(min_size=1, max_size=4)
+_created: set[str] = set()
+
+
+def database_url(name: str) -> str:
+    """``POSTGRES_URL`` with another database name: same server, user and options."""
+    parts = urlsplit(POSTGRES_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def database_for(place: Path) -> str:
+    """A database name of this process's own for a test's directory."""
+    digest = hashlib.sha256(str(place).encode()).hexdigest()[:16]
+    return f"relay_test_{os.getpid()}_{digest}"
+
+
+@functools.cache
+def _postgres_answers() -> bool:
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return True
+
+
+def require_postgres() -> None:
+    if _postgres_answers():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {HOW_TO_RUN}")
+    pytest.skip(HOW_TO_RUN)
+
+
+async def create_database(name: str, *, encoding: str = "UTF8") -> None:
+    """An empty database, UTF-8 whatever the server's default (from ``template0``), in
+    the server's locale (the schema must not rely on a C collation); nothing if it exists.
+    Another ``encoding`` makes one the store must refuse."""
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            # Another store of the same test may make it first.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(
+                    f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING '{encoding}'"
+                )
+        _created.add(name)
+    finally:
+        await conn.close()
+
+
+def drop_databases() -> None:
+    """Drop every database this process made (at the end of the session)."""
+    if not _created:
+        return
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
+        try:
+            for name in sorted(_created):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        _created.clear()
+
+    asyncio.run(drop())
+
+
+class ScratchPostgresStore(PostgresStore):
+    """A ``PostgresStore`` on a test database, which its first ``open`` makes."""
+
+    def __init__(self, database: str, **options: Any) -> None:
+        options.setdefault("cipher", TEST_CIPHER)
+        options.setdefault("limits", TEST_LIMITS)
+        super().__init__(database_url(database), **options)
+        self.database = database
+
+    async def open(self) -> None:
+        if self.database not in _created:
+            await create_database(self.database)
+        await super().open()
+
+
+def postgres_backend(
+    place: Path,
+    clock: Callable[[], float],
+    fold_budget: int | None,
+    *,
+    lease: float = LEASE,
+) -> ScratchPostgresStore:
+    return ScratchPostgresStore(
+        database_for(place),
+        clock=clock,
+        fold_budget=FOLD_BUDGET if fold_budget is None else fold_budget,
+        lease=lease,
+    )
+
+
+BACKENDS = (
+    Backend("sqlite", sqlite_backend),
+    Backend("postgres", postgres_backend, require_postgres),
+)
 
 
 class Stores:
@@ -78,10 +212,20 @@ class Stores:
         return asyncio.run(main())
 
 
+@pytest.fixture(params=BACKENDS, ids=lambda backend: backend.name, name="backend")
+def backend_fixture(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn, once it can be had; import it to take ``backend``."""
+    backend: Backend = request.param
+    backend.require()
+    return backend
+
+
 @pytest.fixture(params=BACKENDS, ids=lambda backend: backend.name, name="stores")
 def stores_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
     """Import it (``from tests.store_backends import stores_fixture``) to take ``stores``."""
-    return Stores(request.param, tmp_path)
+    backend: Backend = request.param
+    backend.require()
+    return Stores(backend, tmp_path)
 
 
 def body(alert_id: str, n: int = 0, *, action: str = "Create", **alert: Any) -> dict[str, Any]:

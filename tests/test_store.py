@@ -1,5 +1,5 @@
 """The ``Store`` interface, run against every backend: the outbox state machine, history,
-the lifecycle.
+the lifecycle, service objects.
 
 Every test drives a store through its public methods inside ``asyncio.run`` (``Stores``
 opens a fresh one on the same data for each run, as a restarted relay would) and checks
@@ -19,7 +19,7 @@ from starlette.datastructures import Secret
 
 from service.errors import Conflict, PayloadError, StoreUnavailable
 from service.opsgenie import parse_event
-from service.store import Attempt, Delivery, Outcome, Pending, Status, Store
+from service.store import Attempt, Delivery, Outcome, Pending, ServiceObject, Status, Store
 from service.translate import fold
 from tests.store_backends import (
     T0,
@@ -685,6 +685,28 @@ def test_events_history(stores: Stores) -> None:
     stores.run(scenario)
 
 
+def test_events_page_back_by_id_and_one_is_read_by_its_id(stores: Stores) -> None:
+    async def scenario(store: Store) -> None:
+        await put(store, body("a1"), at=T0)
+        await put(store, body("a2"), at=T0 + 1)
+        for i, action in enumerate(("Acknowledge", "AddNote", "Close"), start=1):
+            await put(store, body("a1", 60 * i, action=action), at=T0 + 60 * i)
+        history = await store.events("a1", limit=10)
+        ids = [e.id for e in history]
+        assert ids == sorted(set(ids))  # unique, growing with arrival
+        latest = await store.events("a1", limit=2)
+        assert [e.action for e in latest] == ["AddNote", "Close"]
+        older = await store.events("a1", limit=2, before=latest[0].id)
+        assert [e.action for e in older] == ["Create", "Acknowledge"]
+        assert await store.events("a1", limit=2, before=older[0].id) == []
+        assert await store.event("a1", history[1].id) == history[1]
+        [other] = await store.events("a2", limit=10)
+        assert await store.event("a1", other.id) is None  # another alert's event
+        assert await store.event("a1", max(ids) + 1000) is None
+
+    stores.run(scenario)
+
+
 def test_prune_events_removes_only_old_events(stores: Stores) -> None:
     async def scenario(store: Store) -> None:
         await put(store, body("a1"), at=T0)
@@ -754,3 +776,83 @@ def test_a_stored_key_moves_to_a_new_destination_only_with_the_key(stores: Store
         return [found.custom_url, str(found.api_key)]
 
     assert stores.run(scenario) == ["https://og-b.example.com/", "key-b"]
+
+
+SERVICE_ID = "6f1c2b4e-3a5d-4e7f-8a9b-0c1d2e3f4a5b"
+OTHER_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def seen(found: ServiceObject | None) -> tuple[object, ...] | None:
+    """What a service object shows, its key opened (sealed keys do not compare)."""
+    if found is None:
+        return None
+    key = None if found.api_key is None else str(found.api_key)
+    return (found.id, found.name, found.region, found.custom_url, key, found.created_at)
+
+
+def test_service_objects_create_find_update_delete(stores: Stores) -> None:
+    async def scenario(store: Store) -> None:
+        created = await store.create_service_object(
+            id=SERVICE_ID, name="Ops EU", region="eu", custom_url=None, api_key=Secret("k-1")
+        )
+        assert (created.name, created.region, created.custom_url) == ("Ops EU", "eu", None)
+        assert str(created.api_key) == "k-1"
+        assert "k-1" not in repr(created)
+        assert seen(await store.get_service_object(SERVICE_ID)) == seen(created)
+        found = await store.find_service_object("OPS eu")  # by name, case-insensitively
+        assert found is not None
+        assert found.id == SERVICE_ID
+        wide = await store.find_service_object("\uff2fps \uff25\uff35")  # fullwidth: NFKC
+        assert wide is not None
+        assert wide.id == SERVICE_ID
+        upper = await store.find_service_object(SERVICE_ID.upper())  # by id, any case
+        assert upper is not None
+        assert upper.id == SERVICE_ID
+        assert await store.find_service_object("nobody") is None
+
+        with pytest.raises(Conflict):
+            await store.create_service_object(
+                id=OTHER_ID, name="ops eu", region="us", custom_url=None, api_key=Secret("k")
+            )
+        with pytest.raises(Conflict):  # the id is taken too
+            await store.create_service_object(
+                id=SERVICE_ID, name="other", region="us", custom_url=None, api_key=Secret("k")
+            )
+        await store.create_service_object(
+            id=OTHER_ID, name="Ops US", region="us", custom_url=None, api_key=Secret("k-2")
+        )
+        with pytest.raises(Conflict):
+            await store.update_service_object(OTHER_ID, {"name": "OPS EU"})
+        with pytest.raises(PayloadError):
+            await store.update_service_object(OTHER_ID, {"region": "custom"})
+
+        renamed = await store.update_service_object(SERVICE_ID, {"name": "Ops", "region": "eu"})
+        assert renamed is not None
+        assert (renamed.name, renamed.region, renamed.custom_url) == ("Ops", "eu", None)
+        assert str(renamed.api_key) == "k-1"  # a patch without a key keeps it
+        # Another destination takes the key along (without it: PayloadError, see
+        # test_a_stored_key_moves_to_a_new_destination_only_with_the_key).
+        moved = await store.update_service_object(
+            SERVICE_ID,
+            {"region": "custom", "custom_url": "https://og.example", "api_key": Secret("k-3")},
+        )
+        assert moved is not None
+        assert (moved.name, moved.region, moved.custom_url) == (
+            "Ops",
+            "custom",
+            "https://og.example",
+        )
+        assert str(moved.api_key) == "k-3"
+        rekeyed = await store.update_service_object(SERVICE_ID, {"api_key": Secret("k-4")})
+        assert rekeyed is not None
+        assert str(rekeyed.api_key) == "k-4"
+        assert await store.update_service_object("unknown", {"name": "x"}) is None
+        # Created at the same moment (the store's clock stands still): in id order.
+        assert [s.name for s in await store.list_service_objects()] == ["Ops US", "Ops"]
+
+        assert await store.delete_service_object(SERVICE_ID) is True
+        assert await store.delete_service_object(SERVICE_ID) is False
+        assert await store.get_service_object(SERVICE_ID) is None
+        assert [s.id for s in await store.list_service_objects()] == [OTHER_ID]
+
+    stores.run(scenario)

@@ -92,6 +92,9 @@ class Pending:
     pending_since: float | None
     #: The body DX last acknowledged for this reference; equal bodies need no request.
     delivered_request: dict[str, Any] | None = None
+    #: The claim's fencing token, where several processes claim (PostgreSQL): a result is
+    #: recorded only while it is still the reference's claim. 0 with one process (SQLite).
+    claim: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

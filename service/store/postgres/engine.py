@@ -1,0 +1,257 @@
+"""PostgreSQL plumbing: the pool, time limits on every statement, intake's group commit and
+the wake-up channel.
+
+Several replicas share one database, so nothing here may assume it is the only writer:
+every limit is on the server's side as well as the client's (a statement that outlives
+the client's patience is cancelled by the server too), and errors of every kind come out
+as ``StoreUnavailable``, as SQLite's do, so callers need no second family of exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+from service.errors import StoreUnavailable
+from service.store.postgres.schema import WORK_CHANNEL, Conn, migrate
+
+R = TypeVar("R")
+log = logging.getLogger("service.store")
+
+#: What every connection's session carries: the server cancels a statement, a lock wait or
+#: an abandoned transaction itself, even when the client is gone (a SIGKILLed pod).
+SERVER_SETTINGS = {
+    "application_name": "opsgenie-dx-relay",
+    "statement_timeout": "10s",
+    "lock_timeout": "5s",
+    "idle_in_transaction_session_timeout": "30s",
+}
+#: The client's own bound on a statement: a little over the server's, so the server's
+#: cancellation (with its clear error) normally comes first.
+COMMAND_TIMEOUT = 12.0
+#: How long a caller waits for a free connection, or for one to be made.
+ACQUIRE_TIMEOUT = 10.0
+#: Errors the driver and the network raise; all mean "the database did not do it".
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolLimits:
+    """The pool's size and its prepared-statement cache per connection (0 behind a
+    PgBouncer in transaction mode, which cannot keep prepared statements)."""
+
+    min_size: int = 1
+    max_size: int = 10
+    statement_cache_size: int = 256
+    max_inactive_connection_lifetime: float = 300.0
+
+
+def unavailable(action: str, error: BaseException) -> StoreUnavailable:
+    """The error a caller sees; the driver's message names the server's reason."""
+    return StoreUnavailable(f"database {action} failed: {type(error).__name__}: {error}")
+
+
+class PostgresEngine:
+    """One pool on one database, and a listening connection for wake-ups.
+
+    ``open`` connects and migrates; ``close`` waits for intake's batch in flight, then
+    closes every connection. After ``close`` every call raises ``StoreUnavailable``.
+    """
+
+    def __init__(self, url: str, *, limits: PoolLimits, max_batch: int = 256) -> None:
+        self._url = url
+        self._limits = limits
+        self._max_batch = max_batch
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._work = asyncio.Event()
+        self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._batch_run: Callable[[Conn, list[Any]], Awaitable[list[Any]]] | None
+        self._batch_run = None
+        self._closing = False
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=self._limits.min_size,
+                max_size=self._limits.max_size,
+                statement_cache_size=self._limits.statement_cache_size,
+                max_inactive_connection_lifetime=self._limits.max_inactive_connection_lifetime,
+                command_timeout=COMMAND_TIMEOUT,
+                timeout=ACQUIRE_TIMEOUT,
+                server_settings=SERVER_SETTINGS,
+            )
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                await migrate(conn)
+        except (*DRIVER_ERRORS, ValueError) as error:  # ValueError: a URL asyncpg cannot read
+            await self._close_pool()
+            reason = f"{type(error).__name__}: {error}"
+            raise StoreUnavailable(f"cannot open database: {reason}") from None
+        except BaseException:
+            await self._close_pool()
+            raise
+        await self._listen()
+
+    async def close(self) -> None:
+        self._closing = True  # new calls are refused; the batch in flight finishes
+        try:
+            if self._flusher is not None:
+                with contextlib.suppress(Exception):
+                    await self._flusher
+                self._flusher = None
+            if self._listener is not None:
+                listener, self._listener = self._listener, None
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await listener.close(timeout=ACQUIRE_TIMEOUT)
+            await self._close_pool()
+        finally:
+            self._closing = False
+
+    async def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), ACQUIRE_TIMEOUT)
+            except (*DRIVER_ERRORS, TimeoutError):
+                pool.terminate()
+
+    def _open_pool(self) -> asyncpg.Pool:
+        if self._pool is None or self._closing:
+            raise StoreUnavailable("store is not open")
+        return self._pool
+
+    # ---- statements ------------------------------------------------------------------
+
+    async def run(self, job: Callable[[Conn], Awaitable[R]], action: str) -> R:
+        """``job`` on a pooled connection, outside any transaction (each statement commits
+        on its own); every driver error becomes ``StoreUnavailable``."""
+        return await self._run(self._open_pool(), job, action)
+
+    @staticmethod
+    async def _run(pool: asyncpg.Pool, job: Callable[[Conn], Awaitable[R]], action: str) -> R:
+        try:
+            async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                return await job(conn)
+        except DRIVER_ERRORS as error:
+            raise unavailable(action, error) from None
+
+    async def transaction(self, job: Callable[[Conn], Awaitable[R]], action: str) -> R:
+        """``job`` in one transaction: committed if it returns, rolled back if it raises."""
+
+        async def inside(conn: Conn) -> R:
+            async with conn.transaction():
+                return await job(conn)
+
+        return await self.run(inside, action)
+
+    # ---- intake's group commit -------------------------------------------------------
+
+    async def write_row(self, run: Callable[[Conn, list[Any]], Awaitable[list[R]]], item: Any) -> R:
+        """Queue ``item``; ``run`` writes every item queued meanwhile in one statement.
+
+        While one batch commits, the next gathers, so under load N webhooks share one
+        commit (and one WAL flush: ``synchronous_commit`` stays on) and each caller still
+        hears back only once its own row is durable. A caller that leaves before its batch
+        starts gets nothing written. One ``run`` per engine: intake's.
+        """
+        self._open_pool()
+        self._batch_run = run
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="store-intake")
+        return await future
+
+    async def _flush(self) -> None:
+        run, pool = self._batch_run, self._pool
+        assert run is not None
+        assert pool is not None
+        while self._queue:
+            batch = [(i, f) for i, f in self._queue[: self._max_batch] if not f.cancelled()]
+            del self._queue[: self._max_batch]
+            if not batch:
+                continue
+            try:
+                results = await self._run(
+                    pool, functools.partial(_bulk, run, [item for item, _ in batch]), "write"
+                )
+            except Exception as error:  # every caller in the batch hears it
+                if not isinstance(error, StoreUnavailable):
+                    error = unavailable("write", error)
+                log.error("store commit failed", extra={"error": str(error)})
+                outcomes: list[tuple[Any, BaseException | None]] = [(None, error)] * len(batch)
+            else:
+                outcomes = [(result, None) for result in results]
+            for (_, future), (result, failure) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if failure is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(failure)
+
+    # ---- wake-ups --------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """A connection of its own (a pooled one would be handed to others) listening on
+        the work channel; if it drops, the waiter is woken, and the next wait reconnects."""
+        try:
+            conn = await asyncpg.connect(
+                self._url,
+                timeout=ACQUIRE_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+                server_settings=SERVER_SETTINGS,
+            )
+            await conn.add_listener(WORK_CHANNEL, self._notified)
+        except DRIVER_ERRORS as error:
+            log.warning("cannot listen for work; polling", extra={"error": str(error)})
+            return
+        conn.add_termination_listener(self._listener_lost)
+        self._listener = conn
+
+    def _notified(self, *_: Any) -> None:
+        self._work.set()
+
+    def _listener_lost(self, _conn: Any) -> None:
+        self._listener = None
+        self._work.set()  # whatever was notified meanwhile is lost: look now
+
+    async def wait_for_work(self, seconds: float) -> bool:
+        """Returns True as soon as work was stored (by any replica) since the last call that
+        returned True, False after ``seconds`` without any. A notification that
+        came before the call counts, so work stored between a claim and this wait is not
+        slept through."""
+        self._open_pool()
+        if self._listener is None or self._listener.is_closed():
+            self._listener = None
+            await self._listen()
+        try:
+            await asyncio.wait_for(self._work.wait(), seconds)
+        except TimeoutError:
+            return False
+        self._work.clear()
+        return True
+
+    async def ping(self) -> None:
+        """A primary that answers: a standby (during a failover) takes no writes."""
+
+        async def job(conn: Conn) -> None:
+            if await conn.fetchval("SELECT pg_is_in_recovery()"):
+                raise StoreUnavailable("database is a read-only standby")
+
+        await self.run(job, "ping")
+
+
+async def _bulk(
+    run: Callable[[Conn, list[Any]], Awaitable[list[R]]], items: list[Any], conn: Conn
+) -> list[R]:
+    return await run(conn, items)
