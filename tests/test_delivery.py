@@ -160,7 +160,10 @@ def shown_delivery(client: TestClient, status: str) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         data: dict[str, Any] = client.get(f"/api/v1/deliveries/{REF}", headers=ADMIN).json()
         data = data.get("data", {})
-        return data if data.get("status") == status and data.get("history") else None
+        # The record and its history are two reads: a poll between the claim and the
+        # attempt's commit can see the history of one and the record of the other.
+        settled = data.get("history") and data.get("last_request") is not None
+        return data if data.get("status") == status and settled else None
 
     return wait_for(ready, timeout=20, message=f"delivery {status}")
 
