@@ -4,21 +4,19 @@ A webhook can be lost for good (the relay down, the network, a sender that does 
 retry). Every ``RELAY_RECONCILE_INTERVAL`` the relay asks each service object's account,
 within a request budget, about two kinds of gap:
 
-- alerts created since its previous run (with an overlap, never further back than a
-  bounded window) that it has never seen, or holds older than the listing says: each is
-  read whole (the list leaves out details) and stored as a ``Fetched`` event;
+- alerts created since its previous run (with an overlap, within a bounded window) that
+  it never saw, or holds older than listed: each is read whole (the list leaves out
+  details) and stored as a ``Fetched`` event;
 - alerts it holds as open, whose close or acknowledge it may have missed: read back
   with ``GET /v2/alerts/{id}``, the longest unchecked first.
 
-What it reads is folded like any fetched alert: stored by content hash (reading the same
-answer twice stores it once) and folded by ``updatedAt``, so an older copy read after a
-webhook's newer news changes nothing, and a close is never taken back. The delivery
-worker sends the result with the usual coalescing and retries.
+What it reads folds like any fetched alert: stored by content hash (the same answer is
+stored once) and folded by ``updatedAt``, so an older copy read after a webhook's newer
+news changes nothing, and a close is never taken back. The delivery worker sends it.
 
-Opsgenie rate-limits per account: a ``429`` stops that account's run, and it resumes
-next interval, or once Opsgenie's window (``Retry-After``, else
-``X-RateLimit-Period-In-Sec``) has passed if that is later; a ``5xx`` or a network error
-stops the run the same way. Nothing is retried within a run: the next one asks again.
+A ``429`` stops that account's run until the next interval, or until Opsgenie's window
+(``Retry-After``, else ``X-RateLimit-Period-In-Sec``) is over if that is later; a ``5xx``
+or a network error stops it until the next interval. Nothing is retried within a run.
 
 With several replicas on one database, one runs it at a time: ``lease`` says whether this
 process may run now (SQLite has one process, so its lease always holds; a PostgreSQL
@@ -34,7 +32,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
@@ -118,6 +116,9 @@ class Tally:
     gone: int = 0
     checked_refs: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {name: value for name, value in asdict(self).items() if isinstance(value, int)}
+
 
 class Reconciler:
     """Reconciles every service object with a key each ``interval_seconds``; started and
@@ -154,10 +155,6 @@ class Reconciler:
         self._resume_at: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="reconcile")
@@ -237,12 +234,7 @@ class Reconciler:
             extra={
                 "service_id": service.id,
                 "outcome": outcome,
-                "requests": tally.requests,
-                "listed": tally.listed,
-                "missing": tally.missing,
-                "changed": tally.changed,
-                "checked": tally.checked,
-                "gone": tally.gone,
+                **tally.counts(),
                 **({"error": error_text} if error_text is not None else {}),
             },
         )
@@ -307,11 +299,15 @@ class Reconciler:
             whole = await api.get_alert(event.alert_id)
         except OpsgenieNotFound:  # deleted since it was listed: nothing to recover
             return True
-        finding = "missing" if held is None else "changed"
+        tally.checked_refs.append(ref)
         state = None if held is None else held.state
-        if await self._fold(whole, ref, event.alert_id, service, state):
-            setattr(tally, finding, getattr(tally, finding) + 1)
-            self._metrics.reconcile_alerts.labels(finding).inc()
+        if not await self._fold(whole, ref, event.alert_id, service, state):
+            return True
+        if held is None:
+            tally.missing += 1
+        else:
+            tally.changed += 1
+        self._metrics.reconcile_alerts.labels("missing" if held is None else "changed").inc()
         return True
 
     async def _open(
@@ -322,7 +318,9 @@ class Reconciler:
         left = self._budget - tally.requests
         if left <= 0:
             return False
-        refs = await self._store.open_references(service.id, limit=left + 1)
+        read = set(tally.checked_refs)  # read whole by this run's listing already
+        found = await self._store.open_references(service.id, limit=left + len(read) + 1)
+        refs = [ref for ref in found if ref.reference_id not in read]
         for ref in refs[:left]:
             if not self._spend(tally):
                 return False
@@ -356,9 +354,8 @@ class Reconciler:
         """
         received_at = self._clock()
         try:
-            event = _as_alert(
-                event_from_api_alert(whole, received_ns=int(received_at * 1e9)), alert_id
-            )
+            read = event_from_api_alert(whole, received_ns=int(received_at * 1e9))
+            event = replace(read, alert_id=alert_id)  # as the store reads it back
         except PayloadError as error:
             log.warning(
                 "reconcile skipped an unusable alert",
@@ -380,10 +377,11 @@ class Reconciler:
         return True
 
     def _count_error(self, error: OpsgenieRetryable | OpsgeniePermanent) -> None:
-        self._metrics.reconcile_errors.labels(_error_kind(error)).inc()
+        self._metrics.reconcile_errors.labels(error_kind(error)).inc()
 
 
-def _error_kind(error: OpsgenieRetryable | OpsgeniePermanent) -> str:
+def error_kind(error: OpsgenieRetryable | OpsgeniePermanent) -> str:
+    """The ``kind`` label of a failed request: by status, whatever the message says."""
     status = error.http_status
     if status == 429:
         return "http_429"
@@ -396,25 +394,7 @@ def _error_kind(error: OpsgenieRetryable | OpsgeniePermanent) -> str:
     return "other"
 
 
-def _as_alert(event: OpsgenieEvent, alert_id: str) -> OpsgenieEvent:
-    """The event under the alert id the relay asked for, as the store reads it back."""
-    return event if event.alert_id == alert_id else replace(event, alert_id=alert_id)
-
-
 def _holds(state: AlertState, listed: OpsgenieEvent) -> bool:
     """True when the listed copy changes nothing and the details the list leaves out were
     learned (a state from webhooks without details is read whole once)."""
     return state.details is not None and fold(state, listed) == state
-
-
-__all__ = [
-    "LIST_WINDOW",
-    "OVERLAP_SECONDS",
-    "PAGE_SIZE",
-    "WINDOW_INTERVALS",
-    "Lease",
-    "Ledger",
-    "Reconciler",
-    "created_since_query",
-    "sole_runner",
-]

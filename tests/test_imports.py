@@ -224,6 +224,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service.store.sqlite.states", "service.store.sqlite.event_log"),
             "service.store.sqlite.outbox",
             "service.store.sqlite.service_objects",
+            "service.store.sqlite.reconcile_checks",
         ),
     ),
     ("observation", ("service.metrics",)),
@@ -240,6 +241,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             *("service.delivery_policy", "service.delivery", "service.enrichment"),
             *("service.retention", "service.backfill_report", "service.backfill"),
+            "service.reconcile",
         ),
     ),
     (

@@ -61,7 +61,9 @@ class SQLiteStore:
         self.engine = SQLiteEngine(path, max_batch=max_batch)
         self.outbox = SQLiteOutbox(self.engine, clock=clock, replay=replay, fold_budget=fold_budget)
         self.service_objects = SQLiteServiceObjects(self.engine, clock=clock, cipher=cipher)
-        self.checks = SQLiteReconcileChecks(self.engine)
+        # The outbox's own "fold the inbox first", shared rather than copied: the checks
+        # read and mark the same alert rows.
+        self.checks = SQLiteReconcileChecks(self.engine, ingested=self.outbox._ingested)
 
     async def open(self) -> None:
         await self.engine.open()

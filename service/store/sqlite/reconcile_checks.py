@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from service.store import OpenReference
 from service.store.sqlite.engine import SQLiteEngine
@@ -27,12 +27,20 @@ OPEN_ALERTS = (
 
 
 class SQLiteReconcileChecks:
-    """``Reconcilable`` over ``engine``'s file: reads on the reader, marks on the writer."""
+    """``Reconcilable`` over ``engine``'s file: reads on the reader, marks on the writer.
 
-    def __init__(self, engine: SQLiteEngine) -> None:
+    ``ingested`` returns once every accepted event is in its alert's row (the outbox's):
+    both methods go through it first, so an alert a reconcile has just stored is open or
+    closed as its events say, and its row is there to be marked checked.
+    """
+
+    def __init__(self, engine: SQLiteEngine, *, ingested: Callable[[], Awaitable[None]]) -> None:
         self._engine = engine
+        self._ingested = ingested
 
     async def open_references(self, service_id: str, *, limit: int) -> list[OpenReference]:
+        await self._ingested()
+
         def run(conn: sqlite3.Connection) -> list[OpenReference]:
             rows = conn.execute(OPEN_ALERTS, (service_id, limit)).fetchall()
             found = []
@@ -54,6 +62,7 @@ class SQLiteReconcileChecks:
     async def mark_checked(self, reference_ids: Sequence[str], *, at: float) -> None:
         if not reference_ids:
             return
+        await self._ingested()
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
