@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 from service.app import create_app, handles
 from service.mapping import Rules
 from service.metrics import Metrics
-from service.reconcile import Reconciler, created_since_query
+from service.reconcile import Lease, Reconciler, created_since_query, sole_runner
 from service.settings import Settings
 from service.store import Incoming, Reconcilable, ServiceObject
 from service.store.sqlite import SQLiteStore
@@ -101,7 +101,12 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def harness(
-    tmp_path: Path, opsgenie: FakeOpsgenie, *, budget: int = 100, interval: float = 300.0
+    tmp_path: Path,
+    opsgenie: FakeOpsgenie,
+    *,
+    budget: int = 100,
+    interval: float = 300.0,
+    lease: Lease = sole_runner,
 ) -> AsyncIterator[Harness]:
     clock = Clock()
     store = SQLiteStore(tmp_path / "relay.db", clock=clock)
@@ -123,6 +128,7 @@ async def harness(
             budget=budget,
             lookback_seconds=3600.0,
             clock=clock,
+            lease=lease,
         )
         yield Harness(store, opsgenie, metrics, clock, reconciler, service, woken)
     finally:
@@ -322,6 +328,27 @@ def test_an_older_copy_read_while_a_close_arrives_never_reopens(
             assert state.closed_at_ns == (created + 2) * 10**6
             assert state.priority is not None
             assert state.priority.value == "P2"
+
+    asyncio.run(main())
+
+
+def test_a_replica_without_the_lease_asks_opsgenie_nothing(
+    tmp_path: Path, opsgenie: FakeOpsgenie
+) -> None:
+    held: list[bool] = [False]
+
+    @contextlib.asynccontextmanager
+    async def lease() -> AsyncIterator[bool]:
+        yield held[0]
+
+    async def main() -> None:
+        async with harness(tmp_path, opsgenie, lease=lease) as h:
+            opsgenie.add(api_alert("elsewhere", created_ms=h.ms(60)))
+            await h.reconciler.run_once()
+            assert opsgenie.requests == []
+            held[0] = True
+            await h.reconciler.run_once()
+            assert await h.state("elsewhere") is not None
 
     asyncio.run(main())
 
