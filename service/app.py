@@ -36,11 +36,12 @@ from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import Metrics
 from service.probes import Probes
+from service.reconcile import Lease, Reconciler, sole_runner
 from service.retention import Pruner
 from service.rules_file import load_rules
 from service.services_api import ServicesAPI
 from service.settings import Settings
-from service.store import Store
+from service.store import Reconcilable, Store
 from service.store.sqlite import SQLiteStore
 from service.webhooks import Webhooks
 
@@ -80,12 +81,14 @@ def create_app(
     events: EventLog | None = None,
     resolver: Resolver = system_resolver,
     verify: ssl.SSLContext | bool = True,
+    lease: Lease = sole_runner,
 ) -> Starlette:
     """Build the relay. ``transport`` and ``store`` let tests swap the outside world;
     ``backfill`` lets them page through Opsgenie in smaller steps (``Backfill``'s knobs);
     ``events`` is what ``logs.configure`` returned, when the relay owns logging;
     ``resolver`` and ``verify`` are how the client carrying stored keys looks names up
-    and which certificates it trusts (tests: a fake DNS, a self-signed authority)."""
+    and which certificates it trusts (tests: a fake DNS, a self-signed authority);
+    ``lease`` says whether this replica may run the reconcile now (one at a time)."""
     rules = rules if rules is not None else load_rules(settings.config_path)
     store = (
         store
@@ -144,6 +147,23 @@ def create_app(
         pruned=metrics.events_pruned,
         clock=clock,
     )
+    reconciler = (
+        Reconciler(
+            store=store,
+            http=keyed,
+            rules=rules,
+            metrics=metrics,
+            wake=worker.wake,
+            interval_seconds=settings.reconcile_interval_seconds,
+            budget=settings.reconcile_budget,
+            lookback_seconds=settings.reconcile_lookback_seconds,
+            clock=clock,
+            lease=lease,
+        )
+        # A backend without ``Reconcilable`` yet runs everything else (see service.store).
+        if settings.reconcile_interval_seconds > 0 and isinstance(store, Reconcilable)
+        else None
+    )
     keys = AdminKeys(
         api_key=settings.api_key,
         app_key=settings.app_key,
@@ -201,6 +221,10 @@ def create_app(
         _warn_about(settings)
         worker.start()
         pruner.start()
+        if reconciler is not None:
+            reconciler.start()
+        elif settings.reconcile_interval_seconds > 0:
+            log.warning("this store cannot reconcile yet: RELAY_RECONCILE_INTERVAL is ignored")
         log.info(
             "relay started",
             extra={"version": __version__, "database": str(settings.database_path)},
@@ -208,6 +232,8 @@ def create_app(
         try:
             yield
         finally:
+            if reconciler is not None:
+                await reconciler.stop()
             await pruner.stop()
             await worker.stop(settings.shutdown_deadline_seconds)
             await http.aclose()

@@ -54,6 +54,19 @@ DX_CODES = (
 #: Why delivery may be paused for every reference (``relay_delivery_paused{reason}``).
 PAUSE_REASONS = ("not_authed", "redirected", "not_configured")
 ENRICHMENT_OUTCOMES = ("success", "retryable", "permanent", "skipped")
+#: How one service object's reconcile ended (``relay_reconcile_runs{outcome}``).
+RECONCILE_OUTCOMES = (
+    "complete",
+    "budget_spent",
+    "rate_limited",
+    "unavailable",
+    "refused",
+    "failed",
+)
+#: What a reconcile found: an alert never seen, or one held with an older state.
+RECONCILE_FINDINGS = ("missing", "changed")
+#: Why an Opsgenie request of a reconcile failed.
+RECONCILE_ERRORS = ("http_429", "http_5xx", "network", "auth", "other")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -159,9 +172,33 @@ class Metrics:
             "Raw webhook events deleted after RELAY_EVENT_RETENTION (alert state is kept).",
             registry=r,
         )
+        self.reconcile_runs = Counter(
+            "relay_reconcile_runs",
+            "Automatic reconciles of one service object, by how they ended.",
+            ["outcome"],
+            registry=r,
+        )
+        self.reconcile_alerts = Counter(
+            "relay_reconcile_alerts",
+            "Alerts a reconcile found the relay had missed (never seen) or held older.",
+            ["finding"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "relay_reconcile_api_errors",
+            "Opsgenie requests of a reconcile that failed, by kind.",
+            ["kind"],
+            registry=r,
+        )
         self._initialise()
 
     def _initialise(self) -> None:
+        for outcome in RECONCILE_OUTCOMES:
+            self.reconcile_runs.labels(outcome)
+        for finding in RECONCILE_FINDINGS:
+            self.reconcile_alerts.labels(finding)
+        for kind in RECONCILE_ERRORS:
+            self.reconcile_errors.labels(kind)
         for outcome in ENRICHMENT_OUTCOMES:
             self.enrichment.labels(outcome)
         for action in ACTION_LABELS:

@@ -80,6 +80,12 @@ class Settings:
     #: Whether a service object's ``custom_url`` may reach loopback or private addresses
     #: (an Opsgenie proxy inside the network); link-local and metadata never may.
     allow_private_upstreams: bool = False
+    #: Seconds between automatic reconciles of every service object with a key; 0: off.
+    reconcile_interval_seconds: float = 300.0
+    #: Opsgenie requests one reconcile may make per service object (list pages and reads).
+    reconcile_budget: int = 100
+    #: How far back the first reconcile after start-up looks for alerts never seen.
+    reconcile_lookback_seconds: float = 3600.0
 
     @property
     def delivery_enabled(self) -> bool:
@@ -135,6 +141,9 @@ class Settings:
             body_timeout_seconds=get("BODY_TIMEOUT", _positive_duration, "30s"),
             admin_rate_limit=get("ADMIN_RATE_LIMIT", _positive_int, "60"),
             allow_private_upstreams=get("ALLOW_PRIVATE_UPSTREAMS", _boolean, "false"),
+            reconcile_interval_seconds=get("RECONCILE_INTERVAL", parse_duration, "5m"),
+            reconcile_budget=get("RECONCILE_BUDGET", _positive_int, "100"),
+            reconcile_lookback_seconds=get("RECONCILE_LOOKBACK", _positive_duration, "1h"),
         )
 
 

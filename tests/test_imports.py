@@ -228,6 +228,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service.store.postgres.engine", "service.store.postgres.intake"),
             *("service.store.postgres.states", "service.store.postgres.claims"),
             *("service.store.postgres.outbox", "service.store.postgres.service_objects"),
+            "service.store.sqlite.reconcile_checks",
         ),
     ),
     ("observation", ("service.metrics",)),
@@ -245,6 +246,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             *("service.delivery_policy", "service.delivery", "service.enrichment"),
             *("service.retention", "service.backfill_report", "service.backfill"),
+            "service.reconcile",
         ),
     ),
     (

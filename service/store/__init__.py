@@ -5,7 +5,9 @@ The interfaces are cut by who uses them. ``Outbox`` is the event log and deliver
 deliveries API; intake alone needs just ``Intake``); ``ServiceObjects`` are the Opsgenie
 accounts the admin API manages. ``Store`` is both, with the lifecycle, as one backend
 object provides them: ``service.store.sqlite`` today, a sibling package (``postgres``)
-later, without the callers changing. Records are plain frozen values.
+later, without the callers changing. ``Reconcilable`` is apart from ``Store``: a backend
+that offers it gets the automatic reconcile (``service.reconcile``), one that does not yet
+still runs everything else. Records are plain frozen values.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from starlette.datastructures import Secret
 
@@ -287,6 +289,36 @@ class ServiceObjects(Protocol):
         ...
 
     async def delete_service_object(self, id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenReference:
+    """An alert the relay holds as open, with when a reconcile last asked Opsgenie about it."""
+
+    reference_id: str
+    alert_id: str
+    state: AlertState
+    #: ``None`` until a reconcile first reads it back.
+    checked_at: float | None
+
+
+@runtime_checkable
+class Reconcilable(Protocol):
+    """Which open alerts a reconcile should read back first, and remembering that it did.
+
+    An alert is open while its folded state has no close and no delete; whatever the
+    reconcile learns arrives through ``accept`` like any fetched alert, so these two
+    methods only steer which alerts it spends its requests on.
+    """
+
+    async def open_references(self, service_id: str, *, limit: int) -> list[OpenReference]:
+        """Up to ``limit`` of the service object's open alerts, never-checked ones first,
+        then the longest unchecked."""
+        ...
+
+    async def mark_checked(self, reference_ids: Sequence[str], *, at: float) -> None:
+        """Record that these references were read back from Opsgenie at ``at``."""
+        ...
 
 
 class Store(Outbox, ServiceObjects, Protocol):

@@ -108,6 +108,9 @@ class FakeOpsgenie:
         #: Awaited with the offset before each list page is answered (not for failures):
         #: lets a test change the account, or post webhooks, between pages.
         self.before_list: Callable[[int], Awaitable[None]] | None = None
+        #: Awaited with the alert id before ``GET /v2/alerts/{id}`` reads the alert (not
+        #: for failures): lets a test race a webhook against a read in flight.
+        self.before_alert: Callable[[str], Awaitable[None]] | None = None
         self._lock = threading.Lock()
         self.app = Starlette(
             routes=[
@@ -187,6 +190,8 @@ class FakeOpsgenie:
             return refused
         if request.query_params.get("identifierType", "id") != "id":
             return _error(422, "only identifierType=id is faked")
+        if self.before_alert is not None:
+            await self.before_alert(request.path_params["alert_id"])
         with self._lock:
             alert = self.alerts.get(request.path_params["alert_id"])
         if alert is None:

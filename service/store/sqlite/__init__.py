@@ -2,7 +2,8 @@
 
 ``engine`` owns the file, the group-commit writer and the reader; ``outbox`` and
 ``service_objects`` are the two halves of ``Store`` and write through that one engine;
-``schema`` holds the migrations. The folding the outbox replays stored events with is
+``schema`` holds the migrations; ``reconcile_checks`` is ``Reconcilable``, which steers the
+automatic reconcile. The folding the outbox replays stored events with is
 passed in (``replay``), ``service.folding.replay`` unless the builder says otherwise.
 """
 
@@ -21,6 +22,7 @@ from service.store import (
     Attempt,
     Delivery,
     Incoming,
+    OpenReference,
     OutboxStats,
     Outcome,
     Pending,
@@ -32,13 +34,15 @@ from service.store import (
 )
 from service.store.sqlite.engine import SQLiteEngine
 from service.store.sqlite.outbox import FOLD_BUDGET, SQLiteOutbox
+from service.store.sqlite.reconcile_checks import SQLiteReconcileChecks
 from service.store.sqlite.service_objects import SQLiteServiceObjects
 
 __all__ = ["FOLD_BUDGET", "SQLiteEngine", "SQLiteOutbox", "SQLiteServiceObjects", "SQLiteStore"]
 
 
 class SQLiteStore:
-    """``Store`` on one SQLite file: its outbox and its service objects over one engine.
+    """``Store`` on one SQLite file: its outbox and its service objects over one engine,
+    and ``Reconcilable``.
 
     Each method hands the call to the half that holds it, so a caller (or a test's
     subclass) sees one object, as the app opens and closes one.
@@ -57,6 +61,9 @@ class SQLiteStore:
         self.engine = SQLiteEngine(path, max_batch=max_batch)
         self.outbox = SQLiteOutbox(self.engine, clock=clock, replay=replay, fold_budget=fold_budget)
         self.service_objects = SQLiteServiceObjects(self.engine, clock=clock, cipher=cipher)
+        # The outbox's own "fold the inbox first", shared rather than copied: the checks
+        # read and mark the same alert rows.
+        self.checks = SQLiteReconcileChecks(self.engine, ingested=self.outbox._ingested)
 
     async def open(self) -> None:
         await self.engine.open()
@@ -168,3 +175,11 @@ class SQLiteStore:
 
     async def delete_service_object(self, id: str) -> bool:
         return await self.service_objects.delete_service_object(id)
+
+    # ---- Reconcilable ----------------------------------------------------------------
+
+    async def open_references(self, service_id: str, *, limit: int) -> list[OpenReference]:
+        return await self.checks.open_references(service_id, limit=limit)
+
+    async def mark_checked(self, reference_ids: Sequence[str], *, at: float) -> None:
+        await self.checks.mark_checked(reference_ids, at=at)
