@@ -72,7 +72,9 @@ def test_failed_then_retry_then_delivered(client: TestClient, fake_dx: FakeDX) -
     fake_dx.reset()  # DX accepts it now (the operator fixed the cause)
     retried = client.post(f"{PATH}/{REF}/retry", headers=FULL)
     assert retried.status_code == 200
-    assert retried.json()["data"]["status"] == "pending"
+    # The answer shows the record as read after the retry: the worker, woken by it, may
+    # have delivered it already.
+    assert retried.json()["data"]["status"] in ("pending", "delivered")
     wait_for(lambda: status_of(client, REF) == "delivered", message="delivered after retry")
     assert fake_dx.incident(REF) is not None
     assert admin_count(client, "delivery_retry", "200") == 1
