@@ -401,3 +401,15 @@ def test_every_exception_class_lives_in_the_error_tree() -> None:
         )
     ]
     assert elsewhere == [], "exception classes outside service/errors.py"
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """The README's Layout is where a newcomer looks a behaviour up by its name."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Development") :]
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py") and f" {path.name} " not in layout
+    ]
+    assert missing == [], "modules the README's Layout does not name"
