@@ -34,7 +34,7 @@ from service.metrics import Metrics
 from service.opsgenie_api import OpsgenieAPI
 from service.reconcile import Lease, Reconciler, created_since, sole_runner
 from service.settings import Settings
-from service.store import Incoming, Reconcilable, ServiceObject
+from service.store import Incoming, Reconcilable, Region, ServiceObject
 from service.store.sqlite import SQLiteStore
 from service.store.sqlite.reconcile_checks import OPEN_ALERTS
 from service.translate import AlertState, iso8601
@@ -122,10 +122,10 @@ async def harness(
     metrics = Metrics(CollectorRegistry())
     woken: list[float] = []
     try:
+        region: Region = "eu"
+        url, key = None, KEY
         if isinstance(upstream, FakeJsm):  # a JSM site: Basic credentials, its site's URL
             region, url, key = "custom", SITE, upstream.credentials
-        else:
-            region, url, key = "eu", None, KEY
         service = await store.create_service_object(
             id=str(uuid.uuid4()),
             name="payments",
