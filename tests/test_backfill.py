@@ -21,7 +21,6 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 import service.backfill
-import tests.fakes.opsgenie
 from service.admin_client import backfill_text, progress_line, run_backfill
 from service.app import create_app, handles
 from service.backfill import MAX_BACKOFF, MAX_RETRY_AFTER, Backfill, retry_delay
@@ -481,10 +480,10 @@ def test_rate_limit_and_outage_mid_way_are_waited_out(
 
 
 @pytest.fixture
-def small_window(monkeypatch: pytest.MonkeyPatch, paging: dict[str, Any], small_pages: int) -> int:
+def small_window(paging: dict[str, Any], small_pages: int, opsgenie: FakeOpsgenie) -> int:
     """Opsgenie's 20,000-alert listing window (``offset + limit``) as four pages of five."""
     paging["list_window"] = 4 * small_pages
-    monkeypatch.setattr(tests.fakes.opsgenie, "LIST_WINDOW", 4 * small_pages)
+    opsgenie.list_window = 4 * small_pages
     return 4 * small_pages
 
 

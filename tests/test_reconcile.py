@@ -1,8 +1,10 @@
-"""The automatic reconcile: missed alerts and missed closes come back from Opsgenie alone.
+"""The automatic reconcile: missed alerts and missed closes come back from Opsgenie alone,
+and from a JSM Operations site alike.
 
-Most tests drive one ``Reconciler`` over a real SQLite store and the fake Opsgenie (in
-process), with a clock the test moves; the last ones run the whole app, the fake DX and
-the fake Opsgenie with a short interval, and wait for DX to show what Opsgenie has.
+Most tests drive one ``Reconciler`` over a real SQLite store and the fake Opsgenie or
+fake JSM (in process), with a clock the test moves; the last ones run the whole app, the
+fake DX and the fake account with a short interval, and wait for DX to show what the
+account has.
 """
 
 from __future__ import annotations
@@ -24,18 +26,21 @@ from prometheus_client import CollectorRegistry
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
+import service.jsm_api
 from service.app import create_app, handles
+from service.jsm_api import CloudIds, as_opsgenie_alert
 from service.mapping import Rules
 from service.metrics import Metrics
 from service.opsgenie_api import OpsgenieAPI
 from service.reconcile import Lease, Reconciler, created_since, sole_runner
 from service.settings import Settings
-from service.store import Incoming, Reconcilable, ServiceObject
+from service.store import Incoming, Reconcilable, Region, ServiceObject
 from service.store.sqlite import SQLiteStore
 from service.store.sqlite.reconcile_checks import OPEN_ALERTS
 from service.translate import AlertState, iso8601
 from tests.conftest import DX_TOKEN, auth
 from tests.fakes.dx import FakeDX
+from tests.fakes.jsm import CLOUD_ID, FakeJsm, jsm_alert
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
 
@@ -43,6 +48,7 @@ KEY = "genie-key-reconcile"
 DAY_MS = 86_400_000
 FULL = {"DD-API-KEY": "api", "DD-APPLICATION-KEY": "app"}
 SERVICES = "/api/v2/integration/opsgenie/services"
+SITE = "https://acme.atlassian.net"
 
 
 class Clock:
@@ -58,7 +64,7 @@ class Clock:
 @dataclass
 class Harness:
     store: SQLiteStore
-    opsgenie: FakeOpsgenie
+    upstream: FakeOpsgenie | FakeJsm
     metrics: Metrics
     clock: Clock
     reconciler: Reconciler
@@ -103,7 +109,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def harness(
     tmp_path: Path,
-    opsgenie: FakeOpsgenie,
+    upstream: FakeOpsgenie | FakeJsm,
     *,
     budget: int = 100,
     interval: float = 300.0,
@@ -112,12 +118,20 @@ async def harness(
     clock = Clock()
     store = SQLiteStore(tmp_path / "relay.db", clock=clock)
     await store.open()
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=opsgenie.app))
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream.app))
     metrics = Metrics(CollectorRegistry())
     woken: list[float] = []
     try:
+        region: Region = "eu"
+        url, key = None, KEY
+        if isinstance(upstream, FakeJsm):  # a JSM site: Basic credentials, its site's URL
+            region, url, key = "custom", SITE, upstream.credentials
         service = await store.create_service_object(
-            id=str(uuid.uuid4()), name="payments", region="eu", custom_url=None, api_key=Secret(KEY)
+            id=str(uuid.uuid4()),
+            name="payments",
+            region=region,
+            custom_url=url,
+            api_key=Secret(key),
         )
         reconciler = Reconciler(
             store=store,
@@ -131,7 +145,7 @@ async def harness(
             clock=clock,
             lease=lease,
         )
-        yield Harness(store, opsgenie, metrics, clock, reconciler, service, woken)
+        yield Harness(store, upstream, metrics, clock, reconciler, service, woken)
     finally:
         await http.aclose()
         await store.close()
@@ -142,9 +156,22 @@ def opsgenie() -> FakeOpsgenie:
     return FakeOpsgenie(api_key=KEY)
 
 
+@pytest.fixture
+def jsm(monkeypatch: pytest.MonkeyPatch) -> FakeJsm:
+    """A JSM site, with a cloudId cache that forgets between tests."""
+    monkeypatch.setattr(service.jsm_api, "CLOUD_IDS", CloudIds())
+    return FakeJsm()
+
+
 def alert_reads(opsgenie: FakeOpsgenie) -> list[str]:
     """The alert ids read whole, in order."""
     return [r.path.rsplit("/", 1)[1] for r in opsgenie.requests if r.path.count("/") == 3]
+
+
+def jsm_reads(jsm: FakeJsm) -> list[str]:
+    """The alert ids read whole from the JSM site, in order."""
+    prefix = f"/jsm/ops/api/{CLOUD_ID}/v1/alerts/"
+    return [r.path.removeprefix(prefix) for r in jsm.requests if r.path.startswith(prefix)]
 
 
 def test_the_listing_query_includes_the_first_millisecond() -> None:
@@ -280,6 +307,68 @@ def test_a_5xx_stops_the_run_and_the_next_interval_resumes(
     asyncio.run(main())
 
 
+def test_a_jsm_alert_created_while_the_relay_was_down_appears_after_one_run(
+    tmp_path: Path, jsm: FakeJsm
+) -> None:
+    """Through ``run_once``, as the interval runs it: a JSM site is one of the accounts."""
+
+    async def main() -> None:
+        async with harness(tmp_path, jsm) as h:
+            jsm.add(jsm_alert("never-seen", created_ms=h.ms(600), priority="P1"))
+            await h.reconciler.run_once()
+            assert h.runs("complete") == 1
+            assert h.found("missing") == 1
+            state = await h.state("never-seen")
+            assert state is not None
+            assert state.priority is not None
+            assert state.priority.value == "P1"
+            assert state.details is not None  # read whole: extraProperties are the details
+            assert state.details.value == (("service", "payments"),)
+            assert h.woken
+            [listed] = jsm.seen("/v1/alerts")
+            assert listed.query["query"] == f"createdAt>{int((h.clock.now - 3600) * 1000) - 1}"
+            assert jsm_reads(jsm) == ["never-seen"]
+            assert {r.authorization for r in jsm.requests[1:]} == {jsm.authorization}
+
+    asyncio.run(main())
+
+
+def test_a_jsm_429_stops_the_run_and_the_next_waits_out_the_window(
+    tmp_path: Path, jsm: FakeJsm
+) -> None:
+    async def main() -> None:
+        async with harness(tmp_path, jsm) as h:
+            created = h.ms(2 * 86_400)
+            for name in ("a", "b"):
+                await h.hold(as_opsgenie_alert(jsm_alert(name, created_ms=created)))
+                jsm.add(jsm_alert(name, created_ms=created, status="closed"))
+            b = f"/jsm/ops/api/{CLOUD_ID}/v1/alerts/b"
+            jsm.rate_limit_next(1, retry_after=30, path=b)
+            await h.reconciler.run_once()
+            assert h.runs("rate_limited") == 1
+            assert h.errors("http_429") == 1
+            closed_a, open_b = await h.state("a"), await h.state("b")
+            assert closed_a is not None
+            assert closed_a.closed
+            assert open_b is not None
+            assert not open_b.closed
+            # Inside the site's Retry-After: no request at all.
+            asked = len(jsm.requests)
+            h.clock.now += 10
+            await h.reconciler.run_once()
+            assert len(jsm.requests) == asked
+            # After it: b, never checked, comes first; a is closed and not read again.
+            h.clock.now += 25
+            await h.reconciler.run_once()
+            assert h.runs("complete") == 1
+            assert jsm_reads(jsm) == ["a", "b", "b"]
+            closed_b = await h.state("b")
+            assert closed_b is not None
+            assert closed_b.closed
+
+    asyncio.run(main())
+
+
 def test_a_wrong_key_is_refused_and_counted(tmp_path: Path, opsgenie: FakeOpsgenie) -> None:
     async def main() -> None:
         async with harness(tmp_path, opsgenie) as h:
@@ -382,19 +471,36 @@ class HostRouter(httpx.AsyncBaseTransport):
         return await self._routes[request.url.host].handle_async_request(request)
 
 
+OPSGENIE_ACCOUNT = {"name": "payments", "region": "eu", "opsgenie_api_key": KEY}
+
+
+def jsm_account(jsm: FakeJsm) -> dict[str, str]:
+    """The service object of a JSM site: its URL, and an email and API token as the key."""
+    return {
+        "name": "payments",
+        "region": "custom",
+        "custom_url": SITE,
+        "opsgenie_api_key": jsm.credentials,
+    }
+
+
 @pytest.fixture
 def relay(
-    make_settings: Callable[..., Settings], fake_dx: FakeDX, opsgenie: FakeOpsgenie
+    make_settings: Callable[..., Settings], fake_dx: FakeDX, opsgenie: FakeOpsgenie, jsm: FakeJsm
 ) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
+    """Start the relay with one service object (``account``: Opsgenie's unless given)."""
+    site = httpx.ASGITransport(app=jsm.app)
     transport = HostRouter(
         {
             "dx.test": httpx.ASGITransport(app=fake_dx.app),
             "api.eu.opsgenie.com": httpx.ASGITransport(app=opsgenie.app),
+            "acme.atlassian.net": site,
+            "api.atlassian.com": site,
         }
     )
 
     @contextlib.contextmanager
-    def start(**overrides: Any) -> Iterator[TestClient]:
+    def start(account: dict[str, str] = OPSGENIE_ACCOUNT, **overrides: Any) -> Iterator[TestClient]:
         settings = make_settings(
             dx_base_url="http://dx.test",
             dx_token=Secret(DX_TOKEN),
@@ -404,12 +510,7 @@ def relay(
         )
         app = create_app(settings, transport=transport, registry=CollectorRegistry())
         with TestClient(app, raise_server_exceptions=False) as client:
-            service = {
-                "data": {
-                    "type": "opsgenie-service",
-                    "attributes": {"name": "payments", "region": "eu", "opsgenie_api_key": KEY},
-                }
-            }
+            service = {"data": {"type": "opsgenie-service", "attributes": account}}
             assert client.post(SERVICES, json=service, headers=FULL).status_code == 201
             yield client
 
@@ -464,6 +565,41 @@ def test_a_close_that_never_arrived_reaches_dx_within_one_interval(
         )
         assert runs is not None
         assert runs >= 1
+
+
+def test_a_jsm_close_that_never_arrived_reaches_dx_within_one_interval(
+    relay: Callable[..., contextlib.AbstractContextManager[TestClient]],
+    fake_dx: FakeDX,
+    jsm: FakeJsm,
+) -> None:
+    """The same for a JSM site: its webhook is Opsgenie's, its alerts are read from JSM."""
+    created = int((time.time() - 3 * 86_400) * 1000)
+    jsm.add(jsm_alert("dropped", created_ms=created))
+    with relay(jsm_account(jsm), reconcile_interval_seconds=0.5) as client:
+        posted = client.post(
+            "/webhooks/opsgenie/payments", json=create_webhook("dropped", created), headers=auth()
+        )
+        assert posted.status_code == 202
+        wait_for(lambda: fake_dx.incident("opsgenie-dropped"), message="incident open in DX")
+        # Closed in JSM; its webhook is never sent.
+        jsm.add(
+            jsm_alert("dropped", created_ms=created, updated_ms=created + 5_000, status="closed")
+        )
+        started = time.monotonic()
+        incident = wait_for(
+            lambda: (i := fake_dx.incident("opsgenie-dropped")) and i["resolved_at"] and i,
+            timeout=10.0,
+            message="incident resolved in DX",
+        )
+        assert time.monotonic() - started < 5.0
+        assert incident["resolved_at"] == iso8601((created + 5_000) * 10**6)
+        assert incident["source_url"] == f"{SITE}/jira/ops/alerts/dropped"
+        runs = handles(client.app).metrics.registry.get_sample_value(
+            "relay_reconcile_runs_total", {"outcome": "complete"}
+        )
+        assert runs is not None
+        assert runs >= 1
+    assert {r.authorization for r in jsm.seen("/v1/alerts/dropped")} == {jsm.authorization}
 
 
 def test_429s_and_5xx_wait_and_dx_never_gets_an_older_state(

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from tests.fakes.opsgenie import NOT_LISTED, JSONObject, _created_bounds, _created_ms, api_alert
 
-#: ``offset + size`` must be lower than this (Atlassian: "lower than 20K").
+#: ``offset + size`` must be lower than this (Atlassian: "lower than 20K"); a fake's
+#: ``list_window`` by default.
 LIST_WINDOW = 20_000
 CLOUD_ID = "2f0c9a4e-5b1d-4c3e-9a8f-0123456789ab"
 
@@ -52,9 +53,12 @@ class FakeJsm:
         email: str = "ops@acme.example",
         token: str = "atlassian-api-token-0001",
         cloud_id: str = CLOUD_ID,
+        list_window: int = LIST_WINDOW,
     ) -> None:
         self.credentials = f"{email}:{token}"
         self.cloud_id = cloud_id
+        #: ``offset + size`` must be lower than this (400 otherwise).
+        self.list_window = list_window
         self.alerts: dict[str, JSONObject] = {}
         self.requests: list[SeenRequest] = []
         self._failures: list[tuple[int, dict[str, str], str | None]] = []
@@ -140,7 +144,7 @@ class FakeJsm:
             return _error(400, "size and offset must be integers")
         if not 0 < size <= 100 or offset < 0:
             return _error(400, "size must be 1..100 and offset >= 0")
-        if offset + size >= LIST_WINDOW:
+        if offset + size >= self.list_window:
             return _error(400, "Sum of offset and size should be lower than 20K")
         bounds = _created_bounds(request.query_params.get("query", ""))
         if bounds is None or request.query_params.get("sort", "createdAt") != "createdAt":

@@ -27,7 +27,8 @@ JSONObject = dict[str, Any]
 CREATED_TERM = re.compile(r"^createdAt\s*([<>])\s*(\d+)$")
 #: What ``GET /v2/alerts`` leaves out of each alert that ``GET /v2/alerts/{id}`` has.
 NOT_LISTED = frozenset({"details", "description", "entity", "actions", "teams"})
-#: Opsgenie answers 422 when ``offset + limit`` passes this: a listing sees 20,000 alerts.
+#: Opsgenie answers 422 when ``offset + limit`` passes this: a listing sees 20,000 alerts
+#: (a fake's ``list_window`` by default).
 LIST_WINDOW = 20_000
 
 
@@ -93,9 +94,13 @@ class SeenRequest:
 class FakeOpsgenie:
     """An in-memory Opsgenie account. Thread-safe: tests read it while uvicorn serves."""
 
-    def __init__(self, api_key: str = "genie-key-123", account: str = "acme") -> None:
+    def __init__(
+        self, api_key: str = "genie-key-123", account: str = "acme", list_window: int = LIST_WINDOW
+    ) -> None:
         self.api_key = api_key
         self.account = account
+        #: How far ``offset + limit`` may reach (422 past it): small in tests of paging.
+        self.list_window = list_window
         self.alerts: dict[str, JSONObject] = {}
         self.requests: list[SeenRequest] = []
         #: A team integration's key: it reads alerts, but ``GET /v2/account`` answers 403.
@@ -208,8 +213,8 @@ class FakeOpsgenie:
             return _error(422, "limit and offset must be integers")
         if not 0 < limit <= 100 or offset < 0:
             return _error(422, "limit must be 1..100 and offset >= 0")
-        if offset + limit > LIST_WINDOW:
-            return _error(422, f"offset + limit must be at most {LIST_WINDOW}")
+        if offset + limit > self.list_window:
+            return _error(422, f"offset + limit must be at most {self.list_window}")
         if request.query_params.get("sort", "createdAt") != "createdAt":
             return _error(422, "only sort=createdAt is faked")
         bounds = _created_bounds(request.query_params.get("query", ""))
