@@ -123,6 +123,13 @@ class Webhook(NamedTuple):
             raise self.alert
         return _event(self, self.alert)
 
+    def check(self) -> None:
+        """Raises what ``event()`` would, without building the event: intake stores the
+        body and only checks it (the frozen event's construction was half of ``event()``)."""
+        if isinstance(self.alert, PayloadError):
+            raise self.alert
+        _checked(self, self.alert)
+
 
 def read_webhook(body: bytes, *, received_ns: int) -> Webhook:
     """Decode a webhook body (one pass). Raises ``PayloadError`` when it is not JSON or
@@ -135,7 +142,19 @@ def parse_event(body: bytes, *, received_ns: int) -> OpsgenieEvent:
     return read_webhook(body, received_ns=received_ns).event()
 
 
-def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
+class _Checked(NamedTuple):
+    """The event's fields that can be wrong after decoding (a type cannot say so)."""
+
+    stamp_ns: int
+    owner: str | None
+    created_at_ns: int | None
+    priority: str | None
+    teams: tuple[str, ...] | None
+    added_team: str | None
+
+
+def _checked(webhook: Webhook, alert: Alert) -> _Checked:
+    """The checks, in the order that decides which field a 400 names."""
     action = webhook.action
     updated = alert.updated_at
     stamp = (
@@ -143,7 +162,6 @@ def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
         if updated is None
         else parse_timestamp_ns(updated, field="alert.updatedAt")
     )
-    created = alert.created_at
     # Read only where they mean an ownership change: a stray type in them on any other
     # action is in a field the relay does not use, so it is not the sender's error.
     owner = None
@@ -151,28 +169,40 @@ def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
         owner = _string(alert.owner, "alert.owner")
         if action == Action.TAKE_OWNERSHIP and owner is None:
             owner = _string(alert.username, "alert.username")
+    created = alert.created_at
+    return _Checked(
+        stamp,
+        owner,
+        None if created is None else parse_timestamp_ns(created, field="alert.createdAt"),
+        _priority(alert.priority),
+        _teams(alert.responders, alert.team) if action == Action.CREATE else None,
+        _string(alert.team, "alert.team") if action == Action.ADD_TEAM else None,
+    )
+
+
+def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
+    action = webhook.action
+    checked = _checked(webhook, alert)
     tiny_id = alert.tiny_id
     return OpsgenieEvent(
         action=action,
         alert_id=webhook.alert_id,
-        stamp_ns=stamp,
+        stamp_ns=checked.stamp_ns,
         message=alert.message,
         alias=alert.alias,
         entity=alert.entity,
         source=alert.source,
         tiny_id=str(tiny_id) if isinstance(tiny_id, int) else tiny_id,
-        created_at_ns=None
-        if created is None
-        else parse_timestamp_ns(created, field="alert.createdAt"),
-        priority=_priority(alert.priority),
+        created_at_ns=checked.created_at_ns,
+        priority=checked.priority,
         tags=None if alert.tags is None else _unique(alert.tags),
         added_tags=_comma_list(alert.added_tags),
         removed_tags=_comma_list(alert.removed_tags),
-        teams=_teams(alert.responders, alert.team) if action == Action.CREATE else None,
-        added_team=_string(alert.team, "alert.team") if action == Action.ADD_TEAM else None,
-        owner=owner,
+        teams=checked.teams,
+        added_team=checked.added_team,
+        owner=checked.owner,
         acknowledged=_ACKNOWLEDGED.get(action),
-        closed_at_ns=stamp if action == Action.CLOSE else None,
+        closed_at_ns=checked.stamp_ns if action == Action.CLOSE else None,
         # Keys are unique, so sorting the pairs never compares two values.
         details=None if alert.details is None else tuple(sorted(alert.details.items())),
         integration_name=webhook.integration_name,

