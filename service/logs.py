@@ -9,8 +9,6 @@ the message, every field and any traceback, so nothing is left out and nothing i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -213,19 +211,15 @@ class TextFormatter(EventFormatter):
 
 
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each formatted line redacted, and flushes it: a crash keeps what was logged
-    (``write_soon``'s lines: all but the last loop turn's)."""
+    """Writes each formatted line redacted, and flushes it: a crash keeps what was logged."""
 
     def __init__(self, redactor: Redactor, stream: TextIO | None = None) -> None:
         super().__init__(sys.stderr if stream is None else stream)
         self._redactor = redactor
-        #: Lines ``write_soon`` holds until the event loop's next turn, redacted already.
-        self._pending: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         """StreamHandler's emit, redacting, without its second trip through the lock to flush."""
         try:
-            self.flush()  # held lines go out first
             self.write(self.format(record))
         except RecursionError:  # as StreamHandler: too deep to report
             raise
@@ -236,33 +230,6 @@ class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Write a formatted line, redacted, and flush it; the caller holds the lock."""
         self.stream.write(f"{self._redactor.redact(line)}{self.terminator}")
         self.stream.flush()
-
-    def write_soon(self, line: str) -> None:
-        """``write``, but on an event loop the line waits for the loop's next turn, to go out
-        with the other lines of this turn in one system call (5 of a line's 14 us). A SIGKILL
-        may lose the last turn's lines; an exit, or any other line, writes them first.
-        The caller holds the lock."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop on this thread: nothing would write it later
-            self.write(line)
-            return
-        self._pending.append(f"{self._redactor.redact(line)}{self.terminator}")
-        if len(self._pending) == 1:
-            loop.call_soon(self._write_turn)
-
-    def _write_turn(self) -> None:
-        try:
-            self.flush()
-        except Exception:  # a closed stream: as logging reports a line it cannot write
-            self.handleError(logging.makeLogRecord({"msg": "log lines could not be written"}))
-
-    def flush(self) -> None:  # held lines too: logging flushes every handler at exit
-        with self.lock or contextlib.nullcontext():
-            if self._pending:
-                lines, self._pending = "".join(self._pending), []
-                self.stream.write(lines)
-        super().flush()
 
     def handleError(self, record: logging.LogRecord) -> None:
         """logging reports a line it failed to write on stderr, message and arguments
@@ -307,20 +274,22 @@ def configure(
 class EventLog:
     """The line per event decision (one per webhook), at a fraction of logging's cost.
 
-    Through ``Logger.info`` such a line costs about 60 µs of a request's CPU, mostly the
-    LogRecord and logging's handler machinery. When ``configure()``'s handler is all that
-    would see the record, this writes the same line through the same formatter, redactor
-    and stream, under the handler's lock (never interleaved with other lines). When
-    anything else could see it (no ``configure()``, pytest's caplog, another handler, a
-    filter, someone else's formatter, a field a LogRecord treats specially), the call goes
-    to ``logger`` as ``logger.info(message, extra=...)``, so nothing watching misses it.
+    Through ``Logger.info`` such a line costs about 60 µs of a request's CPU, most of it
+    making a LogRecord and passing it through logging's handler machinery, not writing it.
+    When ``configure()``'s handler is the only thing that would see the record, this
+    writes the same line through the same formatter, redactor and stream, under the
+    handler's lock (so it never interleaves with other lines), and skips the rest. When
+    anything else could see it (logging not set up by ``configure()``, pytest's caplog,
+    another handler, a filter, a formatter of someone else's, a field a LogRecord would
+    treat specially), the call goes to ``logger`` as ``logger.info(message, extra=...)``
+    would, so nothing that watches logging misses a line.
     """
 
     def __init__(
         self, handler: _RedactingHandler | None = None, *, clock: Callable[[], float] = time.time
     ) -> None:
-        """No handler (tests, library use): every line through logging. ``clock``: as a
-        LogRecord's ``time.time()``."""
+        """Without a handler (tests, library use), every line goes through logging.
+        ``clock`` gives a line's time as ``time.time()`` gives a LogRecord's."""
         self._handler = handler
         self._clock = clock
 
@@ -364,7 +333,7 @@ class EventLog:
             )
             handler.acquire()
             try:
-                handler.write_soon(line)
+                handler.write(line)
             finally:
                 handler.release()
         except RecursionError:  # as logging: too deep to report

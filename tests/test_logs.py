@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import io
 import json
@@ -695,69 +694,6 @@ def test_event_log_without_configure_goes_through_logging(
     assert (stored.reference_id, stored.took_ms) == ("opsgenie-1", 1.5)  # type: ignore[attr-defined]
     assert stored.funcName == "test_event_log_without_configure_goes_through_logging"
     assert (refused.levelno, refused.outcome) == (logging.WARNING, "invalid")  # type: ignore[attr-defined]
-
-
-class Writes(io.StringIO):
-    """A stream that counts its writes: each is a system call on a real one."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes = 0
-
-    def write(self, text: str) -> int:
-        self.writes += 1
-        return super().write(text)
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_event_lines_on_a_loop_go_out_together_at_its_next_turn_in_order() -> None:
-    stream = Writes()
-    events = configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
-    log = logging.getLogger("service.webhooks")
-
-    async def requests() -> None:
-        for n in range(3):
-            events.info(log, "webhook stored", reference_id=f"opsgenie-{n}", token=WEBHOOK)
-        assert stream.getvalue() == ""  # held for this turn
-        await asyncio.sleep(0)  # the next turn
-        assert [json.loads(line)["reference_id"] for line in lines(stream)] == [
-            "opsgenie-0",
-            "opsgenie-1",
-            "opsgenie-2",
-        ]
-        assert stream.writes == 1
-        events.info(log, "webhook stored", reference_id="opsgenie-3")
-        logging.getLogger("uvicorn.error").info("between")  # writes the held line first
-        events.info(log, "webhook stored", reference_id="opsgenie-4")
-
-    asyncio.run(requests())
-    logging.getLogger().handlers[0].flush()  # as logging does at exit
-    written = lines(stream)
-    assert_no_secret(stream.getvalue())
-    assert [json.loads(line).get("reference_id") for line in written[3:]] == [
-        "opsgenie-3",
-        None,
-        "opsgenie-4",
-    ]
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_held_event_lines_a_closed_stream_refuses_are_reported_not_raised(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    stream = io.StringIO()
-    events = configure(fmt="json", level="INFO", secrets=SECRETS, stream=stream)
-    log = logging.getLogger("service.webhooks")
-
-    async def request() -> None:
-        events.info(log, "webhook stored", reference_id="opsgenie-1", token=WEBHOOK)
-        stream.close()
-        await asyncio.sleep(0)
-
-    asyncio.run(request())
-    report = capsys.readouterr().err
-    assert "log lines could not be written" in report
-    assert WEBHOOK not in report
 
 
 class Collected(logging.Handler):
