@@ -219,7 +219,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "store",
         (
-            *("service.store", "service.store.composed", "service.store.sqlite"),
+            *("service.store", "service.store.rows", "service.store.composed"),
+            "service.store.sqlite",
             "service.store.sqlite.schema",
             *("service.store.sqlite.engine", "service.store.sqlite.intake"),
             *("service.store.sqlite.states", "service.store.sqlite.event_log"),

@@ -24,8 +24,8 @@ import pytest
 
 from service.errors import StoreUnavailable
 from service.store import Delivery, Outcome, Pending, Status
+from service.store.rows import state_of
 from service.store.sqlite import SQLiteStore
-from service.store.sqlite.states import load_state_text
 from tests.store_backends import T0, Clock, body, put
 
 T = TypeVar("T")
@@ -221,7 +221,7 @@ def test_a_claim_empties_the_inbox_into_the_alert_row(db: Path) -> None:
     with other_process(db) as conn:
         version, state = conn.execute("SELECT version, state FROM alerts").fetchone()
     assert version == 2
-    assert load_state_text(state) == pending.state
+    assert state_of(state) == pending.state
 
 
 def test_an_event_committed_after_a_higher_id_was_folded_is_still_folded(db: Path) -> None:

@@ -36,7 +36,8 @@ from service.store.postgres import claims
 from service.store.postgres.engine import PostgresEngine
 from service.store.postgres.intake import accept_all
 from service.store.postgres.schema import Conn
-from service.store.postgres.states import first_unfolded_at, has_unfolded, ingest, load_state_text
+from service.store.postgres.states import first_unfolded_at, has_unfolded, ingest
+from service.store.rows import delivery_of, json_or_none, state_of
 
 #: Stored events one ingest folds at most: a big backlog holds its rows briefly, not long.
 FOLD_BUDGET = 2000
@@ -119,7 +120,7 @@ class PostgresOutbox:
             rows = sorted(rows, key=lambda row: (row["next_attempt_at"], row["reference_id"]))
             claimed, unreadable = [], []
             for row in rows:
-                state = load_state_text(row["state"])
+                state = state_of(row["state"])
                 if state is None:
                     unreadable.append(row["reference_id"])
                     continue
@@ -132,7 +133,7 @@ class PostgresOutbox:
                         attempts=row["attempts"],
                         ever_delivered=row["delivered_version"] > 0,
                         pending_since=row["pending_since"],
-                        delivered_request=_json_or_none(row["delivered_request"]),
+                        delivered_request=json_or_none(row["delivered_request"]),
                         claim=row["claim"],
                     )
                 )
@@ -275,7 +276,7 @@ class PostgresOutbox:
             ),
             "read",
         )
-        return None if row is None else _delivery(row)
+        return None if row is None else delivery_of(row)
 
     async def deliveries(
         self, *, status: Status | None, limit: int, after: str | None
@@ -291,7 +292,7 @@ class PostgresOutbox:
             ),
             "read",
         )
-        return [_delivery(row) for row in rows]
+        return [delivery_of(row) for row in rows]
 
     async def attempts(self, reference_id: str, *, limit: int) -> list[Attempt]:
         rows = await self._engine.run(
@@ -371,30 +372,7 @@ def _attempt(attempt: Attempt) -> tuple[Any, ...]:
     )
 
 
-def _json_or_none(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def _stored_event(row: asyncpg.Record) -> StoredEvent:
     return StoredEvent(
         id=row["id"], received_at=row["received_at"], action=row["action"], raw=row["raw"]
-    )
-
-
-def _delivery(row: asyncpg.Record) -> Delivery:
-    return Delivery(
-        reference_id=row["reference_id"],
-        alert_id=row["alert_id"],
-        service_id=row["service_id"],
-        status=Status(row["status"]),
-        version=row["version"],
-        delivered_version=row["delivered_version"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_error_code=row["last_error_code"],
-        last_error=row["last_error"],
-        last_request=_json_or_none(row["last_request"]),
-        last_response=row["last_response"],
-        updated_at=row["updated_at"],
-        state=load_state_text(row["state"]),
     )

@@ -21,7 +21,8 @@ import asyncpg
 
 from service.folding import Replay, StoredRow
 from service.store.postgres.schema import Conn
-from service.translate import AlertState, dump_state, load_state
+from service.store.rows import state_of
+from service.translate import AlertState, dump_state
 
 log = logging.getLogger("service.store")
 
@@ -81,7 +82,7 @@ async def _into_alerts(
     columns: tuple[list[object], ...] = ([], [], [], [], [], [])
     for ref in refs:
         events = by_reference[ref]
-        state = _fold(ref, load_state_text(states[ref]), events, replay)
+        state = _fold(ref, state_of(states[ref]), events, replay)
         received = [e["received_at"] for e in events]
         service_ids = [e["service_id"] for e in events if e["service_id"] is not None]
         values = (
@@ -144,9 +145,3 @@ async def first_unfolded_at(conn: Conn) -> float | None:
         " ORDER BY i.event_id LIMIT 1"
     )
     return None if found is None else float(found)
-
-
-def load_state_text(text: str) -> AlertState | None:
-    """A stored state column (JSON ``null`` until the first fold)."""
-    data = json.loads(text)
-    return None if data is None else load_state(data)

@@ -25,6 +25,7 @@ from service.store import (
     Status,
     StoredEvent,
 )
+from service.store.rows import delivery_of, json_or_none, state_of
 from service.store.sqlite import event_log
 from service.store.sqlite.engine import SQLiteEngine
 from service.store.sqlite.intake import accept_all
@@ -32,7 +33,6 @@ from service.store.sqlite.states import (
     first_unfolded_at,
     has_unfolded,
     ingest,
-    load_state_text,
     mark_unreadable,
 )
 
@@ -95,7 +95,7 @@ class SQLiteOutbox:
             ).fetchall()
             claimed = []
             for row in [row for row in rows if row["reference_id"] not in skip][:limit]:
-                state = load_state_text(row["state"])
+                state = state_of(row["state"])
                 if state is None:
                     mark_unreadable(conn, row["reference_id"], now)
                     continue
@@ -108,7 +108,7 @@ class SQLiteOutbox:
                         attempts=row["attempts"],
                         ever_delivered=row["delivered_version"] > 0,
                         pending_since=row["pending_since"],
-                        delivered_request=_json_or_none(row["delivered_request"]),
+                        delivered_request=json_or_none(row["delivered_request"]),
                     )
                 )
             return claimed
@@ -278,7 +278,7 @@ class SQLiteOutbox:
             row = conn.execute(
                 "SELECT * FROM alerts WHERE reference_id = ?", (reference_id,)
             ).fetchone()
-            return None if row is None else _delivery(row)
+            return None if row is None else delivery_of(row)
 
         return await self._engine.read(run)
 
@@ -294,7 +294,7 @@ class SQLiteOutbox:
                 " ORDER BY reference_id LIMIT :limit",
                 {"status": status, "after": after, "limit": limit},
             ).fetchall()
-            return [_delivery(row) for row in rows]
+            return [delivery_of(row) for row in rows]
 
         return await self._engine.read(run)
 
@@ -369,27 +369,4 @@ def _insert_attempt(conn: sqlite3.Connection, reference_id: str, attempt: Attemp
             attempt.detail,
             attempt.duration_seconds,
         ),
-    )
-
-
-def _json_or_none(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(
-        reference_id=row["reference_id"],
-        alert_id=row["alert_id"],
-        service_id=row["service_id"],
-        status=Status(row["status"]),
-        version=row["version"],
-        delivered_version=row["delivered_version"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        last_error_code=row["last_error_code"],
-        last_error=row["last_error"],
-        last_request=_json_or_none(row["last_request"]),
-        last_response=row["last_response"],
-        updated_at=row["updated_at"],
-        state=load_state_text(row["state"]),
     )

@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 
 from service.store import OpenReference
+from service.store.rows import state_of
 from service.store.sqlite.engine import SQLiteEngine
-from service.store.sqlite.states import load_state_text
 
 #: A service object's open alerts, longest unchecked first. The condition after
 #: ``service_id`` is the index's, word for word: SQLite uses a partial index only for a
@@ -45,7 +45,7 @@ class SQLiteReconcileChecks:
             rows = conn.execute(OPEN_ALERTS, (service_id, limit)).fetchall()
             found = []
             for row in rows:
-                state = load_state_text(row["state"])
+                state = state_of(row["state"])
                 if state is not None:
                     found.append(
                         OpenReference(

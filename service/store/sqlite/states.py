@@ -17,7 +17,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from service.folding import Replay, StoredRow
-from service.translate import AlertState, dump_state, load_state
+from service.store.rows import state_of
+from service.translate import dump_state
 
 log = logging.getLogger("service.store")
 
@@ -57,7 +58,7 @@ def _into_alert(
     found = conn.execute("SELECT state FROM alerts WHERE reference_id = ?", (reference_id,))
     row = found.fetchone()
     replayed = replay(
-        None if row is None else load_state_text(row["state"]),
+        None if row is None else state_of(row["state"]),
         [
             StoredRow(
                 e["event_id"],
@@ -131,12 +132,6 @@ def mark_unreadable(conn: sqlite3.Connection, reference_id: str, now: float) -> 
             reference_id,
         ),
     )
-
-
-def load_state_text(text: str) -> AlertState | None:
-    """A stored state column (JSON ``null`` until the first fold)."""
-    data = json.loads(text)
-    return None if data is None else load_state(data)
 
 
 def raw_text(stored: bytes) -> str:
