@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from tests.conftest import DX_TOKEN, WEBHOOK_TOKEN
+from tests.fakes.opsgenie import FakeOpsgenie
 from tests.fakes.polling import wait_for
 from tests.fakes.servers import UvicornThread, free_port
+from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
 
 RELAY = Path(sys.executable).with_name("opsgenie-dx-relay")
 
@@ -116,3 +118,54 @@ def relay(tmp_path: Path, relay_env: dict[str, str]) -> Iterator[Callable[..., R
             process.proc.kill()
             process.proc.wait(timeout=10)
         process.client.close()
+
+
+API_KEY, APP_KEY = "dd-api-key-e2e-0123", "dd-app-key-e2e-0123"
+GENIE_KEY = "genie-key-e2e"
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TLSFiles:
+    return self_signed(tmp_path)
+
+
+@pytest.fixture
+def fake_opsgenie() -> FakeOpsgenie:
+    return FakeOpsgenie(api_key=GENIE_KEY, account="acme")
+
+
+@pytest.fixture
+def opsgenie_server(fake_opsgenie: FakeOpsgenie, tls: TLSFiles) -> Iterator[UvicornThread]:
+    with https_server(fake_opsgenie.app, tls) as server:
+        yield server
+
+
+def relay_with_account(
+    relay: Callable[..., RelayProcess], tls: TLSFiles, opsgenie: UvicornThread, **env: str
+) -> RelayProcess:
+    """A relay with admin keys, trusting the fake Opsgenie's certificate, and the service
+    object ``payments-og`` whose account is that fake (on 127.0.0.1, hence the setting)."""
+    process = relay(
+        RELAY_API_KEY=API_KEY,
+        RELAY_APP_KEY=APP_KEY,
+        SSL_CERT_FILE=str(tls.cert),
+        RELAY_ALLOW_PRIVATE_UPSTREAMS="true",
+        **env,
+    )
+    response = process.client.post(
+        "/api/v2/integration/opsgenie/services",
+        headers={"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY},
+        json={
+            "data": {
+                "type": "opsgenie-service",
+                "attributes": {
+                    "name": "payments-og",
+                    "region": "custom",
+                    "custom_url": https_url(opsgenie),
+                    "opsgenie_api_key": GENIE_KEY,
+                },
+            }
+        },
+    )
+    assert response.status_code == 201, response.text
+    return process

@@ -7,7 +7,7 @@ import os
 import pty
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
 from tests.fakes.servers import UvicornThread, free_port
-from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
+from tests.fakes.tls import TLSFiles, https_url
 
 pytestmark = pytest.mark.e2e
 
@@ -187,25 +187,14 @@ def test_serve_refuses_a_database_path_it_cannot_open(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def opsgenie() -> FakeOpsgenie:
+def fake_opsgenie() -> FakeOpsgenie:
     return FakeOpsgenie(api_key="genie-key-cli")
-
-
-@pytest.fixture
-def tls(tmp_path: Path) -> TLSFiles:
-    return self_signed(tmp_path)
-
-
-@pytest.fixture
-def opsgenie_server(opsgenie: FakeOpsgenie, tls: TLSFiles) -> Iterator[UvicornThread]:
-    with https_server(opsgenie.app, tls) as server:
-        yield server
 
 
 def test_backfill_recovers_missed_webhooks(
     relay: Callable[..., RelayProcess],
     tls: TLSFiles,
-    opsgenie: FakeOpsgenie,
+    fake_opsgenie: FakeOpsgenie,
     opsgenie_server: UvicornThread,
     fake_dx: FakeDX,
 ) -> None:
@@ -225,7 +214,7 @@ def test_backfill_recovers_missed_webhooks(
         json={"data": {"type": "opsgenie-service", "attributes": attributes}},
     )
     assert created.status_code == 201, created.text
-    opsgenie.add(api_alert("missed-1", created_ms=int(time.time() * 1000) - 60_000))
+    fake_opsgenie.add(api_alert("missed-1", created_ms=int(time.time() * 1000) - 60_000))
 
     dry = cli(started, "backfill", "--service", "payments", "--since", "1d", "--dry-run")
     assert dry.returncode == 0, dry.stderr

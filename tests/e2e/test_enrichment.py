@@ -7,72 +7,31 @@ admin API; the fake Opsgenie is served over real HTTPS (service objects only tak
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import WEBHOOK_TOKEN
-from tests.e2e.conftest import RelayProcess
+from tests.e2e.conftest import GENIE_KEY, RelayProcess, relay_with_account
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
 from tests.fakes.servers import UvicornThread
-from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
+from tests.fakes.tls import TLSFiles
 
 pytestmark = pytest.mark.e2e
 
-API_KEY, APP_KEY = "dd-api-key-e2e-0123", "dd-app-key-e2e-0123"
-GENIE_KEY = "genie-key-e2e"
 CREATED_MS = 1_795_000_000_000
 ALERT = "0e1d2c3b-4a59-4687-9a5b-6c7d8e9f0a1b"
 REF = f"opsgenie-{ALERT}"
 
 
 @pytest.fixture
-def tls(tmp_path: Path) -> TLSFiles:
-    return self_signed(tmp_path)
-
-
-@pytest.fixture
-def fake_opsgenie() -> FakeOpsgenie:
-    return FakeOpsgenie(api_key=GENIE_KEY, account="acme")
-
-
-@pytest.fixture
-def opsgenie_server(fake_opsgenie: FakeOpsgenie, tls: TLSFiles) -> Iterator[UvicornThread]:
-    with https_server(fake_opsgenie.app, tls) as server:
-        yield server
-
-
-@pytest.fixture
 def enriching_relay(
     relay: Callable[..., RelayProcess], tls: TLSFiles, opsgenie_server: UvicornThread
 ) -> RelayProcess:
-    process = relay(
-        RELAY_API_KEY=API_KEY,
-        RELAY_APP_KEY=APP_KEY,
-        SSL_CERT_FILE=str(tls.cert),
-        RELAY_ALLOW_PRIVATE_UPSTREAMS="true",  # the fake Opsgenie listens on 127.0.0.1
-    )
-    response = process.client.post(
-        "/api/v2/integration/opsgenie/services",
-        headers={"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY},
-        json={
-            "data": {
-                "type": "opsgenie-service",
-                "attributes": {
-                    "name": "payments-og",
-                    "region": "custom",
-                    "custom_url": https_url(opsgenie_server),
-                    "opsgenie_api_key": GENIE_KEY,
-                },
-            }
-        },
-    )
-    assert response.status_code == 201, response.text
-    return process
+    return relay_with_account(relay, tls, opsgenie_server)
 
 
 def post(process: RelayProcess, service: str, body: dict[str, Any]) -> int:
