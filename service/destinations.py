@@ -182,6 +182,25 @@ def check_destination_change(
         )
 
 
+def destination_after(
+    current: tuple[str, str | None], changes: Mapping[str, object], *, has_key: bool
+) -> tuple[str, str | None]:
+    """The ``(region, custom_url)`` a PATCH leaves a stored service object with: ``custom``
+    needs a URL (stored or given), and a key does not follow a moved destination
+    (``check_destination_change``). Both backends call it in the write's transaction, on
+    the row they are about to write, so no other PATCH can move the URL in between."""
+    region = str(changes.get("region", current[0]))
+    url = changes.get("custom_url", current[1])
+    custom_url = None if url is None else str(url)
+    if region == "custom" and custom_url is None:
+        raise PayloadError(
+            "data.attributes.custom_url: required when region is custom",
+            field="data.attributes.custom_url",
+        )
+    check_destination_change(current, changes, has_key=has_key)
+    return region, custom_url
+
+
 def _destination(region: str, custom_url: str | None) -> str:
     """Where requests go: the region's fixed host, or the custom URL (``custom`` only)."""
     if region != "custom":

@@ -285,7 +285,7 @@ class ServiceObjects(Protocol):
     ) -> ServiceObject | None:
         """``None`` when ``id`` is unknown; ``Conflict`` on a taken name; ``PayloadError``
         when the stored key would go to a new destination without being sent again
-        (``destinations.check_destination_change``, checked in the write's transaction)."""
+        (``destinations.destination_after``, checked in the write's transaction)."""
         ...
 
     async def delete_service_object(self, id: str) -> bool: ...

@@ -19,8 +19,8 @@ import asyncpg
 from starlette.datastructures import Secret
 
 from service.crypto import KeyCipher, SealedKey
-from service.destinations import check_destination_change
-from service.errors import Conflict, PayloadError
+from service.destinations import destination_after
+from service.errors import Conflict
 from service.names import name_key
 from service.store import Region, ServiceObject, ServiceObjectChanges
 from service.store.postgres.engine import PostgresEngine
@@ -115,16 +115,9 @@ class PostgresServiceObjects:
             if row is None:
                 return None
             name = changes.get("name", row["name"])
-            region = changes.get("region", row["region"])
-            custom_url = changes.get("custom_url", row["custom_url"])
-            if region == "custom" and custom_url is None:
-                raise PayloadError(
-                    "data.attributes.custom_url: required when region is custom",
-                    field="data.attributes.custom_url",
-                )
-            # Here, under the row's lock: no other PATCH can move the URL in between.
-            current = (row["region"], row["custom_url"])
-            check_destination_change(current, changes, has_key=row["api_key"] is not None)
+            region, custom_url = destination_after(
+                (row["region"], row["custom_url"]), changes, has_key=row["api_key"] is not None
+            )
             try:
                 updated = await conn.fetchrow(
                     "UPDATE service_objects SET name = $1, name_key = $2, region = $3,"

@@ -14,8 +14,8 @@ from uuid import UUID
 from starlette.datastructures import Secret
 
 from service.crypto import KeyCipher, SealedKey
-from service.destinations import check_destination_change
-from service.errors import Conflict, PayloadError
+from service.destinations import destination_after
+from service.errors import Conflict
 from service.names import name_key
 from service.store import Region, ServiceObject, ServiceObjectChanges
 from service.store.sqlite.engine import SQLiteEngine
@@ -114,16 +114,9 @@ class SQLiteServiceObjects:
             if row is None:
                 return None
             name = changes.get("name", row["name"])
-            region = changes.get("region", row["region"])
-            custom_url = changes.get("custom_url", row["custom_url"])
-            if region == "custom" and custom_url is None:
-                raise PayloadError(
-                    "data.attributes.custom_url: required when region is custom",
-                    field="data.attributes.custom_url",
-                )
-            # Here, in the write's transaction: no other PATCH can move the URL in between.
-            current = (row["region"], row["custom_url"])
-            check_destination_change(current, changes, has_key=row["api_key"] is not None)
+            region, custom_url = destination_after(
+                (row["region"], row["custom_url"]), changes, has_key=row["api_key"] is not None
+            )
             # A name's own key when free; a twin the upgrade to name_key set apart from an
             # older one (schema.py) keeps its own while that one holds the name, so it
             # stays editable, and takes the name's key once it is free.
