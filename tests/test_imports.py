@@ -205,13 +205,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service", "service.errors", "service.settings", "service.strict_json"),
             *("service.timestamps", "service.backoff", "service.redaction", "service.logs"),
             *("service.crypto", "service.http_protocol", "service.request_body", "service.auth"),
+            "service.characters",
         ),
     ),
     (
         "domain",
         (
             *("service.webhook_wire", "service.opsgenie", "service.mapping"),
-            *("service.translate", "service.folding"),
+            *("service.translate", "service.folding", "service.webhook_schema"),
             *("service.names", "service.account_keys", "service.destinations"),
         ),
     ),
@@ -257,6 +258,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service.http_errors", "service.admin_route", "service.webhooks"),
             *("service.services_api", "service.deliveries_api", "service.backfill_api"),
             *("service.delivery_views", "service.probes", "service.openapi"),
+            *("service.openapi_admin", "service.openapi_deliveries"),
         ),
     ),
     (
