@@ -37,6 +37,19 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": ERRORS}
 
 
+#: The README's smoke test.
+_WEBHOOK_EXAMPLE = {
+    "action": "Create",
+    "alert": {
+        "alertId": "relay-smoke-test",
+        "message": "relay smoke test",
+        "createdAt": 1767225600000,
+        "priority": "P5",
+        "tags": [],
+    },
+}
+
+
 def _webhook(*, with_service: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "202": {
@@ -59,7 +72,12 @@ def _webhook(*, with_service: bool) -> dict[str, Any]:
         "security": [{"bearer": []}, {"basic": []}],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Webhook"}}},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Webhook"},
+                    "example": _WEBHOOK_EXAMPLE,
+                }
+            },
         },
         "responses": responses,
     }
@@ -94,6 +112,10 @@ def _service_links() -> dict[str, Any]:
             "operationId": "ReceiveServiceWebhook",
             "parameters": {"service": "$response.body#/data/attributes/name"},
         },
+        "Backfill": {
+            "operationId": "Backfill",
+            "requestBody": {"service": "$response.body#/data/id"},
+        },
     }
 
 
@@ -102,7 +124,7 @@ def _linked(paths: dict[str, Any]) -> dict[str, Any]:
     services["links"] = _service_links()
     for method in ("get", "patch"):
         answer = paths[SERVICE][method]["responses"]["200"]
-        answer["links"] = {k: v for k, v in _service_links().items() if "Get" not in k}
+        answer["links"] = {k: v for k, v in _service_links().items() if k.startswith("Service")}
     paths[DELIVERY]["get"]["responses"]["200"]["links"] = {
         "GetDeliveryEvent": {
             "operationId": "GetDeliveryEvent",

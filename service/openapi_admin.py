@@ -212,8 +212,19 @@ def _json(schema: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
 
 
-def body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": _json(schema)}
+def body(schema: str, example: dict[str, Any]) -> dict[str, Any]:
+    content = _json(schema)
+    content["application/json"]["example"] = example
+    return {"required": True, "content": content}
+
+
+#: Datadog's own examples ("Update a single service object"), for create and update.
+_EXAMPLE_ATTRIBUTES = {
+    "name": "fake-opsgenie-service-name",
+    "opsgenie_api_key": "00000000-0000-0000-0000-000000000000",
+    "region": "us",
+}
+_EXAMPLE_ID = "596da4af-0563-4097-90ff-07230c3f9db3"
 
 
 def service_paths() -> dict[str, Any]:
@@ -238,7 +249,10 @@ def service_paths() -> dict[str, Any]:
                 **common,
                 "operationId": "CreateOpsgenieService",
                 "summary": "Create a new service object",
-                "requestBody": body("OpsgenieServiceCreateRequest"),
+                "requestBody": body(
+                    "OpsgenieServiceCreateRequest",
+                    {"data": {"type": "opsgenie-service", "attributes": _EXAMPLE_ATTRIBUTES}},
+                ),
                 "responses": responses(
                     "201",
                     _json("OpsgenieServiceResponse"),
@@ -265,7 +279,16 @@ def service_paths() -> dict[str, Any]:
                     " custom_url clears the stored custom_url. Changing where requests go"
                     " (region, custom_url) needs opsgenie_api_key in the same request."
                 ),
-                "requestBody": body("OpsgenieServiceUpdateRequest"),
+                "requestBody": body(
+                    "OpsgenieServiceUpdateRequest",
+                    {
+                        "data": {
+                            "type": "opsgenie-service",
+                            "id": _EXAMPLE_ID,
+                            "attributes": {**_EXAMPLE_ATTRIBUTES, "region": "eu"},
+                        }
+                    },
+                ),
                 "responses": responses("200", _json("OpsgenieServiceResponse"), **reasons),
             },
             "delete": {

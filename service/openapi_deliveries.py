@@ -113,7 +113,9 @@ def paths() -> dict[str, Any]:
                     ' {"data": report}, or {"errors": [...], "status": 502} if Opsgenie'
                     " fails after streaming began."
                 ),
-                "requestBody": body("BackfillRequest"),
+                "requestBody": body(
+                    "BackfillRequest", {"service": "payments", "since": "7d", "dry_run": True}
+                ),
                 "responses": {
                     **responses(
                         "200",

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ pytestmark = pytest.mark.e2e
 class RelayProcess:
     """One relay subprocess on a real SQLite file; restartable on the same database."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], command: Sequence[str] = (str(RELAY), "serve")
+    ) -> None:
         self.workdir = workdir
         self.env = env
+        self.command = list(command)
         self.port = int(env["RELAY_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -39,7 +42,7 @@ class RelayProcess:
     def start(self) -> RelayProcess:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [str(RELAY), "serve"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
+                self.command, cwd=self.workdir, env=self.env, stdout=log, stderr=log
             )
         wait_for(self._ready, timeout=20.0, message=f"relay ready at {self.url}")
         return self
