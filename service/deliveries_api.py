@@ -95,7 +95,8 @@ class DeliveriesAPI:
     def routes(self) -> list[Route]:
         # A reference id is the alert's, which may hold a "/": the server decodes %2F
         # before routing, so the id spans segments (``path``), and the routes with a
-        # suffix come first. ``retry-failed`` before them all.
+        # suffix come first (so an id ending in "/retry" or "/events/<n>" reads as that
+        # route's; Opsgenie's ids are UUIDs). ``retry-failed`` before them all.
         table = (
             (PATH, self.index, "deliveries"),
             (PATH + "/retry-failed", self.retry_failed, "delivery_retry_failed"),

@@ -33,16 +33,19 @@ BIDI_CONTROLS = frozenset(
 
 def normalize_name(text: str) -> str:
     """The name to store: NFC, without surrounding whitespace; ``PayloadError`` if unusable."""
-    name = unicodedata.normalize("NFC", text).strip()
+    name = unicodedata.normalize("NFC", text)
     if characters.blank(name):
         _refuse("must not be empty")
-    if len(name) > MAX_NAME_LENGTH:
-        _refuse(f"longer than {MAX_NAME_LENGTH} characters")
+    # Before stripping: a tab or U+001F at either end is no more a name's than inside it
+    # (``characters.NAME``, as the document states it).
     if any(c in BIDI_CONTROLS for c in name):
         _refuse("must not contain bidirectional control characters (U+202A..U+202E, ...)")
     invisible = characters.first_invisible(name)
     if invisible is not None:
         _refuse(f"must not contain invisible or control characters (U+{ord(invisible):04X})")
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        _refuse(f"longer than {MAX_NAME_LENGTH} characters")
     return name
 
 

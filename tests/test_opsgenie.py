@@ -653,3 +653,9 @@ def test_a_wrong_type_before_a_truncation_is_still_a_body_error(body: bytes) -> 
     """The typed pass stops at the wrong type; the envelope pass then meets the end."""
     error = rejection(body)
     assert (error.status_code, error.field) == (400, "body")
+
+
+def test_a_whole_number_written_as_a_float_is_that_number() -> None:
+    """JSON has one kind of number: to the document's schema 3.0 is the integer 3."""
+    event = parse_event(with_alert(priority=3.0, tinyId=42.0), received_ns=1)
+    assert (event.priority, event.tiny_id) == ("P3", "42")
