@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import helm_python as helm
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,3 +142,19 @@ def dashboard_targets(board: Mapping[str, Any]) -> Iterator[tuple[str, str, str]
     for panel in board["panels"]:
         for target in panel.get("targets", []):
             yield panel["title"], target["expr"], target["legendFormat"]
+
+
+def debian_binary(name: str) -> str:
+    """The path of ``name`` from Debian's ``prometheus`` package (``promtool``, ``prometheus``).
+
+    Missing on a developer's machine: the test is skipped, saying how to get it. Missing in CI
+    (``CI=true``, where .ci/prometheus installs the package): the test fails, so a broken
+    install step cannot pass as a green run with the checks skipped.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} not found: install Debian's `prometheus` package (.ci/prometheus does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
