@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from prometheus_client import Counter
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -51,6 +52,17 @@ EVENTS_PAGE = 50
 ROUTES = ("deliveries", "delivery", "delivery_event", "delivery_retry", "delivery_retry_failed")
 #: The admin API's answers, counted from 0 for these routes and the backfill's.
 STATUSES = ("200", "400", "403", "404", "405", "409", "413", "429", "500", "502", "503")
+
+
+class ReferenceConvertor(PathConvertor):
+    """Any text, line breaks too: Starlette's ``path`` (``.*``) stops at one, and a
+    reference with a ``%0A`` would miss these routes for a bare 404 without the admin
+    API's answer (its rate-limit headers, its count)."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("reference", ReferenceConvertor())
 
 
 class Deliveries(Protocol):
@@ -100,9 +112,9 @@ class DeliveriesAPI:
         table = (
             (PATH, self.index, "deliveries"),
             (PATH + "/retry-failed", self.retry_failed, "delivery_retry_failed"),
-            (PATH + "/{reference_id:path}/events/{event_id}", self.event, "delivery_event"),
-            (PATH + "/{reference_id:path}/retry", self.retry, "delivery_retry"),
-            (PATH + "/{reference_id:path}", self.show, "delivery"),
+            (PATH + "/{reference_id:reference}/events/{event_id}", self.event, "delivery_event"),
+            (PATH + "/{reference_id:reference}/retry", self.retry, "delivery_retry"),
+            (PATH + "/{reference_id:reference}", self.show, "delivery"),
         )
         return [
             admin_route(path, endpoint, route=route, requests=self._requests)

@@ -352,3 +352,13 @@ def test_an_alert_id_with_a_slash_is_reachable_at_its_reference(client: TestClie
     event = client.get(f"{PATH}/{quoted}/events/{event_id}", headers=READ)
     assert event.json()["data"]["id"] == event_id
     assert client.post(f"{PATH}/{quoted}/retry", headers=FULL).status_code in (200, 409)
+
+
+def test_a_reference_with_a_line_break_is_an_unknown_delivery_not_an_unknown_route(
+    client: TestClient,
+) -> None:
+    for method, suffix in (("GET", ""), ("POST", "/retry"), ("GET", "/events/1")):
+        response = client.request(method, f"{PATH}/a%0Ab{suffix}", headers=FULL)
+        assert response.status_code == 404
+        assert response.json() == {"errors": ["no delivery a\nb"]}
+        assert response.headers["X-RateLimit-Limit"].isdigit()
