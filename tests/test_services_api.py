@@ -842,3 +842,14 @@ def test_a_control_character_at_either_end_is_refused_not_stripped(
 ) -> None:
     """The document's pattern refuses them anywhere in the name; so does the relay."""
     assert_error(client.post(PATH, json=create_body(name), headers=FULL), 400, "name")
+
+
+@pytest.mark.parametrize("url", ["https://\u0084", "https://", "https://:443/path"])
+def test_a_custom_url_without_a_host_is_refused_and_nothing_stored(
+    client: TestClient, url: str
+) -> None:
+    """Issue 22: ``"https://\\u0084"`` once got a 201 and was answered back on every read."""
+    document = body(name="a", region="custom", custom_url=url, opsgenie_api_key=OPSGENIE_KEY)
+    response = client.post(PATH, json=document, headers=FULL)
+    assert_error(response, 400, "data.attributes.custom_url")
+    assert client.get(PATH, headers=FULL).json() == {"data": []}
