@@ -12,14 +12,17 @@ worker holds a ``Gate`` and does not know which.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from service.errors import DXAuthError, DXRedirected, DXUnusable
+from service.errors import DXAuthError, DXRedirected, DXUnusable, StoreUnavailable
 from service.pause import Pause
 from service.rate_limit import RateLimiter
 from service.store import DXBoard
+
+log = logging.getLogger("service.delivery")
 
 #: How long a replica trusts what it last read of the shared pause: a pause another
 #: replica began reaches this one's worker within this long.
@@ -117,7 +120,10 @@ class SharedGate:
                 await self._sleep(min(wait, MAX_TOKEN_WAIT_SECONDS))
 
     async def hold(self, seconds: float) -> None:
-        await self._board.hold(seconds)
+        try:
+            await self._board.hold(seconds)
+        except StoreUnavailable as error:  # DX's next answer will say 429 again
+            log.warning("could not share DX's 429 hold", extra={"error": error.message})
 
     async def pause(self, error: DXUnusable, *, now: float) -> float:
         seconds = await self._board.pause(error.code, error.message, self._pause.length)
@@ -127,7 +133,11 @@ class SharedGate:
 
     async def resume(self) -> None:
         if self._pause.shown:
-            await self._board.resume()
+            try:
+                await self._board.resume()
+            except StoreUnavailable as error:  # the pause runs out on its own
+                log.warning("could not lift the shared pause", extra={"error": error.message})
+                return
             self._pause.end()
 
     async def paused_until(self, now: float) -> float:
