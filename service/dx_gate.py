@@ -91,9 +91,10 @@ class SharedGate:
     """``Gate`` in the database every replica shares (``board``).
 
     ``pause`` mirrors the shared pause in this replica's gauge and ``/readyz``; it is read
-    again at most every ``PAUSE_REFRESH_SECONDS``, so a worker's every turn does not cost
-    a read. A success lifts the pause only when this replica knows of one, so a delivery
-    does not cost a write either.
+    again when another replica notifies a change, else at most every
+    ``PAUSE_REFRESH_SECONDS``, so a worker's every turn does not cost a read. A success
+    lifts the pause only when this replica knows of one, so a delivery does not cost a
+    write either.
     """
 
     def __init__(
@@ -113,6 +114,11 @@ class SharedGate:
         self._sleep = sleep
         self._asking = asyncio.Lock()  # one local sender asks the database at a time
         self._read_at: float | None = None
+        board.watch(self._stale)
+
+    def _stale(self) -> None:
+        """Another replica began or ended a pause: read it before the next claim."""
+        self._read_at = None
 
     async def acquire(self) -> None:
         async with self._asking:

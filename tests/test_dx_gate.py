@@ -8,19 +8,28 @@ exact whatever the machine's speed: tokens taken in total, not requests per seco
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.datastructures import Secret
 
+from service.app import create_app
 from service.dx_gate import PAUSE_REFRESH_SECONDS, LocalGate, SharedGate
 from service.errors import DXAuthError, DXRedirected
 from service.metrics import Metrics
 from service.pause import Pause
 from service.rate_limit import RateLimiter
+from service.settings import Settings
 from service.store.postgres import PostgresStore
+from tests.conftest import DX_TOKEN, PortalClient, auth, sample
+from tests.fakes.dx import FakeDX
+from tests.fakes.polling import wait_for
 from tests.store_backends import Clock, ScratchPostgresStore, database_for, require_postgres
 
 T = TypeVar("T")
@@ -158,3 +167,34 @@ def test_a_pause_of_any_reason_reads_back_with_its_message(tmp_path: Path, code:
         return gate.reason(clock.now)
 
     assert replicas(tmp_path, scenario) == f"because {code}; retrying with backoff"
+
+
+def test_a_refused_token_on_one_replica_pauses_the_others(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    open_client: Callable[[Starlette], PortalClient],
+    fake_dx: FakeDX,
+) -> None:
+    """Two relays on one database; DX refuses the one request either of them sends."""
+    require_postgres()
+
+    def replica() -> PortalClient:
+        store = ScratchPostgresStore(database_for(tmp_path), clock=time.time)
+        settings = make_settings(dx_base_url="http://dx.test", dx_token=Secret(DX_TOKEN))
+        transport = httpx.ASGITransport(app=fake_dx.app)
+        app = create_app(settings, store=store, transport=transport, registry=CollectorRegistry())
+        return open_client(app)
+
+    a, b = replica(), replica()
+    fake_dx.fail_next(1, status=401, error="not_authed")
+    assert a.post("/webhooks/opsgenie", json=sample("Create"), headers=auth()).status_code == 202
+    # Whichever replica claimed the reference was refused; both must say so.
+    for client in (a, b):
+        wait_for(
+            lambda client=client: (
+                "paused: DX refused the token" in client.get("/readyz").json()["delivery"]
+            ),
+            message="every replica paused",
+        )
+    assert b.get("/readyz").status_code == 200  # readiness never waits for DX
+    assert len(fake_dx.requests) == 1  # the pause held the other replica back
