@@ -295,7 +295,11 @@ class PostgresEngine:
         slept through."""
         self._open_pool()
         try:
-            await asyncio.wait_for(self._work.wait(), seconds)
+            # Not ``asyncio.wait_for``: on Python 3.11 it returns the result when a
+            # cancellation and a notification land in one turn, and the cancellation is
+            # lost; with other replicas notifying all the time, shutdown then never ends.
+            async with asyncio.timeout(seconds):
+                await self._work.wait()
         except TimeoutError:
             return False
         self._work.clear()
