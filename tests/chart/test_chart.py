@@ -26,6 +26,8 @@ KUBE_VERSION = kubernetes_validate.latest_version()
 # Kinds the chart may render; anything else is a mistake.
 CORE_KINDS = {
     "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
     "Ingress",
     "NetworkPolicy",
     "PodDisruptionBudget",
@@ -45,6 +47,8 @@ EXPECTED_CI_FILES = {
     "ingress-values.yaml",
     "networkpolicy-values.yaml",
     "pdb-values.yaml",
+    "postgresql-hpa-values.yaml",
+    "postgresql-url-values.yaml",
     "postgresql-values.yaml",
     "rules-values.yaml",
     "servicemonitor-values.yaml",
@@ -75,10 +79,13 @@ def test_renders_only_known_kinds_in_the_release_namespace(
     result = rendered[name]
     kinds = [o["kind"] for o in result.objects]
     assert set(kinds) <= CORE_KINDS | CRD_KINDS
-    assert len(kinds) == len(set(kinds)), f"one object per kind, got {kinds}"
+    named = [(o["kind"], o["metadata"]["name"]) for o in result.objects]
+    assert len(named) == len(set(named)), f"one object per kind and name, got {named}"
     for obj in result.objects:
         assert obj["metadata"]["namespace"] == NAMESPACE
-        assert obj["metadata"]["name"] == FULLNAME
+        # One name for all; the chart's second Secret (the PostgreSQL URL) has a suffix.
+        suffix = "-database" if obj["kind"] == "Secret" else ""
+        assert obj["metadata"]["name"] in {FULLNAME, FULLNAME + suffix}
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "opsgenie-dx-relay"
         assert labels["app.kubernetes.io/instance"] == "relay"
