@@ -39,7 +39,15 @@ COMMAND_TIMEOUT = 12.0
 #: How long a caller waits for a free connection, or for one to be made.
 ACQUIRE_TIMEOUT = 10.0
 #: Errors the driver and the network raise; all mean "the database did not do it".
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: InternalClientError too: a connection the server terminated mid-statement can surface
+#: as one ("another operation is in progress") on its next use.
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
