@@ -71,27 +71,27 @@ def pg_store(tmp_path: Path) -> ScratchPostgresStore:
     return ScratchPostgresStore(database_for(tmp_path), clock=time.time)
 
 
-def _admin(sql: str) -> None:
+def _admin(sql: str) -> object:
     """One statement on the server's maintenance database, as an operator would run it."""
 
-    async def run() -> None:
+    async def run() -> object:
         conn = await asyncpg.connect(POSTGRES_URL, timeout=10)
         try:
-            await conn.execute(sql)
+            return await conn.fetchval(sql)
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
 def _refuse_connections(database: str) -> None:
     """The database takes no new connection and loses the ones it had: what a failover or
-    a server restart looks like from a replica."""
+    a server restart looks like from a replica. Returns once those are gone (a terminated
+    backend exits a moment after it is told to)."""
     _admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-    _admin(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        f" WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-    )
+    sessions = f"FROM pg_stat_activity WHERE datname = '{database}'"
+    _admin(f"SELECT count(pg_terminate_backend(pid)) {sessions}")
+    wait_for(lambda: _admin(f"SELECT count(*) {sessions}") == 0)
 
 
 @pytest.fixture
