@@ -14,6 +14,7 @@ from tests.chart.helpers import (
     ALL_VALUES,
     CHART_DIR,
     CI_VALUES,
+    DASHBOARD,
     FULLNAME,
     NAMESPACE,
     Rendered,
@@ -52,6 +53,7 @@ EXPECTED_CI_FILES = {
     "postgresql-values.yaml",
     "rules-values.yaml",
     "servicemonitor-values.yaml",
+    "grafana-dashboard-values.yaml",
 }
 
 
@@ -83,9 +85,14 @@ def test_renders_only_known_kinds_in_the_release_namespace(
     assert len(named) == len(set(named)), f"one object per kind and name, got {named}"
     for obj in result.objects:
         assert obj["metadata"]["namespace"] == NAMESPACE
-        # One name for all; the chart's second Secret (the PostgreSQL URL) has a suffix.
-        suffix = "-database" if obj["kind"] == "Secret" else ""
-        assert obj["metadata"]["name"] in {FULLNAME, FULLNAME + suffix}
+        # The dashboard's ConfigMap (the one the Grafana sidecar's label marks) sits beside
+        # the rules' ConfigMap, so it alone has its own name; so does the chart's second
+        # Secret, holding the PostgreSQL URL beside the tokens' Secret.
+        dashboard = obj["kind"] == "ConfigMap" and "grafana_dashboard" in obj["metadata"]["labels"]
+        expected = {DASHBOARD if dashboard else FULLNAME}
+        if obj["kind"] == "Secret":
+            expected.add(f"{FULLNAME}-database")
+        assert obj["metadata"]["name"] in expected
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "opsgenie-dx-relay"
         assert labels["app.kubernetes.io/instance"] == "relay"
