@@ -29,36 +29,37 @@ _STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
-def decode(data: bytes, decoder: msgspec.json.Decoder[T]) -> T:
-    """``decoder.decode(data)``, but ``NotStrictJSON`` for nesting past ``MAX_DEPTH``,
+def decode(data: bytes, decoder: msgspec.json.Decoder[T], *, max_depth: int = MAX_DEPTH) -> T:
+    """``decoder.decode(data)``, but ``NotStrictJSON`` for nesting past ``max_depth``,
     checked first (anywhere, skipped fields too), so it is never a type error's or a
     recursion error's to report. ``msgspec.DecodeError`` (a ``ValueError``) otherwise."""
     # Counting brackets is cheap; scanning for strings is not, and rarely needed.
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and depth(data) > MAX_DEPTH:
-        raise NotStrictJSON(f"nests deeper than {MAX_DEPTH} levels")
+    if data.count(b"[") + data.count(b"{") > max_depth and depth(data, max_depth) > max_depth:
+        raise NotStrictJSON(f"nests deeper than {max_depth} levels")
     return decoder.decode(data)
 
 
 _ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Any strict JSON document, as Python values; ``ValueError`` (``NotStrictJSON``,
-    ``msgspec.DecodeError``, or ``UnicodeEncodeError`` for text that holds lone
-    surrogates) when it is not one."""
-    return decode(text.encode() if isinstance(text, str) else text, _ANY)
+    ``msgspec.DecodeError``, ``msgspec.ValidationError`` for a number no double or 64-bit
+    integer holds, or ``UnicodeEncodeError`` for text that holds lone surrogates) when it
+    is not one."""
+    return decode(text.encode() if isinstance(text, str) else text, _ANY, max_depth=max_depth)
 
 
-def depth(data: bytes) -> int:
+def depth(data: bytes, limit: int = MAX_DEPTH) -> int:
     """How deeply arrays and objects nest in the JSON text ``data`` (brackets inside strings
-    do not count), scanned without recursion and not past ``MAX_DEPTH + 1``."""
+    do not count), scanned without recursion and not past ``limit + 1``."""
     level = deepest = 0
     for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
         if byte in b"[{":
             level += 1
             if level > deepest:
                 deepest = level
-                if deepest > MAX_DEPTH:
+                if deepest > limit:
                     break
         else:
             level -= 1

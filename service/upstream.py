@@ -9,9 +9,10 @@ it reads a body whole, decompressed without limit. So every upstream request goe
 - an overall deadline, connect to last byte, whatever the pace of the bytes;
 - a byte cap on the answer *after* decompression, read as a stream and given up as soon
   as it is passed, so memory stays bounded whatever the answer claims;
-- ``loads``: strict JSON (RFC 8259: UTF-8, no ``NaN``/``Infinity``, no lone surrogates,
-  nesting at most ``MAX_DEPTH`` deep), so a hostile document is a bad answer, never a
-  ``RecursionError``.
+- ``loads``: strict JSON read by ``strict_json``, the reader every byte from outside goes
+  through (RFC 8259: UTF-8, no ``NaN``/``Infinity``, no lone surrogates), nesting at
+  most ``MAX_DEPTH`` deep, so a hostile document is a bad answer, never a
+  ``RecursionError`` in a later walk of it.
 
 Failures are the ``UpstreamError`` family; each client maps it into its own (DX's
 ``DeliveryError``, Opsgenie's ``OpsgenieAPIError``) in one place, as httpx maps httpcore's.
@@ -20,9 +21,6 @@ Failures are the ``UpstreamError`` family; each client maps it into its own (DX'
 from __future__ import annotations
 
 import asyncio
-import json
-import math
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,16 +28,16 @@ from typing import Any, Protocol
 
 import httpx
 
+from service import strict_json
 from service.errors import AnswerTooLarge, MalformedAnswer, UpstreamTimeout, UpstreamUnreachable
 from service.settings import Settings
 
 #: Deepest nesting accepted in an upstream's JSON. DX and Opsgenie answers are a few levels
-#: deep (an alert's ``details`` is the deepest); Python's parser recurses, so a bound far
-#: below its recursion limit keeps every later walk of the document safe too.
+#: deep (an alert's ``details`` is the deepest); a bound far below Python's recursion limit
+#: keeps every later walk of the document safe.
 MAX_DEPTH = 64
 #: The encodings ``fetch`` decodes itself, with a bound on the output of every step.
 ACCEPT_ENCODING = "gzip, deflate"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,15 +223,11 @@ def _decoder(response: httpx.Response) -> _Decoder:
 def loads(body: bytes) -> Any:
     """Strict JSON, or ``MalformedAnswer``: what RFC 8259 allows and nothing Python adds."""
     try:
-        document = json.loads(
-            body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
-        )
-    except RecursionError:
-        raise MalformedAnswer(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # invalid UTF-8, not JSON, an integer of thousands of digits
+        return strict_json.loads(body, max_depth=MAX_DEPTH)
+    except strict_json.NotStrictJSON as exc:
+        raise MalformedAnswer(f"JSON {exc}") from None
+    except ValueError as exc:  # invalid UTF-8, not JSON, a number no double holds
         raise MalformedAnswer(f"not JSON: {str(exc)[:200]}") from None
-    _check(document)
-    return document
 
 
 def load_object(body: bytes) -> dict[str, Any]:
@@ -242,29 +236,3 @@ def load_object(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise MalformedAnswer(f"JSON {type(document).__name__} where an object belongs")
     return document
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999: valid JSON syntax, but no number JSON can carry
-        raise ValueError(f"number out of range: {text[:50]}")
-    return value
-
-
-def _check(document: Any) -> None:
-    """Depth and Unicode, walked without recursion so the walk itself cannot overflow."""
-    stack: list[tuple[Any, int]] = [(document, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            if _SURROGATE.search(value):
-                raise MalformedAnswer("JSON string with a lone surrogate (not Unicode)")
-        elif isinstance(value, dict | list):
-            if depth >= MAX_DEPTH:
-                raise MalformedAnswer(f"JSON nested deeper than {MAX_DEPTH} levels")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
