@@ -135,6 +135,8 @@ class IntakeProcess:
             raise StoreUnavailable("store is closed")
         if self._child is None:
             await self._start()
+            if self._closed:  # closed meanwhile: nothing would send this row
+                raise StoreUnavailable("store is closed")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queued.append((future, row))
         if not self._flush_soon and not self._in_flight:
