@@ -279,18 +279,47 @@ def test_stores_opening_together_on_a_fresh_database_migrate_it_once(db: Databas
     assert db.run(scenario) == list(range(1, len(MIGRATIONS) + 1))
 
 
-def test_a_database_newer_than_the_build_is_refused(db: Database) -> None:
+def test_a_database_newer_than_the_build_is_refused_once_it_no_longer_works_with_it(
+    db: Database,
+) -> None:
     async def scenario() -> None:
         store = db.store()
         await store.open()
         await store.close()
         conn = await asyncpg.connect(db.url)
-        await conn.execute("INSERT INTO schema_version VALUES (999)")
+        await conn.execute("INSERT INTO schema_version VALUES (999, 999)")
         await conn.close()
         with pytest.raises(StoreUnavailable, match="newer than this build"):
             await store.open()
 
     db.run(scenario)
+
+
+def test_the_previous_release_keeps_working_on_the_next_ones_additions(db: Database) -> None:
+    """A rolling deploy: the next release has added a migration that says this build
+    still works with it; this build starts, leaves the schema alone, and delivers."""
+
+    async def scenario() -> list[int]:
+        store = db.store()
+        await store.open()
+        await store.close()
+        conn = await asyncpg.connect(db.url)
+        newer = len(MIGRATIONS) + 1
+        await conn.execute("ALTER TABLE alerts ADD COLUMN next_release_column text")
+        await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", newer, len(MIGRATIONS))
+        await store.open()
+        try:
+            await put(store, body("kept"))
+            claimed = await store.due(now=T0 + 1, limit=5, exclude=())
+            assert [p.reference_id for p in claimed] == ["opsgenie-kept"]
+        finally:
+            await store.close()
+        try:
+            return [r["version"] for r in await conn.fetch("SELECT version FROM schema_version")]
+        finally:
+            await conn.close()
+
+    assert db.run(scenario) == [*range(1, len(MIGRATIONS) + 1), len(MIGRATIONS) + 1]
 
 
 def test_a_database_not_in_utf8_is_refused(db: Database) -> None:
@@ -348,6 +377,30 @@ def test_work_stored_anywhere_wakes_a_waiting_store(db: Database) -> None:
         finally:
             await worker.close()
             await intake.close()
+
+    db.run(scenario)
+
+
+def test_a_cancelled_wait_ends_even_when_work_arrives_at_that_moment(db: Database) -> None:
+    """Shutdown cancels the wait while other replicas keep notifying: the cancellation must
+    win. (``asyncio.wait_for`` on Python 3.11 returns the result instead when both happen
+    in one turn of the loop, and the waiting task then never stops.)"""
+
+    async def scenario() -> None:
+        store = db.store()
+        await store.open()
+        try:
+            for turns in range(4):
+                await store.wait_for_work(0.01)  # takes a notification left by the last turn
+                waiting = asyncio.create_task(store.wait_for_work(30))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                store.engine._notified()  # as a NOTIFY from another replica does
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+        finally:
+            await store.close()
 
     db.run(scenario)
 

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 import asyncpg
 
 from service.errors import StoreUnavailable
-from service.store.postgres.schema import WORK_CHANNEL, Conn, migrate
+from service.store.postgres.schema import (
+    DX_GATE_CHANNEL,
+    SERVICE_OBJECTS_CHANNEL,
+    WORK_CHANNEL,
+    Conn,
+    migrate,
+)
 
 R = TypeVar("R")
 log = logging.getLogger("service.store")
@@ -38,8 +44,18 @@ SERVER_SETTINGS = {
 COMMAND_TIMEOUT = 12.0
 #: How long a caller waits for a free connection, or for one to be made.
 ACQUIRE_TIMEOUT = 10.0
+#: How long a lost listening connection waits before connecting again.
+RELISTEN_SECONDS = 1.0
 #: Errors the driver and the network raise; all mean "the database did not do it".
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: InternalClientError too: a connection the server terminated mid-statement can surface
+#: as one ("another operation is in progress") on its next use.
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +87,13 @@ class PostgresEngine:
         self._max_batch = max_batch
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Lock()
+        self._relisten: asyncio.Task[None] | None = None
+        #: Who hears each channel other than the work channel (``watch``).
+        self._watchers: dict[str, list[Callable[[str | None], None]]] = {
+            SERVICE_OBJECTS_CHANNEL: [],
+            DX_GATE_CHANNEL: [],
+        }
         self._work = asyncio.Event()
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -104,6 +127,11 @@ class PostgresEngine:
     async def close(self) -> None:
         self._closing = True  # new calls are refused; the batch in flight finishes
         try:
+            if self._relisten is not None:
+                self._relisten.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._relisten
+                self._relisten = None
             if self._flusher is not None:
                 with contextlib.suppress(Exception):
                     await self._flusher
@@ -201,29 +229,72 @@ class PostgresEngine:
 
     # ---- wake-ups --------------------------------------------------------------------
 
+    def watch(self, channel: str, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed(payload)`` on each notification on ``channel`` (a service
+        object's id; nothing for DX's gate), and ``changed(None)`` when notifications may
+        have been missed (the listening connection dropped, and again once it is back)."""
+        self._watchers[channel].append(changed)
+
     async def _listen(self) -> None:
         """A connection of its own (a pooled one would be handed to others) listening on
-        the work channel; if it drops, the waiter is woken, and the next wait reconnects."""
-        try:
-            conn = await asyncpg.connect(
-                self._url,
-                timeout=ACQUIRE_TIMEOUT,
-                command_timeout=COMMAND_TIMEOUT,
-                server_settings=SERVER_SETTINGS,
-            )
-            await conn.add_listener(WORK_CHANNEL, self._notified)
-        except DRIVER_ERRORS as error:
-            log.warning("cannot listen for work; polling", extra={"error": str(error)})
-            return
-        conn.add_termination_listener(self._listener_lost)
-        self._listener = conn
+        the work and service-object channels; if it drops, the waiter is woken, every
+        watcher told, and a new one is made in the background."""
+        async with self._listening:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            try:
+                conn = await asyncpg.connect(
+                    self._url,
+                    timeout=ACQUIRE_TIMEOUT,
+                    command_timeout=COMMAND_TIMEOUT,
+                    server_settings=SERVER_SETTINGS,
+                )
+                await conn.add_listener(WORK_CHANNEL, self._notified)
+                for channel in self._watchers:
+                    await conn.add_listener(channel, self._heard)
+            except DRIVER_ERRORS as error:
+                log.warning("cannot listen for work; polling", extra={"error": str(error)})
+                self._listen_later()
+                return
+            conn.add_termination_listener(self._listener_lost)
+            self._listener = conn
 
     def _notified(self, *_: Any) -> None:
         self._work.set()
 
+    def _heard(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        self._tell_watchers(str(payload), channels=(channel,))
+
+    def _tell_watchers(self, payload: str | None, channels: tuple[str, ...] = ()) -> None:
+        """Tell the watchers of ``channels`` (all, when none are named)."""
+        for channel in channels or tuple(self._watchers):
+            for changed in self._watchers.get(channel, ()):
+                try:
+                    changed(payload)
+                except Exception:  # one cache's bug must not stop the others hearing it
+                    log.exception("notification watcher failed", extra={"channel": channel})
+
     def _listener_lost(self, _conn: Any) -> None:
         self._listener = None
         self._work.set()  # whatever was notified meanwhile is lost: look now
+        self._tell_watchers(None)
+        self._listen_later()
+
+    def _listen_later(self) -> None:
+        if self._closing or self._pool is None:
+            return
+        if self._relisten is None or self._relisten.done():
+            self._relisten = asyncio.get_running_loop().create_task(
+                self._listen_again(), name="store-listen"
+            )
+
+    async def _listen_again(self) -> None:
+        while not self._closing and self._pool is not None:
+            await asyncio.sleep(RELISTEN_SECONDS)
+            await self._listen()
+            if self._listener is not None:
+                self._tell_watchers(None)  # changes made while nobody listened
+                return
 
     async def wait_for_work(self, seconds: float) -> bool:
         """Returns True as soon as work was stored (by any replica) since the last call that
@@ -231,11 +302,12 @@ class PostgresEngine:
         came before the call counts, so work stored between a claim and this wait is not
         slept through."""
         self._open_pool()
-        if self._listener is None or self._listener.is_closed():
-            self._listener = None
-            await self._listen()
         try:
-            await asyncio.wait_for(self._work.wait(), seconds)
+            # Not ``asyncio.wait_for``: on Python 3.11 it returns the result when a
+            # cancellation and a notification land in one turn, and the cancellation is
+            # lost; with other replicas notifying all the time, shutdown then never ends.
+            async with asyncio.timeout(seconds):
+                await self._work.wait()
         except TimeoutError:
             return False
         self._work.clear()
