@@ -60,10 +60,18 @@ class Accounts:
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._changes = 0  # a lookup under way across a change must not cache what it read
 
     def forget(self, service_id: str) -> None:
-        """Drop what is cached for a service object (after it changed or was deleted)."""
+        """Drop what is cached for a service object (after it changed or was deleted,
+        here or, through the store's notifications, on another replica)."""
+        self._changes += 1
         self._cache.pop(service_id, None)
+
+    def forget_all(self) -> None:
+        """Drop everything: changes may have been missed (the store's notifications)."""
+        self._changes += 1
+        self._cache.clear()
 
     async def account(self, service_id: str | None) -> Account:
         if service_id is None or self._store is None or self._http is None:
@@ -76,8 +84,10 @@ class Accounts:
             cached = self._cache.get(service_id)
             if cached is not None and cached.expires_at > self._clock():
                 return cached.account
+            changes = self._changes
             account, ttl = await self._lookup(service_id)
-            self._cache[service_id] = _Cached(account, self._clock() + ttl)
+            if changes == self._changes:
+                self._cache[service_id] = _Cached(account, self._clock() + ttl)
             return account
 
     async def _lookup(self, service_id: str) -> tuple[Account, float]:

@@ -29,19 +29,23 @@ from service.crypto import KeyCipher
 from service.deliveries_api import DeliveriesAPI
 from service.delivery import Worker
 from service.dx import DXClient, make_http_client
+from service.dx_gate import SharedGate
 from service.egress import Resolver, make_guarded_client, system_resolver
 from service.enrichment import Enricher
 from service.http_errors import EXCEPTION_HANDLERS
 from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import Metrics
+from service.pause import Pause
 from service.probes import Probes
-from service.reconcile import Lease, Reconciler, sole_runner
+from service.reconcile import Reconciler
 from service.retention import Pruner
 from service.rules_file import load_rules
 from service.services_api import ServicesAPI
-from service.settings import Settings
-from service.store import Reconcilable, Store
+from service.settings import Settings, database_label
+from service.singleton import Lease, sole_runner
+from service.store import OutboxStats, Reconcilable, Store
+from service.store.postgres import PostgresStore
 from service.store.sqlite import SQLiteStore
 from service.webhooks import Webhooks
 
@@ -81,24 +85,21 @@ def create_app(
     events: EventLog | None = None,
     resolver: Resolver = system_resolver,
     verify: ssl.SSLContext | bool = True,
-    lease: Lease = sole_runner,
+    lease: Lease | None = None,
 ) -> Starlette:
     """Build the relay. ``transport`` and ``store`` let tests swap the outside world;
     ``backfill`` lets them page through Opsgenie in smaller steps (``Backfill``'s knobs);
     ``events`` is what ``logs.configure`` returned, when the relay owns logging;
     ``resolver`` and ``verify`` are how the client carrying stored keys looks names up
     and which certificates it trusts (tests: a fake DNS, a self-signed authority);
-    ``lease`` says whether this replica may run the reconcile now (one at a time)."""
+    ``lease`` says whether this replica may run the singletons now (the reconcile, the
+    pruner, the outbox gauges: one replica at a time; by default the PostgreSQL store's
+    advisory lock, and always with SQLite)."""
     rules = rules if rules is not None else load_rules(settings.config_path)
-    store = (
-        store
-        if store is not None
-        else SQLiteStore(
-            settings.database_path,
-            clock=clock,
-            cipher=KeyCipher.for_database(settings.database_path, settings.secret_key),
-        )
-    )
+    store = store if store is not None else _store_for(settings, clock)
+    shared = store if isinstance(store, PostgresStore) else None
+    if lease is None:
+        lease = shared.singleton if shared is not None else sole_runner
     metrics = Metrics(registry)
     http = make_http_client(settings, transport=transport)
     # Requests carrying a stored Opsgenie key go where an admin's custom_url says, so they
@@ -129,6 +130,20 @@ def create_app(
         max_backoff=settings.retry_max_backoff_seconds,
         clock=clock,
     )
+    gate = (
+        None  # the worker's own, in memory
+        if shared is None
+        else SharedGate(
+            shared.dx_board,
+            Pause(
+                metrics.paused,
+                configured=dx is not None,
+                max_backoff=settings.retry_max_backoff_seconds,
+            ),
+            rate=settings.dx_rate_limit,
+            clock=clock,
+        )
+    )
     worker = Worker(
         store=store,
         dx=dx,
@@ -140,12 +155,14 @@ def create_app(
         max_backoff=settings.retry_max_backoff_seconds,
         clock=clock,
         enrich=enrich,
+        gate=gate,
     )
     pruner = Pruner(
         store,
         retention_seconds=settings.event_retention_seconds,
         pruned=metrics.events_pruned,
         clock=clock,
+        lease=lease,
     )
     reconciler = (
         Reconciler(
@@ -185,7 +202,28 @@ def create_app(
         accounts.forget(service_id)
         webhooks.forget(service_id)
 
-    probes = Probes(ping=store.ping, stats=store.stats, worker=worker, metrics=metrics, clock=clock)
+    def changed_elsewhere(service_id: str | None) -> None:
+        """Another replica's change (``None``: some may have been missed)."""
+        if service_id is None:
+            accounts.forget_all()
+            webhooks.forget_all()
+        else:
+            forget(service_id)
+
+    if shared is not None:
+        shared.watch_service_objects(changed_elsewhere)
+
+    async def stats() -> OutboxStats:
+        """The backlog, from the replica holding the lease; zeros from the others, so a
+        sum (or a max) over pods is the backlog, not N times it."""
+        async with lease() as held:
+            return (
+                await store.stats()
+                if held
+                else OutboxStats(pending=0, failed=0, oldest_pending_since=None)
+            )
+
+    probes = Probes(ping=store.ping, stats=stats, worker=worker, metrics=metrics, clock=clock)
     # One window per API key across every admin API: spreading calls over them buys nothing.
     limiter = RateLimiter(settings.admin_rate_limit, RATE_PERIOD_SECONDS, clock)
     services = ServicesAPI(
@@ -227,7 +265,7 @@ def create_app(
             log.warning("this store cannot reconcile yet: RELAY_RECONCILE_INTERVAL is ignored")
         log.info(
             "relay started",
-            extra={"version": __version__, "database": str(settings.database_path)},
+            extra={"version": __version__, "database": database_label(settings)},
         )
         try:
             yield
@@ -256,6 +294,23 @@ def create_app(
     )
     app.state.handles = Handles(store=store, metrics=metrics, worker=worker, accounts=accounts)
     return app
+
+
+def _store_for(settings: Settings, clock: Callable[[], float]) -> Store:
+    """PostgreSQL when the URL names it (shared by replicas; the key must be given, as
+    ``Settings`` made sure), else the SQLite file, whose key may live beside it."""
+    if settings.postgres_url is not None:
+        assert settings.secret_key is not None  # Settings refuses PostgreSQL without it
+        return PostgresStore(
+            str(settings.postgres_url),
+            clock=clock,
+            cipher=KeyCipher.from_secret(settings.secret_key),
+        )
+    return SQLiteStore(
+        settings.database_path,
+        clock=clock,
+        cipher=KeyCipher.for_database(settings.database_path, settings.secret_key),
+    )
 
 
 def _warn_about(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from service import __version__, admin_client, config_check
 from service.errors import ConfigError, PayloadError
 from service.opsgenie import Action, parse_event
 from service.rules_file import load_rules
-from service.settings import Settings
+from service.settings import Settings, database_password
 from service.translate import Account, AlertState, fold, render
 
 
@@ -50,7 +50,8 @@ def serve(settings: Settings) -> None:
 
     # Before anything creates a file: an unusable path is one line naming the variable,
     # not a traceback from the app's startup.
-    config_check.check_database(settings.database_path)
+    if settings.postgres_url is None:
+        config_check.check_database(settings.database_path)
     events = logs.configure(
         fmt=settings.log_format,
         level=settings.log_level,
@@ -61,6 +62,7 @@ def serve(settings: Settings) -> None:
             settings.app_key,
             settings.readonly_app_key,
             settings.secret_key,
+            database_password(settings),
         ),
     )
     app = create_app(settings, events=events)

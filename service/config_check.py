@@ -15,7 +15,7 @@ from typing import TextIO
 from service.errors import ConfigError
 from service.mapping import Rules
 from service.rules_file import load_rules
-from service.settings import Settings
+from service.settings import Settings, database_label
 
 #: More than this many bad variables is a broken deployment; stop listing.
 MAX_PROBLEMS = 20
@@ -36,7 +36,8 @@ def _settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, lis
                 return None, problems
             del env[name]
         else:
-            if env.get("RELAY_DATABASE_URL") == environ.get("RELAY_DATABASE_URL"):  # not set aside
+            unchanged = env.get("RELAY_DATABASE_URL") == environ.get("RELAY_DATABASE_URL")
+            if unchanged and settings.postgres_url is None:  # a file that must open
                 try:
                     check_database(settings.database_path)
                 except ConfigError as error:
@@ -106,7 +107,8 @@ def describe(settings: Settings, rules: Rules) -> str:
     criteria = rules.filter
     lines = [
         f"listen:          http://{settings.host}:{settings.port}",
-        f"database:        {settings.database_path}",
+        f"database:        {database_label(settings)}"
+        + ("" if settings.postgres_url is None else " (shared by every replica)"),
         f"DX:              {dx}",
         f"webhook tokens:  {len(settings.webhook_tokens)}"
         + ("" if settings.webhook_tokens else " (every webhook is refused with 401)"),

@@ -5,6 +5,12 @@ records what DX said, as ``delivery_policy`` decides. The schedule lives in the 
 (``next_attempt_at``), so a restart resumes where the last process stopped. Per
 reference there is at most one request in flight, and it always carries the newest
 state, so events that pile up while DX is slow coalesce into one request.
+
+Where several replicas share the store (``SharedClaims``: PostgreSQL), a claim is a lease:
+the worker renews the leases of its deliveries in flight, and a result that comes after
+the reference passed to another replica (``LeaseLost``) is dropped and counted, never
+written over the newer delivery. It then sleeps on the store's notifications rather than
+polling, and DX's pace and pause are the ``Gate`` the app hands it (``service.dx_gate``).
 """
 
 from __future__ import annotations
@@ -17,17 +23,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState
-
 from service import delivery_policy as policy
+from service.delivery_leases import Leases
 from service.delivery_policy import Delivered, Failed, PauseAll, Retry
+from service.delivery_send import Sender
 from service.dx import Answer, DXClient
-from service.errors import DeliveryError, RetryableError
+from service.dx_gate import Gate, LocalGate
+from service.errors import DeliveryError, LeaseLost
 from service.mapping import Rules, wanted
-from service.metrics import Metrics, code_label
+from service.metrics import Metrics
 from service.pause import Pause
 from service.rate_limit import RateLimiter
-from service.store import Pending, Store
+from service.store import Pending, SharedClaims, Store
 from service.translate import Account, render
 
 log = logging.getLogger("service.delivery")
@@ -35,6 +42,11 @@ log = logging.getLogger("service.delivery")
 AccountLookup = Callable[[str | None], Awaitable[Account]]
 #: Before rendering: the reference to deliver (enriched, maybe), or ``None``: not now.
 Enrich = Callable[[Pending], Awaitable[Pending | None]]
+#: The longest the worker sleeps with nothing due. Alone on its store every change wakes
+#: it; with a shared store, notifications do, and this bounds how late it sees what
+#: none announces (another replica's lease running out).
+IDLE_SECONDS = 1.0
+SHARED_IDLE_SECONDS = 5.0
 
 
 class Worker:
@@ -54,6 +66,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         enrich: Enrich | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._enrich = enrich
         self._store = store
@@ -61,19 +74,32 @@ class Worker:
         self._rules = rules
         self._accounts = accounts
         self._metrics = metrics
-        self._sending = asyncio.Semaphore(concurrency)
         # References in hand: twice the requests DX may have open, so a slot freed by
         # an answer is taken at once, not after that delivery's record and the next
         # claim have each waited for a commit.
         self._claim_limit = 2 * concurrency
-        self._limiter = RateLimiter(rate_limit)
         self._backoff = policy.stored_backoff(max_backoff)
-        self._pause = Pause(metrics.paused, configured=dx is not None, max_backoff=max_backoff)
+        self._gate = (
+            gate
+            if gate is not None
+            else LocalGate(
+                RateLimiter(rate_limit),
+                Pause(metrics.paused, configured=dx is not None, max_backoff=max_backoff),
+            )
+        )
+        self._sender = Sender(
+            self._gate, sending=asyncio.Semaphore(concurrency), metrics=metrics, rng=rng
+        )
+        self._shared = store if isinstance(store, SharedClaims) else None
+        self._idle = IDLE_SECONDS if self._shared is None else SHARED_IDLE_SECONDS
         self._clock = clock
         self._rng = rng
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        #: Each delivery in flight's claim, for the lease renewals (``SharedClaims``).
+        self._claims: dict[str, Pending] = {}
+        self._leases: Leases | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Task[None] | None = None
 
@@ -83,7 +109,7 @@ class Worker:
 
     @property
     def paused_reason(self) -> str | None:
-        return self._pause.reason(self._clock())
+        return self._gate.reason(self._clock())
 
     def wake(self) -> None:
         """New work may be due; called after intake commits a change.
@@ -103,6 +129,11 @@ class Worker:
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+        if self._shared is not None and self._dx is not None:
+            self._leases = Leases(
+                self._shared, wake=self.wake, in_flight=self._in_flight, lost=self._lost
+            )
+            self._leases.start()
 
     async def stop(self, deadline: float) -> None:
         """Stop claiming, give in-flight requests ``deadline`` seconds, leave the rest.
@@ -120,6 +151,8 @@ class Worker:
         self._wakeup.set()
         if self._loop_task is not None:
             await self._loop_task
+        if self._leases is not None:
+            await self._leases.stop()
         tasks = list(self._inflight.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=deadline)
@@ -145,8 +178,9 @@ class Worker:
         if self._dx is None:
             return 5.0
         now = self._clock()
-        if now < self._pause.until:
-            return self._pause.until - now
+        until = await self._gate.paused_until(now)
+        if now < until:
+            return until - now
         free = self._free_slots()
         if free > 0:
             for pending in await self._store.due(
@@ -154,18 +188,20 @@ class Worker:
             ):
                 self._launch(pending)
         if self._free_slots() <= 0:
-            return 1.0  # a finishing delivery sets the wakeup
+            return self._idle  # a finishing delivery sets the wakeup
         next_due = await self._store.next_due_at()
         if next_due is None:
-            return 1.0
-        return min(1.0, max(next_due - self._clock(), 0.0)) or 0.05
+            return self._idle
+        return min(self._idle, max(next_due - self._clock(), 0.0)) or 0.05
 
     def _launch(self, pending: Pending) -> None:
         task = asyncio.create_task(self._guarded(pending), name=f"deliver {pending.reference_id}")
         self._inflight[pending.reference_id] = task
+        self._claims[pending.reference_id] = pending
 
         def done(_: asyncio.Task[None]) -> None:
             self._inflight.pop(pending.reference_id, None)
+            self._claims.pop(pending.reference_id, None)
             self._wakeup.set()
 
         task.add_done_callback(done)
@@ -175,6 +211,8 @@ class Worker:
         reference due at once (the worker would spin on it): schedule it with backoff."""
         try:
             await self._deliver(pending)
+        except LeaseLost:
+            self._lost(pending.reference_id, "its result was not recorded")
         except Exception as exc:
             log.exception(
                 "delivery failed unexpectedly",
@@ -190,6 +228,18 @@ class Worker:
                     next_attempt_at=retry.next_attempt_at,
                     attempt=retry.attempt,
                 )
+
+    def _in_flight(self) -> dict[str, tuple[Pending, asyncio.Task[None]]]:
+        return {ref: (self._claims[ref], task) for ref, task in self._inflight.items()}
+
+    def _lost(self, ref: str, what: str) -> None:
+        """The claim passed to another replica (this one stalled past its lease): that
+        replica delivers the reference now, from the newest state."""
+        self._metrics.lease_lost.inc()
+        log.warning(
+            f"claim passed to another replica; {what}",
+            extra={"reference_id": ref, "outcome": "lease_lost"},
+        )
 
     async def _deliver(self, pending: Pending) -> None:
         assert self._dx is not None
@@ -223,7 +273,7 @@ class Worker:
 
         started = time.monotonic()
         try:
-            answer = await self._with_retries(send, ref, method)
+            answer = await self._sender.send(send, ref, method)
         except DeliveryError as error:
             decision = self._decide(pending, error, None, time.monotonic() - started)
             await self._record(pending, body, method, decision, error.body)
@@ -243,61 +293,6 @@ class Worker:
             "DX already holds this state",
             extra={"reference_id": pending.reference_id, "outcome": "unchanged"},
         )
-
-    async def _with_retries(
-        self, send: Callable[[], Awaitable[Answer]], ref: str, method: str
-    ) -> Answer:
-        """A few quick tries of one request, driven by tenacity; the policy says whether
-        and how long to wait before each (``None``: this attempt ends, the store schedules)."""
-        waits: dict[int, float] = {}
-
-        def retry(state: RetryCallState) -> bool:
-            error = state.outcome.exception() if state.outcome is not None else None
-            if not isinstance(error, DeliveryError):
-                return False
-            wait = policy.in_process_wait(state.attempt_number, error, rng=self._rng)
-            if wait is None:
-                return False
-            waits[state.attempt_number] = wait
-            return True
-
-        retrying = AsyncRetrying(
-            retry=retry,
-            wait=lambda state: waits[state.attempt_number],
-            before_sleep=lambda _: self._metrics.retries.inc(),
-            reraise=True,
-        )
-        return await retrying(self._try, send, ref, method)
-
-    async def _try(self, send: Callable[[], Awaitable[Answer]], ref: str, method: str) -> Answer:
-        """One request to DX, within the concurrency and rate limits, observed."""
-        try:
-            async with self._sending:  # at most ``concurrency`` requests open at DX
-                await self._limiter.acquire()
-                started = time.monotonic()
-                answer = await send()
-        except DeliveryError as error:
-            self._observe(method, error, time.monotonic() - started)
-            if isinstance(error, RetryableError) and error.retry_after:
-                self._limiter.hold(error.retry_after)
-            log.warning(
-                "DX attempt failed",
-                extra={
-                    "reference_id": ref,
-                    "action": method,
-                    "outcome": policy.outcome_of(error),
-                    "code": policy.code_of(error),
-                },
-            )
-            raise
-        self._observe(method, None, time.monotonic() - started)
-        return answer
-
-    def _observe(self, method: str, error: DeliveryError | None, seconds: float) -> None:
-        self._metrics.dx_duration.observe(seconds)
-        outcome = "success" if error is None else policy.outcome_of(error)
-        code = code_label(policy.code_of(error), None if error is None else error.http_status)
-        self._metrics.dx_requests.labels(method, outcome, code).inc()
 
     def _decide(
         self, pending: Pending, error: DeliveryError | None, answer: Answer | None, took: float
@@ -324,7 +319,7 @@ class Worker:
         ref = pending.reference_id
         now = decision.attempt.at
         if isinstance(decision, Delivered):
-            self._pause.end()
+            await self._gate.resume()
             await self._store.record_delivered(
                 pending, request=body, response=response or "", attempt=decision.attempt
             )
@@ -355,7 +350,7 @@ class Worker:
             )
             return
         if isinstance(decision, PauseAll):
-            seconds = self._pause.begin(decision.error, now=now)
+            seconds = await self._gate.pause(decision.error, now=now)
             log.error(
                 f"{decision.error.message}: all deliveries paused",
                 extra={
@@ -366,7 +361,7 @@ class Worker:
                     "pause_seconds": seconds,
                 },
             )
-            decision = Retry(decision.attempt, self._pause.until)
+            decision = Retry(decision.attempt, now + seconds)
         self._metrics.retries.inc()
         await self._store.record_retry(
             pending,

@@ -123,6 +123,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.lease_lost = Counter(
+            "relay_delivery_lease_lost",
+            "Deliveries whose result was dropped because their claim had passed to another"
+            " replica (PostgreSQL): that replica delivers the reference now.",
+            registry=r,
+        )
         self.retries = Counter(
             "relay_dx_retries", "DX requests that will be tried again.", registry=r
         )

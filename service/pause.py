@@ -43,22 +43,35 @@ class Pause:
             return f"{self._error.message}; retrying with backoff"
         return None
 
+    def length(self, before: int) -> float:
+        """How long a pause lasts after ``before`` pauses in a row."""
+        return self._backoff.ceiling(before)
+
     def begin(self, error: DXUnusable, *, now: float) -> float:
         """Pause every delivery because of ``error``; returns the pause in seconds."""
         self._in_a_row += 1
-        seconds = self._backoff.ceiling(self._in_a_row - 1)
-        self.until = now + seconds
+        seconds = self.length(self._in_a_row - 1)
+        self.show(error, until=now + seconds)
+        return seconds
+
+    def show(self, error: DXUnusable, *, until: float) -> None:
+        """Mirror a pause decided elsewhere (another replica's, through the database)."""
+        self.until = until
         if self._error is not None and self._error.code != error.code:
             self._gauge.labels(self._error.code).set(0)
         self._error = error
         self._gauge.labels(error.code).set(1)
-        return seconds
+
+    @property
+    def shown(self) -> bool:
+        """Whether a pause is in the gauge (in force, or over but not yet lifted)."""
+        return self._error is not None
 
     def end(self) -> None:
         """DX took a request: whatever paused delivery is over."""
         if self._error is not None:
             self._gauge.labels(self._error.code).set(0)
-            self._error, self._in_a_row = None, 0
+        self._error, self._in_a_row, self.until = None, 0, 0.0
 
 
 __all__ = ["FIRST_PAUSE_SECONDS", "Pause"]

@@ -30,8 +30,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -51,6 +50,7 @@ from service.mapping import Rules
 from service.metrics import Metrics
 from service.opsgenie import OpsgenieEvent, event_from_api_alert
 from service.opsgenie_api import api_for
+from service.singleton import Lease, sole_runner
 from service.store import (
     Delivery,
     Incoming,
@@ -70,14 +70,6 @@ WINDOW_INTERVALS = 3
 OVERLAP_SECONDS = 60.0
 #: Opsgenie's largest page; and the alerts one query can list (offset + limit).
 PAGE_SIZE = 100
-
-Lease = Callable[[], AbstractAsyncContextManager[bool]]
-
-
-@contextlib.asynccontextmanager
-async def sole_runner() -> AsyncIterator[bool]:
-    """The lease of a relay alone on its database (SQLite): it always holds."""
-    yield True
 
 
 def created_since(api: AlertAPI, since: float) -> str:

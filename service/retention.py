@@ -4,7 +4,8 @@ The raw events only explain history to operators; the alert state rows they were
 into are never pruned, so a late event still folds correctly. Deleting runs as many small
 write jobs (each ``prune_events`` call removes at most ``BATCH`` rows) with a yield
 between them, so webhook intake, which shares the single writer, never waits long behind
-a big delete.
+a big delete. With several replicas on one database one prunes at a time (``lease``):
+the others would only race it for the same rows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from prometheus_client import Counter
 
 from service.errors import StoreUnavailable
+from service.singleton import Lease, sole_runner
 from service.store import Outbox
 
 log = logging.getLogger("service.retention")
@@ -37,7 +39,9 @@ class Pruner:
         pruned: Counter,
         clock: Callable[[], float],
         interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
+        lease: Lease = sole_runner,
     ) -> None:
+        self._lease = lease
         self._store = store
         self._retention = retention_seconds
         self._pruned = pruned
@@ -80,7 +84,9 @@ class Pruner:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                await self.prune_once()
+                async with self._lease() as held:
+                    if held:
+                        await self.prune_once()
             except StoreUnavailable as exc:
                 # Pruning can wait for the next round; intake and delivery matter more.
                 log.warning("pruning raw events failed", extra={"error": exc.message})

@@ -39,11 +39,18 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+#: The SQLite file when ``RELAY_DATABASE_URL`` names none.
+DEFAULT_DATABASE = Path("relay.db")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    database_path: Path = Path("relay.db")
+    database_path: Path = DEFAULT_DATABASE
+    #: ``RELAY_DATABASE_URL`` when it names PostgreSQL (several replicas share it); then
+    #: ``database_path`` is unused. A Secret: the URL may carry a password.
+    postgres_url: Secret | None = None
     dx_base_url: str | None = None
     dx_token: Secret | None = None
     webhook_tokens: tuple[Secret, ...] = ()
@@ -104,16 +111,17 @@ class Settings:
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"RELAY_{name}: {exc}") from None
 
-        database_path = get("DATABASE_URL", _sqlite_path, "sqlite:///relay.db")
+        database = get("DATABASE_URL", _database, "sqlite:///relay.db")
         dx_base_url = get("DX_BASE_URL", _dx_base_url, "")
         web_url = get("OPSGENIE_WEB_URL", _http_url, "https://app.opsgenie.com")
         webhook_tokens = get("WEBHOOK_TOKENS", _webhook_tokens, "")
         config_path = config("CONFIG", default="").strip()
         default_format = "text" if isatty else "json"
-        return cls(
+        settings = cls(
             host=config("HOST", default="127.0.0.1"),
             port=get("PORT", _port, "8080"),
-            database_path=database_path,
+            database_path=database if isinstance(database, Path) else DEFAULT_DATABASE,
+            postgres_url=database if isinstance(database, Secret) else None,
             dx_base_url=dx_base_url,
             dx_token=get("DX_TOKEN", _secret, ""),
             webhook_tokens=webhook_tokens,
@@ -145,14 +153,49 @@ class Settings:
             reconcile_budget=get("RECONCILE_BUDGET", _positive_int, "100"),
             reconcile_lookback_seconds=get("RECONCILE_LOOKBACK", _positive_duration, "1h"),
         )
+        if settings.postgres_url is not None and settings.secret_key is None:
+            # Each pod would otherwise make a key file of its own, and a key one replica
+            # sealed could not be opened by the next.
+            raise ConfigError(
+                "RELAY_SECRET_KEY: required with PostgreSQL (every replica must open the keys"
+                f" any other one sealed); {_MAKE_ONE}"
+            )
+        return settings
 
 
-def _sqlite_path(url: str) -> Path:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        raise ValueError("PostgreSQL is not supported by this build yet; use sqlite:///PATH")
+def _database(url: str) -> Path | Secret:
+    """A SQLite file's path, or a PostgreSQL URL (kept secret: it may hold a password,
+    so a bad one is never echoed)."""
+    url = url.strip()
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError("not a valid postgresql:// URL (its port?)") from None
+        return Secret(url)
     if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-        raise ValueError(f"expected sqlite:///PATH, got {url!r}")
+        raise ValueError(f"expected sqlite:///PATH or postgresql://..., got {url!r}")
     return Path(url.removeprefix("sqlite:///"))
+
+
+def database_label(settings: Settings) -> str:
+    """Where the data lives, for logs and ``check-config``: a PostgreSQL URL without its
+    password (nor its query, which may carry one)."""
+    if settings.postgres_url is None:
+        return str(settings.database_path)
+    parts = urlsplit(str(settings.postgres_url))
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"PostgreSQL {user}{parts.hostname or ''}{port}{parts.path}"
+
+
+def database_password(settings: Settings) -> Secret | None:
+    """The PostgreSQL URL's password, which the log redactor must know."""
+    if settings.postgres_url is None:
+        return None
+    password = urlsplit(str(settings.postgres_url)).password
+    return Secret(password) if password else None
 
 
 def _http_url(url: str) -> str:

@@ -56,7 +56,8 @@ class ServiceIds:
     """The service object id a ``{service}`` in a webhook URL names, without a store read
     per webhook (a reader-thread round trip costs more than the rest of the request).
 
-    ``forget`` drops an object after a PATCH or DELETE (the services API calls it), and
+    ``forget`` drops an object after a PATCH or DELETE (the services API calls it; on
+    PostgreSQL, the store's notification of another replica's change does too), and
     also keeps a lookup that was under way from caching what it read before the change.
     Unknown names are never remembered, so an object created later is found at once.
     """
@@ -85,6 +86,10 @@ class ServiceIds:
         self._changes += 1
         for name in [name for name, cached in self._ids.items() if cached == service_id]:
             del self._ids[name]
+
+    def forget_all(self) -> None:
+        self._changes += 1
+        self._ids.clear()
 
 
 class Webhooks:
@@ -120,6 +125,10 @@ class Webhooks:
     def forget(self, service_id: str) -> None:
         """A service object changed or was deleted: its names must be looked up again."""
         self._services.forget(service_id)
+
+    def forget_all(self) -> None:
+        """Changes may have been missed (the store's notifications): look every name up."""
+        self._services.forget_all()
 
     def routes(self) -> list[Route]:
         return [Route(path, self.receive, methods=["POST"]) for path in PATHS]

@@ -205,6 +205,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service", "service.errors", "service.settings", "service.strict_json"),
             *("service.timestamps", "service.backoff", "service.redaction", "service.logs"),
             *("service.crypto", "service.http_protocol", "service.request_body", "service.auth"),
+            "service.singleton",
         ),
     ),
     (
@@ -230,6 +231,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service.store.postgres.engine", "service.store.postgres.intake"),
             *("service.store.postgres.states", "service.store.postgres.claims"),
             *("service.store.postgres.outbox", "service.store.postgres.service_objects"),
+            *("service.store.postgres.dx_board", "service.store.postgres.reconcile_checks"),
+            "service.store.postgres.singleton",
             "service.store.sqlite.reconcile_checks",
         ),
     ),
@@ -240,13 +243,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service.upstream", "service.dx", "service.egress", "service.alert_api"),
             *("service.jsm_api", "service.opsgenie_api"),
             "service.accounts",
-            *("service.rate_limit", "service.pause"),
+            *("service.rate_limit", "service.pause", "service.dx_gate"),
         ),
     ),
     (
         "work",
         (
             *("service.delivery_policy", "service.delivery", "service.enrichment"),
+            *("service.delivery_leases", "service.delivery_send"),
             *("service.retention", "service.backfill_report", "service.backfill"),
             "service.reconcile",
         ),

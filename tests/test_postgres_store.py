@@ -279,18 +279,47 @@ def test_stores_opening_together_on_a_fresh_database_migrate_it_once(db: Databas
     assert db.run(scenario) == list(range(1, len(MIGRATIONS) + 1))
 
 
-def test_a_database_newer_than_the_build_is_refused(db: Database) -> None:
+def test_a_database_newer_than_the_build_is_refused_once_it_no_longer_works_with_it(
+    db: Database,
+) -> None:
     async def scenario() -> None:
         store = db.store()
         await store.open()
         await store.close()
         conn = await asyncpg.connect(db.url)
-        await conn.execute("INSERT INTO schema_version VALUES (999)")
+        await conn.execute("INSERT INTO schema_version VALUES (999, 999)")
         await conn.close()
         with pytest.raises(StoreUnavailable, match="newer than this build"):
             await store.open()
 
     db.run(scenario)
+
+
+def test_the_previous_release_keeps_working_on_the_next_ones_additions(db: Database) -> None:
+    """A rolling deploy: the next release has added a migration that says this build
+    still works with it; this build starts, leaves the schema alone, and delivers."""
+
+    async def scenario() -> list[int]:
+        store = db.store()
+        await store.open()
+        await store.close()
+        conn = await asyncpg.connect(db.url)
+        newer = len(MIGRATIONS) + 1
+        await conn.execute("ALTER TABLE alerts ADD COLUMN next_release_column text")
+        await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", newer, len(MIGRATIONS))
+        await store.open()
+        try:
+            await put(store, body("kept"))
+            claimed = await store.due(now=T0 + 1, limit=5, exclude=())
+            assert [p.reference_id for p in claimed] == ["opsgenie-kept"]
+        finally:
+            await store.close()
+        try:
+            return [r["version"] for r in await conn.fetch("SELECT version FROM schema_version")]
+        finally:
+            await conn.close()
+
+    assert db.run(scenario) == [*range(1, len(MIGRATIONS) + 1), len(MIGRATIONS) + 1]
 
 
 def test_a_database_not_in_utf8_is_refused(db: Database) -> None:

@@ -32,8 +32,9 @@ from service.jsm_api import CloudIds, as_opsgenie_alert
 from service.mapping import Rules
 from service.metrics import Metrics
 from service.opsgenie_api import OpsgenieAPI
-from service.reconcile import Lease, Reconciler, created_since, sole_runner
+from service.reconcile import Reconciler, created_since
 from service.settings import Settings
+from service.singleton import Lease, sole_runner
 from service.store import Incoming, Reconcilable, Region, ServiceObject
 from service.store.sqlite import SQLiteStore
 from service.store.sqlite.reconcile_checks import OPEN_ALERTS

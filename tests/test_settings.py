@@ -11,7 +11,7 @@ from starlette.datastructures import Secret
 
 from service.config_check import check_config
 from service.errors import ConfigError
-from service.settings import Settings, parse_duration
+from service.settings import Settings, database_label, database_password, parse_duration
 
 
 def test_defaults_from_an_empty_environ() -> None:
@@ -135,8 +135,8 @@ def test_delivery_needs_both_url_and_token(environ: dict[str, str], enabled: boo
         ("RELAY_PORT", "80.5"),
         ("RELAY_PORT", "-1"),
         ("RELAY_PORT", "65536"),
-        ("RELAY_DATABASE_URL", "postgresql://relay@db/relay"),
-        ("RELAY_DATABASE_URL", "postgres://relay@db/relay"),
+        ("RELAY_DATABASE_URL", "postgresql://relay@db:five/relay"),
+        ("RELAY_DATABASE_URL", "postgres://relay@db:99999/relay"),
         ("RELAY_DATABASE_URL", "sqlite:///"),
         ("RELAY_DATABASE_URL", "sqlite://relay.db"),
         ("RELAY_DATABASE_URL", "/var/lib/relay.db"),
@@ -305,9 +305,27 @@ def test_the_dx_token_has_no_minimum_length() -> None:
     assert str(Settings.from_environ({"RELAY_DX_TOKEN": "dx-3333"}).dx_token) == "dx-3333"
 
 
-def test_postgresql_says_it_is_not_supported_yet() -> None:
-    with pytest.raises(ConfigError, match=r"^RELAY_DATABASE_URL: PostgreSQL is not supported"):
-        Settings.from_environ({"RELAY_DATABASE_URL": "postgresql://relay@db/relay"})
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_url_is_kept_secret_and_labelled_without_its_password(scheme: str) -> None:
+    url = f"{scheme}://relay:pg-password-1@db.internal:6432/relay?sslmode=require"
+    settings = Settings.from_environ(
+        {"RELAY_DATABASE_URL": url, "RELAY_SECRET_KEY": "relay-secret-key-0001"}
+    )
+    assert str(settings.postgres_url) == url
+    assert "pg-password-1" not in repr(settings)
+    assert database_label(settings) == "PostgreSQL relay@db.internal:6432/relay"
+    assert str(database_password(settings)) == "pg-password-1"
+    assert database_label(Settings()) == "relay.db"
+    assert database_password(Settings()) is None
+
+
+def test_postgresql_without_a_secret_key_is_one_line_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_environ({"RELAY_DATABASE_URL": "postgresql://relay:pw@db/relay"})
+    message = str(caught.value)
+    assert message.startswith("RELAY_SECRET_KEY: required with PostgreSQL")
+    assert "\n" not in message
+    assert "pw@" not in message
 
 
 def test_the_first_bad_variable_wins_and_good_ones_do_not_matter() -> None:

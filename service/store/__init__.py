@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
@@ -319,6 +319,54 @@ class Reconcilable(Protocol):
     async def mark_checked(self, reference_ids: Sequence[str], *, at: float) -> None:
         """Record that these references were read back from Opsgenie at ``at``."""
         ...
+
+
+@runtime_checkable
+class SharedClaims(Protocol):
+    """What a store several replicas claim from (PostgreSQL) adds for the worker.
+
+    A claim is a lease of ``lease_seconds`` on the database's clock; the worker renews the
+    leases of its deliveries in flight (``renew`` returns the references no longer held:
+    another replica has them), and sleeps in ``wait_for_work``, which any replica's
+    stored work cuts short.
+    """
+
+    @property
+    def lease_seconds(self) -> float: ...
+    async def renew(self, claims: Sequence[Pending]) -> list[str]: ...
+    async def wait_for_work(self, seconds: float) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedPause:
+    """The pause every replica sees: ``seconds_left`` (0: none in force), why (``code``,
+    ``message``, as the refusing answer gave them), and how many in a row."""
+
+    seconds_left: float
+    code: str | None
+    message: str | None
+    in_a_row: int
+
+
+class DXBoard(Protocol):
+    """DX's pace, 429 hold and pause, kept where every replica reads them (the database's
+    clock, not each pod's); see ``service.dx_gate``."""
+
+    async def take(self, rate: float, burst: float) -> float:
+        """Take a request's token: 0 when taken, else seconds to wait before asking again."""
+        ...
+
+    async def hold(self, seconds: float) -> None:
+        """No replica takes a token for ``seconds`` from now (a 429's Retry-After)."""
+        ...
+
+    async def pause(self, code: str, message: str, length: Callable[[int], float]) -> float:
+        """Pause every replica for ``length(pauses before in a row)`` seconds, unless a
+        pause for the same reason is already in force; returns the seconds it lasts."""
+        ...
+
+    async def resume(self) -> None: ...
+    async def paused(self) -> SharedPause: ...
 
 
 class Store(Outbox, ServiceObjects, Protocol):

@@ -23,6 +23,14 @@ CLAIM = (
     " a.state, a.version, a.attempts, a.delivered_version, a.pending_since,"
     " a.delivered_request, a.claim, a.next_attempt_at"
 )
+#: A lease renewed from now, for each (reference, token) still this owner's ($1-$3) and
+#: not yet ended by a result.
+RENEW = (
+    "UPDATE alerts a SET lease_until = extract(epoch FROM clock_timestamp()) + $4"
+    " FROM unnest($1::text[], $2::bigint[]) AS u(ref, claim)"
+    " WHERE a.reference_id = u.ref AND a.claim = u.claim AND a.lease_owner = $3"
+    " AND a.lease_until IS NOT NULL RETURNING a.reference_id"
+)
 #: The fence every result passes: the reference is still this claim's ($1-$3).
 HELD = (
     "WITH held AS (SELECT reference_id FROM alerts WHERE reference_id = $1 AND claim = $2"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from service.errors import StoreUnavailable
-from service.store.postgres.schema import WORK_CHANNEL, Conn, migrate
+from service.store.postgres.schema import SERVICE_OBJECTS_CHANNEL, WORK_CHANNEL, Conn, migrate
 
 R = TypeVar("R")
 log = logging.getLogger("service.store")
@@ -38,6 +38,8 @@ SERVER_SETTINGS = {
 COMMAND_TIMEOUT = 12.0
 #: How long a caller waits for a free connection, or for one to be made.
 ACQUIRE_TIMEOUT = 10.0
+#: How long a lost listening connection waits before connecting again.
+RELISTEN_SECONDS = 1.0
 #: Errors the driver and the network raise; all mean "the database did not do it".
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -71,6 +73,9 @@ class PostgresEngine:
         self._max_batch = max_batch
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Lock()
+        self._relisten: asyncio.Task[None] | None = None
+        self._watchers: list[Callable[[str | None], None]] = []
         self._work = asyncio.Event()
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -104,6 +109,11 @@ class PostgresEngine:
     async def close(self) -> None:
         self._closing = True  # new calls are refused; the batch in flight finishes
         try:
+            if self._relisten is not None:
+                self._relisten.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._relisten
+                self._relisten = None
             if self._flusher is not None:
                 with contextlib.suppress(Exception):
                     await self._flusher
@@ -201,29 +211,71 @@ class PostgresEngine:
 
     # ---- wake-ups --------------------------------------------------------------------
 
+    def watch_service_objects(self, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed(id)`` when any replica changes or deletes a service object, and
+        ``changed(None)`` when notifications may have been missed (the listening
+        connection dropped, and again once it is back): then everything may have."""
+        self._watchers.append(changed)
+
     async def _listen(self) -> None:
         """A connection of its own (a pooled one would be handed to others) listening on
-        the work channel; if it drops, the waiter is woken, and the next wait reconnects."""
-        try:
-            conn = await asyncpg.connect(
-                self._url,
-                timeout=ACQUIRE_TIMEOUT,
-                command_timeout=COMMAND_TIMEOUT,
-                server_settings=SERVER_SETTINGS,
-            )
-            await conn.add_listener(WORK_CHANNEL, self._notified)
-        except DRIVER_ERRORS as error:
-            log.warning("cannot listen for work; polling", extra={"error": str(error)})
-            return
-        conn.add_termination_listener(self._listener_lost)
-        self._listener = conn
+        the work and service-object channels; if it drops, the waiter is woken, every
+        watcher told, and a new one is made in the background."""
+        async with self._listening:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            try:
+                conn = await asyncpg.connect(
+                    self._url,
+                    timeout=ACQUIRE_TIMEOUT,
+                    command_timeout=COMMAND_TIMEOUT,
+                    server_settings=SERVER_SETTINGS,
+                )
+                await conn.add_listener(WORK_CHANNEL, self._notified)
+                await conn.add_listener(SERVICE_OBJECTS_CHANNEL, self._service_object_changed)
+            except DRIVER_ERRORS as error:
+                log.warning("cannot listen for work; polling", extra={"error": str(error)})
+                self._listen_later()
+                return
+            conn.add_termination_listener(self._listener_lost)
+            self._listener = conn
 
     def _notified(self, *_: Any) -> None:
         self._work.set()
 
+    def _service_object_changed(
+        self, _conn: Any, _pid: int, _channel: str, payload: object
+    ) -> None:
+        self._tell_watchers(str(payload))
+
+    def _tell_watchers(self, service_id: str | None) -> None:
+        for changed in self._watchers:
+            try:
+                changed(service_id)
+            except Exception:  # one cache's bug must not stop the others hearing it
+                log.exception("service object watcher failed")
+
     def _listener_lost(self, _conn: Any) -> None:
         self._listener = None
         self._work.set()  # whatever was notified meanwhile is lost: look now
+        self._tell_watchers(None)
+        self._listen_later()
+
+    def _listen_later(self) -> None:
+        if self._closing or self._pool is None:
+            return
+        if self._relisten is None or self._relisten.done():
+            self._relisten = asyncio.get_running_loop().create_task(
+                self._listen_again(), name="store-listen"
+            )
+
+    async def _listen_again(self) -> None:
+        while not self._closing and self._pool is not None:
+            await asyncio.sleep(RELISTEN_SECONDS)
+            await self._listen()
+            if self._listener is not None:
+                self._tell_watchers(None)  # changes made while nobody listened
+                return
 
     async def wait_for_work(self, seconds: float) -> bool:
         """Returns True as soon as work was stored (by any replica) since the last call that
@@ -231,9 +283,6 @@ class PostgresEngine:
         came before the call counts, so work stored between a claim and this wait is not
         slept through."""
         self._open_pool()
-        if self._listener is None or self._listener.is_closed():
-            self._listener = None
-            await self._listen()
         try:
             await asyncio.wait_for(self._work.wait(), seconds)
         except TimeoutError:

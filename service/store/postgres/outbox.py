@@ -164,6 +164,28 @@ class PostgresOutbox:
 
         return await self._engine.run(job, "read")
 
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease
+
+    async def renew(self, pendings: Sequence[Pending]) -> list[str]:
+        """Extend the leases of claims in flight by ``lease`` from now (the database's
+        clock); returns the references no longer this store's (recorded, or passed on)."""
+        if not pendings:
+            return []
+        rows = await self._engine.run(
+            lambda conn: conn.fetch(
+                claims.RENEW,
+                [p.reference_id for p in pendings],
+                [p.claim for p in pendings],
+                self.owner,
+                self._lease,
+            ),
+            "renew",
+        )
+        held = {row["reference_id"] for row in rows}
+        return [p.reference_id for p in pendings if p.reference_id not in held]
+
     async def _fenced(self, statement: str, pending: Pending, *args: Any) -> None:
         held = await self._engine.run(
             lambda conn: conn.fetchval(

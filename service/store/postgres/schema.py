@@ -5,6 +5,17 @@ advisory lock and applies what is missing in the same transaction; the others wa
 lock and then find nothing to do. PostgreSQL's DDL is transactional, so a migration that
 fails leaves nothing half done. A migration is never edited once released.
 
+A rolling deploy runs the previous release against the new schema for a while (and may
+restart one of its pods meanwhile), so each migration says which releases still work on
+it: ``Migration.oldest_reader``, the oldest schema version whose code it keeps working.
+The rule (README, "Several replicas on PostgreSQL"): a migration only adds (a table, a
+column that is nullable or has a default, an index, a trigger the old code does not
+notice) and keeps ``oldest_reader`` at the version before it; whatever the previous
+release would trip over (a drop, a rename, a new type, a new NOT NULL without a default,
+a new meaning for a stored value) waits for the release after the one that stopped
+using it, and only then raises ``oldest_reader``, which makes older builds refuse to
+start rather than misread the data.
+
 The model is SQLite's (``service.store.sqlite.schema``): intake appends to ``events`` and
 ``inbox``; the worker's side drains ``inbox`` into ``alerts``. Texts compared or ordered
 by the relay (references, ids) use the "C" collation, so order is by code point, as in
@@ -15,6 +26,7 @@ epoch (``double precision``); leases are read on the database's clock
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypeAlias
 
 import asyncpg
@@ -26,13 +38,25 @@ from service.errors import StoreUnavailable
 Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]"
 #: Intake notifies this channel when it stores events (``inbox_notifies``).
 WORK_CHANNEL = "relay_work"
+#: A changed or deleted service object's id is notified here (``service_objects_notify``),
+#: so every replica drops what it cached about it.
+SERVICE_OBJECTS_CHANNEL = "relay_service_objects"
 #: The advisory lock migrations hold ("relay" in ASCII); only this code takes it.
 MIGRATION_LOCK = 0x72656C6179
 #: How long a replica waits for another one's migrations before giving up (seconds).
 MIGRATION_TIMEOUT = 120
 
-MIGRATIONS: tuple[str, ...] = (
-    """
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    sql: str
+    #: The oldest schema version whose code still works once this one is applied.
+    oldest_reader: int
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        """
     CREATE TABLE events (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         dedup_key text NOT NULL UNIQUE,
@@ -103,6 +127,44 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER inbox_notifies AFTER INSERT ON inbox REFERENCING NEW TABLE AS added
         FOR EACH STATEMENT EXECUTE FUNCTION relay_notify_work();
     """,
+        oldest_reader=1,
+    ),
+    # What several replicas share besides the outbox: when a reconcile last read an open
+    # alert back (``checked_at``; the partial index holds open alerts only, as SQLite's
+    # migration 7 does; ``is_open`` is written by the fold, since a state holding an
+    # escaped NUL cannot be read as JSON by PostgreSQL), DX's pace and pause (``dx_gate``,
+    # one row), and a notification when a service object changes, so no replica keeps
+    # serving what it cached.
+    Migration(
+        """
+    ALTER TABLE alerts ADD COLUMN checked_at double precision;
+    ALTER TABLE alerts ADD COLUMN is_open boolean NOT NULL DEFAULT false;
+    UPDATE alerts SET is_open = (state::json ->> 'closed_at_ns') IS NULL
+        AND (state::json ->> 'deleted') = 'false'
+        WHERE position('\\u0000' in state) = 0;
+    CREATE INDEX alerts_open_by_check ON alerts (service_id, checked_at) WHERE is_open;
+    CREATE TABLE dx_gate (
+        id integer PRIMARY KEY CHECK (id = 1),
+        tokens double precision NOT NULL DEFAULT 0,
+        stamp double precision NOT NULL DEFAULT 0,
+        hold_until double precision NOT NULL DEFAULT 0,
+        pause_until double precision NOT NULL DEFAULT 0,
+        pause_code text,
+        pause_message text,
+        pauses_in_a_row integer NOT NULL DEFAULT 0
+    );
+    INSERT INTO dx_gate (id) VALUES (1);
+    CREATE FUNCTION relay_notify_service_object() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('relay_service_objects', OLD.id);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER service_objects_notify AFTER UPDATE OR DELETE ON service_objects
+        FOR EACH ROW EXECUTE FUNCTION relay_notify_service_object();
+    """,
+        oldest_reader=1,
+    ),
 )
 
 
@@ -125,15 +187,27 @@ async def migrate(conn: Conn) -> int:
         wait = MIGRATION_TIMEOUT + 5  # the client's bound, past the server's
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=wait)
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY)"
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+            " oldest_reader integer NOT NULL DEFAULT 1)"
         )
-        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        row = await conn.fetchrow(
+            "SELECT coalesce(max(version), 0) AS current,"
+            " coalesce(max(oldest_reader), 0) AS needs FROM schema_version"
+        )
+        assert row is not None  # an aggregate always has its one row
+        current, needs = int(row["current"]), int(row["needs"])
         if current > len(MIGRATIONS):
-            raise StoreUnavailable(
-                f"database schema version {current} is newer than this build knows "
-                f"({len(MIGRATIONS)}); refusing to touch it"
+            if needs > len(MIGRATIONS):
+                raise StoreUnavailable(
+                    f"database schema version {current} is newer than this build knows "
+                    f"({len(MIGRATIONS)}) and no longer works with it; refusing to touch it"
+                )
+            return current  # a newer release's additions, which this build ignores
+        for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+            await conn.execute(migration.sql, timeout=wait)
+            await conn.execute(
+                "INSERT INTO schema_version (version, oldest_reader) VALUES ($1, $2)",
+                version,
+                migration.oldest_reader,
             )
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await conn.execute(script, timeout=wait)
-            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
     return len(MIGRATIONS)

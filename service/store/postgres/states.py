@@ -79,7 +79,7 @@ async def _into_alerts(
             refs,
         )
     }
-    columns: tuple[list[object], ...] = ([], [], [], [], [], [])
+    columns: tuple[list[object], ...] = ([], [], [], [], [], [], [])
     for ref in refs:
         events = by_reference[ref]
         state = _fold(ref, state_of(states[ref]), events, replay)
@@ -92,6 +92,7 @@ async def _into_alerts(
             service_ids[-1] if service_ids else None,
             min(received),
             max(received),
+            state is not None and not state.closed and not state.deleted,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
@@ -99,9 +100,9 @@ async def _into_alerts(
         "UPDATE alerts a SET version = a.version + u.n, state = u.state, status = 'pending',"
         " attempts = 0, service_id = coalesce(u.service_id, a.service_id),"
         " next_attempt_at = u.last, pending_since = coalesce(a.pending_since, u.first),"
-        " changed_at = u.last, updated_at = u.last"
+        " changed_at = u.last, updated_at = u.last, is_open = u.is_open"
         " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::float8[],"
-        " $6::float8[]) AS u(ref, state, n, service_id, first, last)"
+        " $6::float8[], $7::bool[]) AS u(ref, state, n, service_id, first, last, is_open)"
         " WHERE a.reference_id = u.ref",
         *columns,
     )
