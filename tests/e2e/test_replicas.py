@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import itertools
 import random
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -158,7 +159,8 @@ def test_a_rolling_restart_under_load_answers_every_webhook(
     for n in range(3):
         mark = balancer.count + 40
         wait_for(lambda mark=mark: balancer.count >= mark, timeout=60, message="load flows")
-        assert group[n].stop() == 0, group[n].logs()
+        # uvicorn ends a graceful shutdown by raising the signal it caught again.
+        assert group[n].stop() in (0, -signal.SIGTERM), group[n].logs()
         group[n].launch().wait_ready(timeout=60)
     mark = balancer.count + 40
     wait_for(lambda: balancer.count >= mark, timeout=60, message="load after the restarts")
