@@ -305,6 +305,7 @@ def _store_for(settings: Settings, clock: Callable[[], float]) -> Store:
             str(settings.postgres_url),
             clock=clock,
             cipher=KeyCipher.from_secret(settings.secret_key),
+            lease=settings.delivery_lease_seconds,
         )
     return SQLiteStore(
         settings.database_path,

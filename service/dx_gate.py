@@ -12,14 +12,17 @@ worker holds a ``Gate`` and does not know which.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from service.errors import DXAuthError, DXRedirected, DXUnusable
+from service.errors import DXAuthError, DXRedirected, DXUnusable, StoreUnavailable
 from service.pause import Pause
 from service.rate_limit import RateLimiter
 from service.store import DXBoard
+
+log = logging.getLogger("service.delivery")
 
 #: How long a replica trusts what it last read of the shared pause: a pause another
 #: replica began reaches this one's worker within this long.
@@ -88,9 +91,10 @@ class SharedGate:
     """``Gate`` in the database every replica shares (``board``).
 
     ``pause`` mirrors the shared pause in this replica's gauge and ``/readyz``; it is read
-    again at most every ``PAUSE_REFRESH_SECONDS``, so a worker's every turn does not cost
-    a read. A success lifts the pause only when this replica knows of one, so a delivery
-    does not cost a write either.
+    again when another replica notifies a change, else at most every
+    ``PAUSE_REFRESH_SECONDS``, so a worker's every turn does not cost a read. A success
+    lifts the pause only when this replica knows of one, so a delivery does not cost a
+    write either.
     """
 
     def __init__(
@@ -110,6 +114,11 @@ class SharedGate:
         self._sleep = sleep
         self._asking = asyncio.Lock()  # one local sender asks the database at a time
         self._read_at: float | None = None
+        board.watch(self._stale)
+
+    def _stale(self) -> None:
+        """Another replica began or ended a pause: read it before the next claim."""
+        self._read_at = None
 
     async def acquire(self) -> None:
         async with self._asking:
@@ -117,7 +126,10 @@ class SharedGate:
                 await self._sleep(min(wait, MAX_TOKEN_WAIT_SECONDS))
 
     async def hold(self, seconds: float) -> None:
-        await self._board.hold(seconds)
+        try:
+            await self._board.hold(seconds)
+        except StoreUnavailable as error:  # DX's next answer will say 429 again
+            log.warning("could not share DX's 429 hold", extra={"error": error.message})
 
     async def pause(self, error: DXUnusable, *, now: float) -> float:
         seconds = await self._board.pause(error.code, error.message, self._pause.length)
@@ -127,7 +139,11 @@ class SharedGate:
 
     async def resume(self) -> None:
         if self._pause.shown:
-            await self._board.resume()
+            try:
+                await self._board.resume()
+            except StoreUnavailable as error:  # the pause runs out on its own
+                log.warning("could not lift the shared pause", extra={"error": error.message})
+                return
             self._pause.end()
 
     async def paused_until(self, now: float) -> float:

@@ -29,6 +29,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 #: short secret is also guessable.
 MIN_SECRET_LENGTH = 16
 _MAKE_ONE = "generate one with e.g. `openssl rand -hex 32`"
+#: The shortest ``RELAY_DELIVERY_LEASE``.
+MIN_LEASE_SECONDS = 3.0
 
 
 def parse_duration(text: str) -> float:
@@ -93,6 +95,9 @@ class Settings:
     reconcile_budget: int = 100
     #: How far back the first reconcile after start-up looks for alerts never seen.
     reconcile_lookback_seconds: float = 3600.0
+    #: PostgreSQL: how long a replica's claim on a reference holds without renewal, so how
+    #: soon a dead replica's deliveries pass to the others (renewed every third of it).
+    delivery_lease_seconds: float = 120.0
 
     @property
     def delivery_enabled(self) -> bool:
@@ -152,6 +157,7 @@ class Settings:
             reconcile_interval_seconds=get("RECONCILE_INTERVAL", parse_duration, "5m"),
             reconcile_budget=get("RECONCILE_BUDGET", _positive_int, "100"),
             reconcile_lookback_seconds=get("RECONCILE_LOOKBACK", _positive_duration, "1h"),
+            delivery_lease_seconds=get("DELIVERY_LEASE", _lease, "2m"),
         )
         if settings.postgres_url is not None and settings.secret_key is None:
             # Each pod would otherwise make a key file of its own, and a key one replica
@@ -288,6 +294,15 @@ def _positive_duration(text: str) -> float:
     value = parse_duration(text)
     if value <= 0:
         raise ValueError(f"must be positive, got {text!r}")
+    return value
+
+
+def _lease(text: str) -> float:
+    """Renewed every third of it, each renewal a round trip to the database: shorter than
+    a few seconds would lose claims to a slow query."""
+    value = parse_duration(text)
+    if value < MIN_LEASE_SECONDS:
+        raise ValueError(f"must be at least {MIN_LEASE_SECONDS:g}s, got {text!r}")
     return value
 
 

@@ -151,6 +151,30 @@ def test_check_config_says_when_deliveries_are_paused(capsys: pytest.CaptureFixt
     assert "admin API:       disabled" in out
 
 
+def test_check_config_reports_postgresql_without_its_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", "postgresql://relay:pg-pass-9@db.internal/relay")
+    monkeypatch.setenv("RELAY_SECRET_KEY", "relay-secret-key-0001")
+    code, out, err = run(capsys, "check-config")
+    assert code == 0, err
+    assert "database:        PostgreSQL relay@db.internal/relay (shared by every replica)" in out
+    assert "pg-pass-9" not in out
+
+
+def test_check_config_says_postgresql_needs_the_secret_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", "postgresql://relay:pg-pass-9@db.internal/relay")
+    code, out, err = run(capsys, "check-config")
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "opsgenie-dx-relay: configuration error: RELAY_SECRET_KEY: required with PostgreSQL"
+    )
+    assert len(err.splitlines()) == 1
+    assert "pg-pass-9" not in err
+
+
 def test_check_config_lists_every_problem_one_line_each(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,6 +77,7 @@ def test_every_variable_is_parsed() -> None:
             "RELAY_SHUTDOWN_DEADLINE": "45",
             "RELAY_KEEP_ALIVE": "90",
             "RELAY_ADMIN_RATE_LIMIT": "5",
+            "RELAY_DELIVERY_LEASE": "30s",
         }
     )
     assert settings.host == "0.0.0.0"
@@ -107,6 +108,7 @@ def test_every_variable_is_parsed() -> None:
     assert settings.shutdown_deadline_seconds == 45.0
     assert settings.keep_alive_seconds == 90
     assert settings.admin_rate_limit == 5
+    assert settings.delivery_lease_seconds == 30.0
     assert settings.delivery_enabled is True
 
 
@@ -169,6 +171,8 @@ def test_delivery_needs_both_url_and_token(environ: dict[str, str], enabled: boo
         ("RELAY_SHUTDOWN_DEADLINE", "soon"),
         ("RELAY_KEEP_ALIVE", "0"),
         ("RELAY_ADMIN_RATE_LIMIT", "lots"),
+        ("RELAY_DELIVERY_LEASE", "1s"),
+        ("RELAY_DELIVERY_LEASE", "soon"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, value: str) -> None:

@@ -367,6 +367,10 @@ class DXBoard(Protocol):
 
     async def resume(self) -> None: ...
     async def paused(self) -> SharedPause: ...
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed()`` when any replica begins or ends a pause (or when that news
+        may have been missed)."""
+        ...
 
 
 class Store(Outbox, ServiceObjects, Protocol):

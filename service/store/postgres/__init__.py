@@ -25,6 +25,7 @@ from service.store.postgres.dx_board import PostgresDXBoard
 from service.store.postgres.engine import PoolLimits, PostgresEngine
 from service.store.postgres.outbox import FOLD_BUDGET, LEASE, PostgresOutbox
 from service.store.postgres.reconcile_checks import PostgresReconcileChecks
+from service.store.postgres.schema import SERVICE_OBJECTS_CHANNEL
 from service.store.postgres.service_objects import PostgresServiceObjects
 from service.store.postgres.singleton import AdvisoryLease
 
@@ -82,7 +83,7 @@ class PostgresStore(Composed):
     def watch_service_objects(self, changed: Callable[[str | None], None]) -> None:
         """``changed(id)`` when any replica changes or deletes a service object;
         ``changed(None)``: anything may have changed (notifications were missed)."""
-        self.engine.watch_service_objects(changed)
+        self.engine.watch(SERVICE_OBJECTS_CHANNEL, changed)
 
     # ---- SharedClaims ----------------------------------------------------------------
 

@@ -14,9 +14,12 @@ from collections.abc import Callable
 
 from service.store import SharedPause
 from service.store.postgres.engine import PostgresEngine
-from service.store.postgres.schema import Conn
+from service.store.postgres.schema import DX_GATE_CHANNEL, WORK_CHANNEL, Conn
 
 _NOW = "extract(epoch FROM clock_timestamp())"
+#: Sent with a pause's start and end: every replica reads the pause again (its gate's
+#: channel) and its worker wakes (the work channel) to act on it now.
+_TELL = f"SELECT pg_notify('{DX_GATE_CHANNEL}', ''), pg_notify('{WORK_CHANNEL}', '')"
 #: The row, locked (so it is the newest version), refilled; a token taken when there is
 #: one and no hold. Returns 0 (taken) or how long to wait ($1 rate, $2 burst).
 _TAKE = (
@@ -36,6 +39,9 @@ class PostgresDXBoard:
 
     def __init__(self, engine: PostgresEngine) -> None:
         self._engine = engine
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        self._engine.watch(DX_GATE_CHANNEL, lambda _: changed())
 
     async def take(self, rate: float, burst: float) -> float:
         wait = await self._engine.run(lambda conn: conn.fetchval(_TAKE, rate, burst), "pace")
@@ -70,18 +76,21 @@ class PostgresDXBoard:
                 code,
                 message,
             )
+            await conn.execute(_TELL)
             return seconds
 
         return await self._engine.transaction(job, "pause")
 
     async def resume(self) -> None:
-        await self._engine.run(
-            lambda conn: conn.execute(
+        async def job(conn: Conn) -> None:
+            ended = await conn.execute(
                 "UPDATE dx_gate SET pause_until = 0, pause_code = NULL, pause_message = NULL,"
                 " pauses_in_a_row = 0 WHERE id = 1 AND pauses_in_a_row > 0"
-            ),
-            "pause",
-        )
+            )
+            if ended.split()[-1] != "0":
+                await conn.execute(_TELL)
+
+        await self._engine.transaction(job, "pause")
 
     async def paused(self) -> SharedPause:
         row = await self._engine.run(

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 import asyncpg
 
 from service.errors import StoreUnavailable
-from service.store.postgres.schema import SERVICE_OBJECTS_CHANNEL, WORK_CHANNEL, Conn, migrate
+from service.store.postgres.schema import (
+    DX_GATE_CHANNEL,
+    SERVICE_OBJECTS_CHANNEL,
+    WORK_CHANNEL,
+    Conn,
+    migrate,
+)
 
 R = TypeVar("R")
 log = logging.getLogger("service.store")
@@ -75,7 +81,11 @@ class PostgresEngine:
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Lock()
         self._relisten: asyncio.Task[None] | None = None
-        self._watchers: list[Callable[[str | None], None]] = []
+        #: Who hears each channel other than the work channel (``watch``).
+        self._watchers: dict[str, list[Callable[[str | None], None]]] = {
+            SERVICE_OBJECTS_CHANNEL: [],
+            DX_GATE_CHANNEL: [],
+        }
         self._work = asyncio.Event()
         self._queue: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -211,11 +221,11 @@ class PostgresEngine:
 
     # ---- wake-ups --------------------------------------------------------------------
 
-    def watch_service_objects(self, changed: Callable[[str | None], None]) -> None:
-        """Call ``changed(id)`` when any replica changes or deletes a service object, and
-        ``changed(None)`` when notifications may have been missed (the listening
-        connection dropped, and again once it is back): then everything may have."""
-        self._watchers.append(changed)
+    def watch(self, channel: str, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed(payload)`` on each notification on ``channel`` (a service
+        object's id; nothing for DX's gate), and ``changed(None)`` when notifications may
+        have been missed (the listening connection dropped, and again once it is back)."""
+        self._watchers[channel].append(changed)
 
     async def _listen(self) -> None:
         """A connection of its own (a pooled one would be handed to others) listening on
@@ -232,7 +242,8 @@ class PostgresEngine:
                     server_settings=SERVER_SETTINGS,
                 )
                 await conn.add_listener(WORK_CHANNEL, self._notified)
-                await conn.add_listener(SERVICE_OBJECTS_CHANNEL, self._service_object_changed)
+                for channel in self._watchers:
+                    await conn.add_listener(channel, self._heard)
             except DRIVER_ERRORS as error:
                 log.warning("cannot listen for work; polling", extra={"error": str(error)})
                 self._listen_later()
@@ -243,17 +254,17 @@ class PostgresEngine:
     def _notified(self, *_: Any) -> None:
         self._work.set()
 
-    def _service_object_changed(
-        self, _conn: Any, _pid: int, _channel: str, payload: object
-    ) -> None:
-        self._tell_watchers(str(payload))
+    def _heard(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        self._tell_watchers(str(payload), channels=(channel,))
 
-    def _tell_watchers(self, service_id: str | None) -> None:
-        for changed in self._watchers:
-            try:
-                changed(service_id)
-            except Exception:  # one cache's bug must not stop the others hearing it
-                log.exception("service object watcher failed")
+    def _tell_watchers(self, payload: str | None, channels: tuple[str, ...] = ()) -> None:
+        """Tell the watchers of ``channels`` (all, when none are named)."""
+        for channel in channels or tuple(self._watchers):
+            for changed in self._watchers.get(channel, ()):
+                try:
+                    changed(payload)
+                except Exception:  # one cache's bug must not stop the others hearing it
+                    log.exception("notification watcher failed", extra={"channel": channel})
 
     def _listener_lost(self, _conn: Any) -> None:
         self._listener = None

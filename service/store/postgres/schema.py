@@ -41,6 +41,8 @@ WORK_CHANNEL = "relay_work"
 #: A changed or deleted service object's id is notified here (``service_objects_notify``),
 #: so every replica drops what it cached about it.
 SERVICE_OBJECTS_CHANNEL = "relay_service_objects"
+#: DX's pause began or ended (``dx_board``): every replica reads it again at once.
+DX_GATE_CHANNEL = "relay_dx_gate"
 #: The advisory lock migrations hold ("relay" in ASCII); only this code takes it.
 MIGRATION_LOCK = 0x72656C6179
 #: How long a replica waits for another one's migrations before giving up (seconds).
