@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 #: a delivery is answered or abandoned while its lease holds.
 LEASE = "8s"
 REPLICA_ENV = {
-    "RELAY_CLAIM_LEASE": LEASE,
+    "RELAY_DELIVERY_LEASE": LEASE,
     "RELAY_DX_TIMEOUT": "3s",
     "RELAY_DX_RATE_LIMIT": "500",
     "RELAY_RETRY_MAX_BACKOFF": "1s",
