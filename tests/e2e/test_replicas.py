@@ -59,8 +59,8 @@ def final_upserts(acknowledged: list[bytes]) -> dict[str, dict[str, Any]]:
         event = parse_event(body, received_ns=0)
         states[event.alert_id] = fold(states.get(event.alert_id), event)
     account = Account(web_url="https://app.opsgenie.com")
-    upserts = (dict(render(state, rules, account)) for state in states.values())
-    return {upsert["reference_id"]: upsert for upsert in upserts}
+    upserts = [render(state, rules, account) for state in states.values()]
+    return {upsert["reference_id"]: dict(upsert) for upsert in upserts}
 
 
 def assert_dx_holds_final_states(fake_dx: FakeDX, acknowledged: list[bytes]) -> None:
