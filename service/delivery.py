@@ -151,8 +151,6 @@ class Worker:
         self._wakeup.set()
         if self._loop_task is not None:
             await self._loop_task
-        if self._leases is not None:
-            await self._leases.stop()
         tasks = list(self._inflight.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=deadline)
@@ -161,6 +159,8 @@ class Worker:
             await asyncio.gather(*late, return_exceptions=True)
             if late:
                 log.warning("shutdown left requests unfinished", extra={"count": len(late)})
+        if self._leases is not None:  # last: the drain's deliveries keep their leases
+            await self._leases.stop()
 
     async def _run(self) -> None:
         while not self._stopping:

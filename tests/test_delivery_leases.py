@@ -145,7 +145,7 @@ def test_the_lease_of_a_delivery_in_flight_is_renewed(
     open_client: Callable[[Starlette], PortalClient],
     held: HeldDX,
 ) -> None:
-    client = relay(place, make_settings, open_client, held, lease=1.5)
+    client = relay(place, make_settings, open_client, held, lease=3.0)
     client.post(URL, json=CREATE, headers=auth())
     assert held.arrived.wait(10)
     first = sql(place, "SELECT lease_until FROM alerts WHERE reference_id = $1", REF)

@@ -681,3 +681,49 @@ def test_changing_a_service_object_forgets_its_cached_account(relay_client: Test
     assert response.status_code == 200, response.text
     after = relay_client.portal.call(accounts.account, service_id)
     assert after.web_url == "https://acme.app.opsgenie.com"
+
+
+def test_an_account_read_across_a_change_elsewhere_is_not_cached(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Another replica's PATCH arrives as ``forget``/``forget_all`` (the store's
+    notification) while a lookup waits for the store: what it read is not kept."""
+    custom = ServiceObject(
+        id="svc-1",
+        name="x",
+        region="custom",
+        custom_url="https://opsgenie.test",
+        sealed_key=None,
+        created_at=0.0,
+        updated_at=0.0,
+    )
+    reads: list[str] = []
+
+    class SlowObjects:
+        def __init__(self) -> None:
+            self.during: Callable[[], None] | None = None
+
+        async def get_service_object(self, id: str) -> ServiceObject:
+            reads.append(id)
+            if self.during is not None:
+                self.during()  # the change lands while this read is under way
+                self.during = None
+            return custom
+
+    async def main() -> int:
+        objects = SlowObjects()
+        async with httpx.AsyncClient() as http:
+            accounts = Accounts(make_settings(), objects, http)
+            objects.during = accounts.forget_all
+            await accounts.account("svc-1")  # read across a change: not cached
+            await accounts.account("svc-1")  # read again, cached now
+            await accounts.account("svc-1")
+            accounts.forget_all()  # the listening connection dropped: anything may have
+            await accounts.account("svc-1")
+            objects.during = lambda: accounts.forget("svc-1")
+            accounts.forget("svc-1")
+            await accounts.account("svc-1")  # across a change of that one: not cached
+            await accounts.account("svc-1")
+        return len(reads)
+
+    assert asyncio.run(main()) == 5

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import helm_python as helm
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,6 +23,8 @@ CI_DIR = CHART_DIR / "ci"
 RELEASE = "relay"
 NAMESPACE = "alerting"
 FULLNAME = "relay-opsgenie-dx-relay"
+#: The dashboard's ConfigMap: the one object not named FULLNAME, beside the rules' ConfigMap.
+DASHBOARD = f"{FULLNAME}-dashboard"
 
 Values = dict[str, Any]
 Manifest = dict[str, Any]
@@ -46,17 +55,22 @@ class Rendered:
     objects: tuple[Manifest, ...]
     notes: str
 
-    def all(self, kind: str) -> list[Manifest]:
-        return [o for o in self.objects if o["kind"] == kind]
+    def all(self, kind: str, name: str | None = None) -> list[Manifest]:
+        """Objects of ``kind``, only the one called ``name`` if given (two ConfigMaps exist)."""
+        return [
+            o
+            for o in self.objects
+            if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        ]
 
-    def maybe(self, kind: str) -> Manifest | None:
-        found = self.all(kind)
+    def maybe(self, kind: str, name: str | None = None) -> Manifest | None:
+        found = self.all(kind, name)
         assert len(found) <= 1, f"more than one {kind}"
         return found[0] if found else None
 
-    def one(self, kind: str) -> Manifest:
-        found = self.maybe(kind)
-        assert found is not None, f"no {kind} rendered"
+    def one(self, kind: str, name: str | None = None) -> Manifest:
+        found = self.maybe(kind, name)
+        assert found is not None, f"no {kind} {name or ''} rendered"
         return found
 
     @property
@@ -101,3 +115,46 @@ def walk(node: object, path: str = "") -> Iterator[tuple[str, object]]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from walk(value, f"{path}[{index}]")
+
+
+DASHBOARDS_DIR = CHART_DIR / "dashboards"
+
+
+def dashboard_builder() -> ModuleType:
+    """``dashboards/build.py``, the dashboard's generator: chart tooling, not a package."""
+    spec = importlib.util.spec_from_file_location("relay_dashboard", DASHBOARDS_DIR / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def committed_dashboard() -> dict[str, Any]:
+    """The dashboard JSON the chart ships."""
+    loaded: dict[str, Any] = json.loads((DASHBOARDS_DIR / "relay.json").read_text("utf-8"))
+    return loaded
+
+
+def dashboard_targets(board: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """``(panel title, expr, legend format)`` of every query of every panel."""
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            yield panel["title"], target["expr"], target["legendFormat"]
+
+
+def debian_binary(name: str) -> str:
+    """The path of ``name`` from Debian's ``prometheus`` package (``promtool``, ``prometheus``).
+
+    Missing on a developer's machine: the test is skipped, saying how to get it. Missing in CI
+    (``CI=true``, where .ci/prometheus installs the package): the test fails, so a broken
+    install step cannot pass as a green run with the checks skipped.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} not found: install Debian's `prometheus` package (.ci/prometheus does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -14,6 +14,7 @@ from tests.chart.helpers import (
     ALL_VALUES,
     CHART_DIR,
     CI_VALUES,
+    DASHBOARD,
     FULLNAME,
     NAMESPACE,
     Rendered,
@@ -48,6 +49,7 @@ EXPECTED_CI_FILES = {
     "postgresql-values.yaml",
     "rules-values.yaml",
     "servicemonitor-values.yaml",
+    "grafana-dashboard-values.yaml",
 }
 
 
@@ -75,10 +77,15 @@ def test_renders_only_known_kinds_in_the_release_namespace(
     result = rendered[name]
     kinds = [o["kind"] for o in result.objects]
     assert set(kinds) <= CORE_KINDS | CRD_KINDS
-    assert len(kinds) == len(set(kinds)), f"one object per kind, got {kinds}"
+    named = [(o["kind"], o["metadata"]["name"]) for o in result.objects]
+    assert len(named) == len(set(named)), f"one object per kind and name, got {named}"
     for obj in result.objects:
         assert obj["metadata"]["namespace"] == NAMESPACE
-        assert obj["metadata"]["name"] == FULLNAME
+        # The dashboard's ConfigMap (the one the Grafana sidecar's label marks) sits beside
+        # the rules' ConfigMap, so it alone has its own name.
+        dashboard = obj["kind"] == "ConfigMap" and "grafana_dashboard" in obj["metadata"]["labels"]
+        expected = DASHBOARD if dashboard else FULLNAME
+        assert obj["metadata"]["name"] == expected
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "opsgenie-dx-relay"
         assert labels["app.kubernetes.io/instance"] == "relay"

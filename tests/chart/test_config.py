@@ -23,7 +23,7 @@ def test_no_config_map_without_rules(rendered: dict[str, Rendered]) -> None:
 @pytest.mark.parametrize("name", ["rules-values.yaml", "all-values.yaml"])
 def test_rules_become_the_mounted_config_file(rendered: dict[str, Rendered], name: str) -> None:
     result = rendered[name]
-    config_map = result.one("ConfigMap")
+    config_map = result.one("ConfigMap", FULLNAME)
     assert set(config_map["data"]) == {"rules.yaml"}
     assert yaml.safe_load(config_map["data"]["rules.yaml"]) == load_values(name)["rules"]
     assert result.env["RELAY_CONFIG"]["value"] == "/etc/opsgenie-dx-relay/rules.yaml"
@@ -35,7 +35,7 @@ def test_rules_become_the_mounted_config_file(rendered: dict[str, Rendered], nam
 
 @pytest.mark.parametrize("name", ["rules-values.yaml", "all-values.yaml"])
 def test_the_relay_accepts_the_rendered_rules(rendered: dict[str, Rendered], name: str) -> None:
-    document = yaml.safe_load(rendered[name].one("ConfigMap")["data"]["rules.yaml"])
+    document = yaml.safe_load(rendered[name].one("ConfigMap", FULLNAME)["data"]["rules.yaml"])
     parse_rules(document)  # raises ValueError naming the key on any mismatch
 
 

@@ -83,7 +83,7 @@ def test_no_prometheus_rule_by_default(rendered: dict[str, Rendered]) -> None:
 @pytest.mark.parametrize("name", ["servicemonitor-values.yaml", "all-values.yaml"])
 def test_prometheus_rule_structure(rendered: dict[str, Rendered], name: str) -> None:
     """A CRD, so no Kubernetes schema: checked here against the Prometheus Operator's shape
-    (the rules themselves were checked with ``promtool check rules`` and ``test rules``)."""
+    (the rules themselves: ``promtool`` in test_alert_rules.py)."""
     rule = rendered[name].one("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
