@@ -1,10 +1,12 @@
 """A load balancer in front of several relay replicas, as the tests of issue 18 need one.
 
 Opsgenie posts each webhook once through the ingress; the ingress spreads them over the
-replicas (round-robin here) and, when the replica it picked refuses the connection or drops
-it (a pod SIGKILLed, or stopping in a rolling deploy), tries the next one, as ingress-nginx's
-``proxy_next_upstream error timeout`` does. Only a 2xx is an acknowledgement: the body is
-remembered then and only then. Any other HTTP answer is not supposed to happen with a healthy
+replicas (round-robin here) and, when the replica it picked refuses the connection (a pod
+SIGKILLed, or stopping in a rolling deploy), tries the next one, as ingress-nginx's default
+``proxy_next_upstream error timeout`` does. nginx does not resend a POST whose connection
+broke after it was sent (it answers 502); this balancer does, standing in for a sender that
+retries, since either way the relay never said 2xx for it. Only a 2xx is an acknowledgement:
+the body is remembered then and only then. Any other HTTP answer is not supposed to happen with a healthy
 replica left, so it is recorded in ``refused`` (the tests assert it stays empty) and the body
 is tried on the next replica, so one wrong answer does not also starve the final-state check.
 """
