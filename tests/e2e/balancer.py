@@ -6,9 +6,10 @@ SIGKILLed, or stopping in a rolling deploy), tries the next one, as ingress-ngin
 ``proxy_next_upstream error timeout`` does. nginx does not resend a POST whose connection
 broke after it was sent (it answers 502); this balancer does, standing in for a sender that
 retries, since either way the relay never said 2xx for it. Only a 2xx is an acknowledgement:
-the body is remembered then and only then. Any other HTTP answer is not supposed to happen with a healthy
-replica left, so it is recorded in ``refused`` (the tests assert it stays empty) and the body
-is tried on the next replica, so one wrong answer does not also starve the final-state check.
+the body is remembered then and only then. Any other HTTP answer is not supposed to happen
+with a healthy replica left, so it is recorded in ``refused`` (the tests assert it stays
+empty) and the body is tried on the next replica, so one wrong answer does not also starve
+the final-state check.
 """
 
 from __future__ import annotations
