@@ -17,6 +17,10 @@ from service.errors import StoreUnavailable
 from service.metrics import Metrics
 from service.store import OutboxStats
 
+#: How long readiness waits for the store: under the chart's probe timeout (3 s), so a
+#: database that does not answer reads "store: timed out" rather than a probe timeout.
+READY_DEADLINE = 2.0
+
 
 class WorkerState(Protocol):
     """What readiness needs to know of the delivery worker."""
@@ -56,11 +60,15 @@ class Probes:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> JSONResponse:
-        """Ready when the store takes writes and the worker runs; never tied to DX being up,
-        or the ingress would turn Opsgenie away and alerts would be lost at the door."""
+        """Ready means "this pod can take a webhook now": the store answers within
+        ``READY_DEADLINE`` (PostgreSQL: a pooled connection and a query) and the worker runs
+        (shutdown stops it first, so a draining replica leaves the Service while its last
+        DX requests finish). Never tied to DX being up, or the ingress would turn Opsgenie
+        away and alerts would be lost at the door. ``/healthz`` asks nothing of the store:
+        a database outage makes every replica unready but restarts none."""
         problems = []
         try:
-            await asyncio.wait_for(self._ping(), timeout=2.0)
+            await asyncio.wait_for(self._ping(), timeout=READY_DEADLINE)
         except (StoreUnavailable, TimeoutError) as exc:
             problems.append(f"store: {exc or 'timed out'}")
         if not self._worker.running:

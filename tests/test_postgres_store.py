@@ -381,6 +381,30 @@ def test_work_stored_anywhere_wakes_a_waiting_store(db: Database) -> None:
     db.run(scenario)
 
 
+def test_a_cancelled_wait_ends_even_when_work_arrives_at_that_moment(db: Database) -> None:
+    """Shutdown cancels the wait while other replicas keep notifying: the cancellation must
+    win. (``asyncio.wait_for`` on Python 3.11 returns the result instead when both happen
+    in one turn of the loop, and the waiting task then never stops.)"""
+
+    async def scenario() -> None:
+        store = db.store()
+        await store.open()
+        try:
+            for turns in range(4):
+                await store.wait_for_work(0.01)  # takes a notification left by the last turn
+                waiting = asyncio.create_task(store.wait_for_work(30))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                store.engine._notified()  # as a NOTIFY from another replica does
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+        finally:
+            await store.close()
+
+    db.run(scenario)
+
+
 def test_every_connection_is_bounded_in_time(db: Database) -> None:
     async def scenario() -> dict[str, str]:
         store = db.store()

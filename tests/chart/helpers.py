@@ -74,8 +74,15 @@ class Rendered:
         return found
 
     @property
+    def workload(self) -> Manifest:
+        """The relay's StatefulSet (sqlite mode) or Deployment (postgresql mode): one of them."""
+        found = self.all("StatefulSet") + self.all("Deployment")
+        assert len(found) == 1, f"{len(found)} workloads rendered"
+        return found[0]
+
+    @property
     def pod(self) -> Manifest:
-        return dict(self.one("StatefulSet")["spec"]["template"])
+        return dict(self.workload["spec"]["template"])
 
     @property
     def container(self) -> Manifest:

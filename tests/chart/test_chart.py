@@ -27,6 +27,8 @@ KUBE_VERSION = kubernetes_validate.latest_version()
 # Kinds the chart may render; anything else is a mistake.
 CORE_KINDS = {
     "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
     "Ingress",
     "NetworkPolicy",
     "PodDisruptionBudget",
@@ -46,6 +48,8 @@ EXPECTED_CI_FILES = {
     "ingress-values.yaml",
     "networkpolicy-values.yaml",
     "pdb-values.yaml",
+    "postgresql-hpa-values.yaml",
+    "postgresql-url-values.yaml",
     "postgresql-values.yaml",
     "rules-values.yaml",
     "servicemonitor-values.yaml",
@@ -82,10 +86,13 @@ def test_renders_only_known_kinds_in_the_release_namespace(
     for obj in result.objects:
         assert obj["metadata"]["namespace"] == NAMESPACE
         # The dashboard's ConfigMap (the one the Grafana sidecar's label marks) sits beside
-        # the rules' ConfigMap, so it alone has its own name.
+        # the rules' ConfigMap, so it alone has its own name; so does the chart's second
+        # Secret, holding the PostgreSQL URL beside the tokens' Secret.
         dashboard = obj["kind"] == "ConfigMap" and "grafana_dashboard" in obj["metadata"]["labels"]
-        expected = DASHBOARD if dashboard else FULLNAME
-        assert obj["metadata"]["name"] == expected
+        expected = {DASHBOARD if dashboard else FULLNAME}
+        if obj["kind"] == "Secret":
+            expected.add(f"{FULLNAME}-database")
+        assert obj["metadata"]["name"] in expected
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "opsgenie-dx-relay"
         assert labels["app.kubernetes.io/instance"] == "relay"

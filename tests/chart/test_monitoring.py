@@ -146,3 +146,22 @@ def test_prometheus_rule_asks_only_for_what_the_relay_exports(
             assert metric in exported, (alert, metric)
             labels = set(re.findall(r"([a-z_]+)\s*(?:=~|!=|=)", matchers))
             assert labels - {"namespace", "job"} <= exported[metric], (alert, metric)
+
+
+@pytest.mark.parametrize("name", ["all-values.yaml", "postgresql-hpa-values.yaml"])
+def test_rules_never_sum_a_gauge_over_replicas(rendered: dict[str, Rendered], name: str) -> None:
+    """Several replicas on one database: the outbox gauges describe that database, and a
+    sum over pods would count the backlog once per replica. Only counters are summed."""
+    rules = _rules(rendered[name])
+    gauges = 0
+    for alert, r in rules.items():
+        for aggregation, metric in re.findall(
+            r"(\w+)(?:\s+by\s+\([^)]*\))?\s*\((relay_\w+)", r["expr"]
+        ):
+            if metric.endswith("_total"):
+                continue
+            gauges += 1
+            assert aggregation == "max", (alert, metric)
+        for metric in re.findall(r"sum\((?:increase|rate)\((relay_\w+)", r["expr"]):
+            assert metric.endswith("_total"), (alert, metric)
+    assert gauges >= 3  # failed, oldest pending age, paused

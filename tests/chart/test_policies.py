@@ -20,8 +20,7 @@ def test_pdb(rendered: dict[str, Rendered]) -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
     assert "minAvailable" not in pdb["spec"]
     assert (
-        pdb["spec"]["selector"]["matchLabels"]
-        == result.one("StatefulSet")["spec"]["selector"]["matchLabels"]
+        pdb["spec"]["selector"]["matchLabels"] == result.workload["spec"]["selector"]["matchLabels"]
     )
 
 

@@ -39,6 +39,17 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"opsgenie": {"webUrl": "app.opsgenie.com"}}, "/opsgenie/webUrl"),
     ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
     ({"persistence": {"mountPath": "data"}}, "/persistence/mountPath"),
+    # postgresql mode's values
+    ({"database": {"postgresql": {"url": "mysql://relay@db/relay"}}}, "/database/postgresql/url"),
+    ({"database": {"postgresql": {"urlKey": ""}}}, "/database/postgresql/urlKey"),
+    ({"replicaCount": 0}, "/replicaCount"),
+    ({"autoscaling": {"enabled": "yes"}}, "/autoscaling/enabled"),
+    ({"autoscaling": {"minReplicas": 0}}, "/autoscaling/minReplicas"),
+    ({"autoscaling": {"targetCPUUtilizationPercentage": 150}}, "/autoscaling/target"),
+    ({"deployment": {"preStopSleepSeconds": -1}}, "/deployment/preStopSleepSeconds"),
+    ({"podDisruptionBudget": {"enabled": "auto"}}, "/podDisruptionBudget/enabled"),
+    ({"topologySpreadConstraints": {"maxSkew": 1}}, "/topologySpreadConstraints"),
+    ({"autoscaling": {"targetMemory": 80}}, "additional properties 'targetMemory'"),
     # unknown keys, top level and nested
     ({"replicas": 1}, "additional properties 'replicas'"),
     ({"logformat": "json"}, "additional properties 'logformat'"),

@@ -1,4 +1,5 @@
-"""The relay's StatefulSet: security, probes, ports, storage, shutdown and roll-outs."""
+"""The relay's pod (StatefulSet or Deployment) and the sqlite StatefulSet: security, probes,
+ports, storage, shutdown and roll-outs."""
 
 from __future__ import annotations
 
@@ -111,20 +112,6 @@ def test_storage_class_dash_means_none(chart: helm.Chart) -> None:
 def test_mount_path_moves_the_database(chart: helm.Chart) -> None:
     result = render(chart, {"persistence": {"mountPath": "/var/lib/relay/"}})
     assert result.env["RELAY_DATABASE_URL"]["value"] == "sqlite:////var/lib/relay/relay.db"
-
-
-def test_postgresql_mode_has_replicas_and_no_claim(rendered: dict[str, Rendered]) -> None:
-    result = rendered["postgresql-values.yaml"]
-    sts = result.one("StatefulSet")
-    assert sts["spec"]["replicas"] == 3
-    assert "volumeClaimTemplates" not in sts["spec"]
-    assert sts["spec"]["podManagementPolicy"] == "Parallel"
-    mounts = {m["mountPath"] for m in result.container["volumeMounts"]}
-    assert mounts == {"/tmp"}
-    assert result.env["RELAY_DATABASE_URL"]["valueFrom"] == {
-        "secretKeyRef": {"name": "relay-postgresql", "key": "url"}
-    }
-    assert result.one("PodDisruptionBudget")["spec"]["minAvailable"] == 2
 
 
 @pytest.mark.parametrize(("drain", "grace"), [(20, 30), (30, 40), (1, 11), (120, 130)])

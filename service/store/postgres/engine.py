@@ -47,7 +47,15 @@ ACQUIRE_TIMEOUT = 10.0
 #: How long a lost listening connection waits before connecting again.
 RELISTEN_SECONDS = 1.0
 #: Errors the driver and the network raise; all mean "the database did not do it".
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+#: InternalClientError too: a connection the server terminated mid-statement can surface
+#: as one ("another operation is in progress") on its next use.
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -295,7 +303,11 @@ class PostgresEngine:
         slept through."""
         self._open_pool()
         try:
-            await asyncio.wait_for(self._work.wait(), seconds)
+            # Not ``asyncio.wait_for``: on Python 3.11 it returns the result when a
+            # cancellation and a notification land in one turn, and the cancellation is
+            # lost; with other replicas notifying all the time, shutdown then never ends.
+            async with asyncio.timeout(seconds):
+                await self._work.wait()
         except TimeoutError:
             return False
         self._work.clear()
