@@ -44,6 +44,13 @@ RELAY = Path(sys.executable).with_name("opsgenie-dx-relay")
 TOKEN = "bench-token-0123456789"
 DX_TOKEN = "bench-dx-token"
 TARGET_RATIO = 0.60
+WEBHOOK_PATH = "/webhooks/opsgenie"
+SERVICE_ROUTE = "/webhooks/opsgenie/{service}"
+#: The service object the ``{service}`` route's runs post to, and the admin keys that make it.
+SERVICE_NAME = "bench-account"
+API_KEY = "bench-api-key-0123456789"
+APP_KEY = "bench-app-key-0123456789"
+SECRET_KEY = "bench-secret-key-0123456789"
 TARGET_P99_MS = 25.0
 
 
@@ -62,9 +69,23 @@ class WrkResult:
     socket_errors: int
 
 
-def run_wrk(url: str, seconds: float, *, connections: int, prefix: str, alerts: int) -> WrkResult:
-    """Run wrk with the webhook mix and parse its BENCH_JSON line."""
-    env = {**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_PREFIX": prefix, "BENCH_ALERTS": str(alerts)}
+def run_wrk(
+    url: str,
+    seconds: float,
+    *,
+    connections: int,
+    prefix: str,
+    alerts: int,
+    path: str = WEBHOOK_PATH,
+) -> WrkResult:
+    """Run wrk with the webhook mix, posted to ``path``, and parse its BENCH_JSON line."""
+    env = {
+        **os.environ,
+        "BENCH_TOKEN": TOKEN,
+        "BENCH_PREFIX": prefix,
+        "BENCH_ALERTS": str(alerts),
+        "BENCH_PATH": path,
+    }
     threads = min(2, connections)
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s"]
     out = subprocess.run(
@@ -136,17 +157,58 @@ def relay_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:
         RELAY_DATABASE_URL=f"sqlite:///{workdir / 'relay.db'}",
         RELAY_WEBHOOK_TOKENS=TOKEN,
         RELAY_LOG_FORMAT="json",
+        RELAY_API_KEY=API_KEY,
+        RELAY_APP_KEY=APP_KEY,
+        RELAY_SECRET_KEY=SECRET_KEY,
         **extra,
     )
     return env
 
 
+def create_service_object(url: str) -> str:
+    """Make the service object ``SERVICE_NAME`` through the admin API; its webhook path."""
+    response = httpx.post(
+        f"{url}/api/v2/integration/opsgenie/services",
+        headers={"DD-API-KEY": API_KEY, "DD-APPLICATION-KEY": APP_KEY},
+        json={
+            "data": {
+                "type": "opsgenie-service",
+                "attributes": {
+                    "name": SERVICE_NAME,
+                    "region": "us",
+                    "opsgenie_api_key": "bench-opsgenie-key-0123456789",
+                },
+            }
+        },
+        timeout=10.0,
+    )
+    if response.status_code != 201:
+        raise SystemExit(f"bench: creating the service object failed: {response.text}")
+    return f"{WEBHOOK_PATH}/{SERVICE_NAME}"
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (the relay's intake writer)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def rss_mib(pid: int) -> float:
-    """Resident set size from /proc, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmRSS")
+    """Resident set size from /proc, in MiB: the process and the processes it started."""
+    total = 0
+    for each in (pid, *children(pid)):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return round(total / 1024, 1)
 
 
 def metric(url: str, name: str, **labels: str) -> float:
@@ -186,15 +248,18 @@ def bench_baseline(workdir: Path, args: argparse.Namespace) -> WrkResult:
         return run_wrk(url, args.duration, connections=args.connections, prefix="b", alerts=5000)
 
 
-def bench_relay_intake(workdir: Path, args: argparse.Namespace) -> WrkResult:
-    """Intake only (DX not configured), on a fresh relay and database."""
+def bench_relay_intake(workdir: Path, args: argparse.Namespace, *, service: bool) -> WrkResult:
+    """Intake only (DX not configured), on a fresh relay and database; with ``service``,
+    webhooks go to ``/webhooks/opsgenie/{service}`` for a service object made first."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with process(
         [str(RELAY), "serve"], relay_env(workdir, port), workdir / "relay.log", f"{url}/readyz"
     ):
-        run_wrk(url, args.warmup, connections=args.connections, prefix="warm", alerts=5000)
-        return run_wrk(url, args.duration, connections=args.connections, prefix="r", alerts=5000)
+        path = create_service_object(url) if service else WEBHOOK_PATH
+        load = {"connections": args.connections, "alerts": 5000, "path": path}
+        run_wrk(url, args.warmup, prefix="warm", **load)
+        return run_wrk(url, args.duration, prefix="r", **load)
 
 
 def bench_intake_rounds(workdir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -207,11 +272,19 @@ def bench_intake_rounds(workdir: Path, args: argparse.Namespace) -> list[dict[st
     for turn in range(1, args.rounds + 1):
         print(f"bench: intake round {turn}/{args.rounds}: baseline, then relay ...", flush=True)
         base = bench_baseline(workdir, args)
-        (workdir / f"intake-{turn}").mkdir()
-        relay = bench_relay_intake(workdir / f"intake-{turn}", args)
-        ratio = round(relay.requests_per_second / base.requests_per_second, 3)
-        rounds.append({"baseline": base, "relay": relay, "ratio": ratio})
+        one: dict[str, Any] = {"baseline": base}
+        for name, ratio, service in ROUTES:
+            (workdir / f"{name}-{turn}").mkdir()
+            relay = bench_relay_intake(workdir / f"{name}-{turn}", args, service=service)
+            one[name] = relay
+            one[ratio] = round(relay.requests_per_second / base.requests_per_second, 3)
+        rounds.append(one)
     return rounds
+
+
+#: Each relay run of a round: its key in the round, its ratio's key, whether it posts to
+#: ``/webhooks/opsgenie/{service}``. Both routes must meet the targets.
+ROUTES = (("relay", "ratio", False), ("service", "service_ratio", True))
 
 
 def bench_memory(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -262,6 +335,7 @@ def profile(pid: int, url: str, workdir: Path, args: argparse.Namespace) -> None
             str(out),
             "--nonblocking",
             "--threads",
+            "--subprocesses",  # the intake writer process too
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -491,26 +565,36 @@ def coalescing(
 
 def report(results: dict[str, Any]) -> str:
     rounds = results["intake_rounds"]
-    ratio = median([r["ratio"] for r in rounds])
-    p99 = median([r["relay"].p99_ms for r in rounds])
-    results["ratio"] = round(ratio, 3)
-    results["relay_p99_ms"] = p99
-    results["targets"] = {"ratio_ok": ratio >= TARGET_RATIO, "p99_ok": p99 < TARGET_P99_MS}
+    routes = [(name, ratio) for name, ratio, _ in ROUTES if name in rounds[0]]
+    verdicts = []
+    targets: dict[str, bool] = {}
+    for name, ratio_key in routes:
+        ratio = median([r[ratio_key] for r in rounds])
+        p99 = median([r[name].p99_ms for r in rounds])
+        prefix = "" if name == "relay" else f"{name}_"
+        results[f"{prefix}ratio"] = round(ratio, 3)
+        results[f"{prefix}relay_p99_ms"] = p99
+        targets[f"{prefix}ratio_ok"] = ratio >= TARGET_RATIO
+        targets[f"{prefix}p99_ok"] = p99 < TARGET_P99_MS
+        verdicts.append((name, ratio, p99))
+    results["targets"] = targets
+    label = {"relay": "relay", "service": "relay {service}"}
     rows = [
         ("", "req/s", "p50 ms", "p99 ms", "max ms", "non-2xx", "sock err", "relay/baseline"),
         *(
             (
-                f"{name} {turn}",
+                f"{label.get(name, name)} {turn}",
                 f"{r.requests_per_second:,.0f}",
                 f"{r.p50_ms:.2f}",
                 f"{r.p99_ms:.2f}",
                 f"{r.max_ms:.1f}",
                 str(r.non_2xx),
                 str(r.socket_errors),
-                "" if name == "baseline" else f"{one['ratio']:.0%}",
+                "" if ratio is None else f"{one[ratio]:.0%}",
             )
             for turn, one in enumerate(rounds, start=1)
-            for name, r in (("baseline", one["baseline"]), ("relay", one["relay"]))
+            for name, ratio in (("baseline", None), *routes)
+            for r in (one[name],)
         ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -520,11 +604,15 @@ def report(results: dict[str, Any]) -> str:
     delivery = results["delivery"]
     lag, drain, limited = delivery["steady_lag"], delivery["drain"], delivery["rate_limited"]
     concurrency = results["config"]["dx_concurrency"]
+    lines.append("")
     lines += [
-        "",
-        f"median of {len(rounds)} rounds: relay/baseline throughput {ratio:.0%} "
+        f"median of {len(rounds)} rounds{'' if name == 'relay' else ', ' + SERVICE_ROUTE}: "
+        f"relay/baseline throughput {ratio:.0%} "
         f"(target >= {TARGET_RATIO:.0%}: {mark[ratio >= TARGET_RATIO]}); relay p99 {p99:.1f} ms "
-        f"(target < {TARGET_P99_MS:.0f} ms: {mark[p99 < TARGET_P99_MS]})",
+        f"(target < {TARGET_P99_MS:.0f} ms: {mark[p99 < TARGET_P99_MS]})"
+        for name, ratio, p99 in verdicts
+    ]
+    lines += [
         f"memory: RSS idle {relay['rss_idle_mib']} MiB, after {relay['stored_events']:,} "
         f"stored events {relay['rss_after_events_mib']} MiB (database {relay['database_mib']} MiB)",
         f"delivery (DX latency {results['config']['dx_latency_s'] * 1000:.0f} ms, "

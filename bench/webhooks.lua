@@ -4,11 +4,13 @@
 -- AddNote 30%, Close 20%) and carries a unique, increasing updatedAt (19-digit ns, built as
 -- a string because LuaJIT numbers are doubles), so the relay sees real folds, not duplicates.
 -- Environment: BENCH_TOKEN (webhook token), BENCH_ALERTS (distinct alert ids, default 5000),
--- BENCH_PREFIX (alert id prefix, so runs on one database do not collide).
+-- BENCH_PREFIX (alert id prefix, so runs on one database do not collide), BENCH_PATH (the
+-- webhook route, default /webhooks/opsgenie; /webhooks/opsgenie/NAME for a service object's).
 
 local token = os.getenv("BENCH_TOKEN") or "bench-token"
 local alerts = tonumber(os.getenv("BENCH_ALERTS") or "5000")
 local prefix = os.getenv("BENCH_PREFIX") or "bench"
+local path = os.getenv("BENCH_PATH") or "/webhooks/opsgenie"
 local threads = {}
 local counter = 0
 local base_ms = 0
@@ -56,7 +58,7 @@ function request()
   local body = string.format(template, action, prefix, n, "Disk almost full", n, n % 7, n, n,
     prefix, n, base_ms, base_ms, (thread_id * 100000 + counter) % 1000000,
     (n % 5) + 1, extra)
-  return wrk.format("POST", "/webhooks/opsgenie", headers, body)
+  return wrk.format("POST", path, headers, body)
 end
 
 function done(summary, latency, requests)

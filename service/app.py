@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.routing import Route
 
-from service import __version__, openapi
+from service import __version__
 from service.accounts import Accounts
 from service.admin_route import RATE_PERIOD_SECONDS, RateLimiter
 from service.auth import AdminKeys
@@ -36,6 +35,7 @@ from service.http_errors import EXCEPTION_HANDLERS
 from service.logs import EventLog
 from service.mapping import Rules
 from service.metrics import Metrics
+from service.openapi import OpenAPI
 from service.pause import Pause
 from service.probes import Probes
 from service.reconcile import Reconciler
@@ -280,15 +280,15 @@ def create_app(
             await store.close()
             log.info("relay stopped")
 
+    routes = [
+        *webhooks.routes(),
+        *probes.routes(),
+        *services.routes(),
+        *deliveries.routes(),
+        *backfills.routes(),
+    ]
     app = Starlette(
-        routes=[
-            *webhooks.routes(),
-            *probes.routes(),
-            Route("/openapi.json", openapi.endpoint, methods=["GET"]),
-            *services.routes(),
-            *deliveries.routes(),
-            *backfills.routes(),
-        ],
+        routes=[*routes, OpenAPI(routes, rules=rules).route],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from service import characters
 from service.admin_route import RateLimiter, admin_route, authenticated, count_from_zero, serve
 from service.auth import Access, AdminKeys
 from service.backfill import Backfill, Target, since_seconds
@@ -32,6 +33,8 @@ BACKFILL_PATH = "/api/v1/backfill"
 #: ``Accept`` of a backfill that wants a progress line per page (the CLI's progress bar).
 NDJSON = "application/x-ndjson"
 ROUTE = "backfill"
+#: The members of a backfill's body.
+BACKFILL_FIELDS = ("service", "since", "dry_run")
 #: Counted from 0: the deliveries routes' statuses, as when this route was one of them.
 STATUSES = ("200", "400", "403", "404", "405", "409", "413", "429", "500", "502", "503")
 
@@ -92,9 +95,13 @@ class BackfillAPI:
 
 
 def backfill_request(document: dict[str, Any]) -> tuple[str, float, bool]:
-    """``{"service": NAME, "since": "7d" or seconds, "dry_run": false}``."""
+    """``{"service": NAME, "since": "7d" or seconds, "dry_run": false}``; another member is
+    more likely a typo (``dryRun``) than something to ignore, and a typo'd dry run runs."""
+    if any(member not in BACKFILL_FIELDS for member in document):
+        allowed = ", ".join(BACKFILL_FIELDS)
+        raise PayloadError(f"body: only {allowed} are allowed", field="body")
     service = document.get("service")
-    if not isinstance(service, str) or not service.strip():
+    if not isinstance(service, str) or characters.blank(service):
         raise PayloadError("service: required, a service object name or id", field="service")
     seconds = since_seconds(document.get("since"))
     dry_run = document.get("dry_run", False)

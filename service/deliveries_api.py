@@ -14,13 +14,14 @@ retrying the wrong id hears about it instead of being told everything is fine.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import Counter
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -34,7 +35,6 @@ from service.admin_route import (
     serve,
 )
 from service.auth import Access, AdminKeys
-from service.backfill_api import BACKFILL_PATH, NDJSON
 from service.delivery_views import detail, raw_event, summary
 from service.errors import Conflict, NotFound, PayloadError
 from service.store import Attempt, Delivery, Status, StoredEvent
@@ -52,6 +52,17 @@ EVENTS_PAGE = 50
 ROUTES = ("deliveries", "delivery", "delivery_event", "delivery_retry", "delivery_retry_failed")
 #: The admin API's answers, counted from 0 for these routes and the backfill's.
 STATUSES = ("200", "400", "403", "404", "405", "409", "413", "429", "500", "502", "503")
+
+
+class ReferenceConvertor(PathConvertor):
+    """Any text, line breaks too: Starlette's ``path`` (``.*``) stops at one, and a
+    reference with a ``%0A`` would miss these routes for a bare 404 without the admin
+    API's answer (its rate-limit headers, its count)."""
+
+    regex = "[\\s\\S]*"
+
+
+register_url_convertor("reference", ReferenceConvertor())
 
 
 class Deliveries(Protocol):
@@ -94,13 +105,16 @@ class DeliveriesAPI:
         count_from_zero(requests, ROUTES, STATUSES)
 
     def routes(self) -> list[Route]:
-        # ``retry-failed`` before ``{reference_id}``: a GET of that name still reaches ``show``.
+        # A reference id is the alert's, which may hold a "/": the server decodes %2F
+        # before routing, so the id spans segments (``path``), and the routes with a
+        # suffix come first (so an id ending in "/retry" or "/events/<n>" reads as that
+        # route's; Opsgenie's ids are UUIDs). ``retry-failed`` before them all.
         table = (
             (PATH, self.index, "deliveries"),
             (PATH + "/retry-failed", self.retry_failed, "delivery_retry_failed"),
-            (PATH + "/{reference_id}", self.show, "delivery"),
-            (PATH + "/{reference_id}/events/{event_id}", self.event, "delivery_event"),
-            (PATH + "/{reference_id}/retry", self.retry, "delivery_retry"),
+            (PATH + "/{reference_id:reference}/events/{event_id}", self.event, "delivery_event"),
+            (PATH + "/{reference_id:reference}/retry", self.retry, "delivery_retry"),
+            (PATH + "/{reference_id:reference}", self.show, "delivery"),
         )
         return [
             admin_route(path, endpoint, route=route, requests=self._requests)
@@ -156,7 +170,7 @@ class DeliveriesAPI:
         events = found[-EVENTS_PAGE:]
         shown = detail(delivery, attempts, events)
         older = len(found) > EVENTS_PAGE
-        shown["events_next"] = encode_cursor(str(events[0].id)) if older else None
+        shown["events_next"] = str(events[0].id) if older else None
         return JSONResponse({"data": shown})
 
     async def _event(self, request: Request, access: Access) -> Response:
@@ -209,27 +223,34 @@ def encode_cursor(reference_id: str) -> str:
     return base64.urlsafe_b64encode(reference_id.encode()).decode().rstrip("=")
 
 
+#: What a ``cursor`` may be (``/openapi.json`` states it): unpadded base64url text.
+CURSOR_PATTERN = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
+#: What an ``events_cursor`` may be: an event id, as ``events_next`` gives it (``_event_id``).
+EVENT_ID_PATTERN = "^[0-9]{1,18}$"
+
+
 def _after(cursor: str | None, after: str | None) -> str | None:
     """``cursor`` is what ``next`` returned; ``after`` is the same thing (an alias)."""
-    return _decode(cursor if cursor is not None else after, "cursor")
-
-
-def _decode(token: str | None, field: str) -> str | None:
+    token = cursor if cursor is not None else after
     if token is None or token == "":
         return None
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise PayloadError(f"{field}: not a cursor this API returned", field=field) from None
+    if re.fullmatch(CURSOR_PATTERN, token) is None:
+        raise PayloadError("cursor: not a cursor this API returned", field="cursor")
+    padded = token + "=" * (-len(token) % 4)
+    # Any such text is a place in the order, also one this API never returned: decoded
+    # leniently, without the NUL PostgreSQL's text cannot hold.
+    decoded = base64.urlsafe_b64decode(padded).decode("utf-8", "replace")
+    return decoded.replace("\x00", "\ufffd")
 
 
 def _events_before(cursor: str | None) -> int | None:
     """``events_cursor`` is what ``events_next`` returned: the oldest event id shown."""
-    before = _decode(cursor, "events_cursor")
-    if before is not None and _event_id(before) is None:
+    if cursor is None:
+        return None
+    before = _event_id(cursor)
+    if before is None:
         raise PayloadError("events_cursor: not a cursor this API returned", field="events_cursor")
-    return _event_id(before)
+    return before
 
 
 def _event_id(text: str | None) -> int | None:
@@ -240,7 +261,7 @@ def _event_id(text: str | None) -> int | None:
 
 
 def _status(text: str | None) -> Status | None:
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         return Status(text)
@@ -250,121 +271,10 @@ def _status(text: str | None) -> Status | None:
 
 
 def _limit(text: str | None) -> int:
-    if text is None or text == "":
+    if text is None:
         return DEFAULT_LIMIT
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
+    # Digits only: ``int`` also reads " 5", "+5" and "5_0", which no document promises.
+    limit = int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else 0
     if not 1 <= limit <= MAX_LIMIT:
         raise PayloadError(f"limit: must be an integer from 1 to {MAX_LIMIT}", field="limit")
     return limit
-
-
-def openapi_paths() -> dict[str, Any]:
-    """The routes above and the backfill's (``backfill_api``) for ``/openapi.json``."""
-    security: list[dict[str, list[str]]] = [{"apiKeyAuth": [], "appKeyAuth": []}]
-    errors = {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}
-
-    def responses(codes: dict[str, str] | None = None) -> dict[str, Any]:
-        answers: dict[str, Any] = {"200": {"description": "OK"}}
-        refusals = {"403": "Missing or wrong admin keys, or a read-only key on a write"}
-        for code, text in {**refusals, **(codes or {})}.items():
-            answers[code] = {"description": text, "content": errors}
-        return answers
-
-    reference = {
-        "name": "reference_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-    event = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-    events_cursor = {"name": "events_cursor", "in": "query", "schema": {"type": "string"}}
-    query = [
-        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(Status)}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": MAX_LIMIT}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-    ]
-    common = {"tags": ["Deliveries"], "security": security}
-    return {
-        PATH: {
-            "get": {
-                **common,
-                "summary": "List deliveries ({data, next}; pass next as cursor)",
-                "parameters": query,
-                "responses": responses({"400": "Bad status, limit or cursor"}),
-            }
-        },
-        BACKFILL_PATH: {
-            "post": {
-                **common,
-                "summary": "Fold a service object's alerts since a time into the outbox",
-                "description": (
-                    'Body: {"service": NAME, "since": "7d", "dry_run": false}. With'
-                    f" Accept: {NDJSON} the 200 streams one line per page"
-                    ' ({"progress": {page, alerts_seen, counts, retries}}), then'
-                    ' {"data": report}, or {"errors": [...], "status": 502} if Opsgenie'
-                    " fails after streaming began."
-                ),
-                "responses": {
-                    **responses(
-                        {
-                            "400": "Bad body, or since further back than 365d",
-                            "404": "Unknown service object",
-                            "409": (
-                                "The service object has no Opsgenie API key, or"
-                                " RELAY_SECRET_KEY no longer decrypts it"
-                            ),
-                            "502": "Opsgenie did not list the alerts",
-                        }
-                    ),
-                    "200": {
-                        "description": "The report, or (NDJSON) progress lines then the report",
-                        "content": {
-                            "application/json": {"schema": {"type": "object"}},
-                            NDJSON: {"schema": {"type": "string"}},
-                        },
-                    },
-                },
-            }
-        },
-        PATH + "/retry-failed": {
-            "post": {**common, "summary": "Retry every failed delivery", "responses": responses()}
-        },
-        PATH + "/{reference_id}": {
-            "parameters": [reference],
-            "get": {
-                **common,
-                "summary": "One delivery: state, DX request and answer, attempts, raw events",
-                "description": (
-                    f"The latest {EVENTS_PAGE} raw events, each cut to a preview"
-                    " (truncated, raw_bytes, raw_format json or text); events_next, passed"
-                    " as events_cursor, pages to older ones."
-                ),
-                "parameters": [events_cursor],
-                "responses": responses({"400": "Bad events_cursor", "404": "Unknown reference id"}),
-            },
-        },
-        PATH + "/{reference_id}/events/{event_id}": {
-            "parameters": [reference, event],
-            "get": {
-                **common,
-                "summary": "One raw event whole (raw parsed if it is JSON, else its text)",
-                "responses": responses({"404": "Unknown reference id or event id"}),
-            },
-        },
-        PATH + "/{reference_id}/retry": {
-            "parameters": [reference],
-            "post": {
-                **common,
-                "summary": "Make a failed or pending delivery due now",
-                "responses": responses(
-                    {
-                        "404": "Unknown reference id",
-                        "409": "Delivered or filtered: nothing to retry",
-                    }
-                ),
-            },
-        },
-    }

@@ -8,6 +8,7 @@ are what that answer carries.
 * RelayError
   x ConfigError              startup; names the variable
     + SecretKeyError         RELAY_SECRET_KEY cannot decrypt a stored Opsgenie API key
+  x ContractDrift            startup; a route and /openapi.json disagree (a bug)
   x PayloadError             400; .field
   x BodyTooLarge             413
   x ClientGone               408; the client left, or its body took past RELAY_BODY_TIMEOUT
@@ -73,6 +74,11 @@ class ConfigError(RelayError):
 
 class SecretKeyError(ConfigError):
     """A stored Opsgenie API key does not decrypt: the secret key changed or was lost."""
+
+
+class ContractDrift(RelayError):
+    """The app's routes and ``/openapi.json`` disagree: a route without a description, a
+    description without a route, or other methods. A bug, found when the app is built."""
 
 
 class PayloadError(RelayError):

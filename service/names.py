@@ -13,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 from typing import NoReturn
 
+from service import characters
 from service.errors import PayloadError
 
 NAME_FIELD = "data.attributes.name"
@@ -24,25 +25,27 @@ MAX_NAME_LENGTH = 100
 BIDI_CONTROLS = frozenset(
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 )
-#: Control (Cc), format (Cf), surrogate (Cs), private-use (Co) characters and the line
-#: and paragraph separators: invisible or meaningless in a name. Format characters
-#: include U+200D (ZWJ) and U+200C (ZWNJ): emoji sequences and some Persian and Indic
-#: spellings cannot be names, a small price for names that show what they are.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+# Refused too: control, format, private-use characters and the line and paragraph
+# separators (``characters.INVISIBLE``, the rule and the document's pattern). Format
+# characters include U+200D (ZWJ) and U+200C (ZWNJ): emoji sequences and some Persian and
+# Indic spellings cannot be names, a small price for names that show what they are.
 
 
 def normalize_name(text: str) -> str:
     """The name to store: NFC, without surrounding whitespace; ``PayloadError`` if unusable."""
-    name = unicodedata.normalize("NFC", text).strip()
-    if not name:
+    name = unicodedata.normalize("NFC", text)
+    if characters.blank(name):
         _refuse("must not be empty")
-    if len(name) > MAX_NAME_LENGTH:
-        _refuse(f"longer than {MAX_NAME_LENGTH} characters")
+    # Before stripping: a tab or U+001F at either end is no more a name's than inside it
+    # (``characters.NAME``, as the document states it).
     if any(c in BIDI_CONTROLS for c in name):
         _refuse("must not contain bidirectional control characters (U+202A..U+202E, ...)")
-    for c in name:
-        if unicodedata.category(c) in _REFUSED_CATEGORIES:
-            _refuse(f"must not contain invisible or control characters (U+{ord(c):04X})")
+    invisible = characters.first_invisible(name)
+    if invisible is not None:
+        _refuse(f"must not contain invisible or control characters (U+{ord(invisible):04X})")
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        _refuse(f"longer than {MAX_NAME_LENGTH} characters")
     return name
 
 

@@ -1,276 +1,185 @@
-"""``GET /openapi.json``: the relay's routes, described for humans and API tooling."""
+"""``GET /openapi.json``: the relay's routes, described for humans, API tooling and fuzzers.
+
+The document is a contract (issue 22), so it is built from the code that serves it and
+checked against the app's own route table when the app is built: a route without a
+description, or a description without a route, stops ``create_app`` rather than
+drifting. The schemas come from the modules that check the requests
+(``webhook_schema``, ``openapi_admin``), and ``links`` lead from what creates an id to
+what takes it, so a stateful client (schemathesis) reaches past the 404s.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
-from service import __version__, deliveries_api
+from service import __version__, deliveries_api, openapi_admin, openapi_deliveries, webhook_schema
+from service.errors import ContractDrift
+from service.mapping import Rules
+from service.openapi_admin import ERRORS, SERVICES
 
-_ERRORS = {
-    "type": "object",
-    "required": ["errors"],
-    "properties": {"errors": {"type": "array", "items": {"type": "string"}}},
-}
+PATH = "/openapi.json"
+DELIVERY = deliveries_api.PATH + "/{reference_id}"
+SERVICE = SERVICES + "/{integration_service_id}"
+
+
+#: ``{name:convertor}`` in a route's path is ``{name}`` in the document.
+_CONVERTOR = re.compile(r"{(\w+):\w+}")
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
-    }
+    return {"description": description, "content": ERRORS}
 
 
-# ---- Service objects (Datadog v2 "Opsgenie Integration" shapes) -----------------------
-
-_SERVICES = "/api/v2/integration/opsgenie/services"
-_ADMIN_SECURITY: list[dict[str, list[str]]] = [{"apiKeyAuth": [], "appKeyAuth": []}]
-_RATE_HEADERS = {
-    name: {"description": text, "schema": {"type": "integer"}}
-    for name, text in (
-        ("X-RateLimit-Limit", "Requests allowed per period and API key"),
-        ("X-RateLimit-Period", "Length of the period in seconds"),
-        ("X-RateLimit-Remaining", "Requests left in this period"),
-        ("X-RateLimit-Reset", "Seconds until the period ends"),
-    )
-}
-_REGION = {"type": "string", "enum": ["us", "eu", "custom"]}
-_TYPE = {"type": "string", "enum": ["opsgenie-service"]}
-_NAME = {"type": "string", "minLength": 1, "maxLength": 100}
-_URL = {"type": ["string", "null"], "format": "uri", "pattern": "^https://"}
-_KEY = {"type": "string", "writeOnly": True, "minLength": 1}
-
-
-def _service_data(attributes: dict[str, Any], *, with_id: bool) -> dict[str, Any]:
-    properties = {"type": _TYPE, "attributes": attributes}
-    if with_id:
-        properties["id"] = {"type": "string", "format": "uuid"}
-    required = ["type", "attributes", *(["id"] if with_id else [])]
-    return {
-        "type": "object",
-        "required": ["data"],
-        "properties": {"data": {"type": "object", "required": required, "properties": properties}},
-    }
-
-
-_SERVICE_SCHEMAS: dict[str, Any] = {
-    "OpsgenieServiceCreateRequest": _service_data(
-        {
-            "type": "object",
-            "required": ["name", "region", "opsgenie_api_key"],
-            "properties": {
-                "name": _NAME,
-                "region": _REGION,
-                "custom_url": _URL,
-                "opsgenie_api_key": _KEY,
-            },
-        },
-        with_id=False,
-    ),
-    "OpsgenieServiceUpdateRequest": _service_data(
-        {
-            "type": "object",
-            "properties": {
-                "name": _NAME,
-                "region": _REGION,
-                "custom_url": _URL,
-                "opsgenie_api_key": _KEY,
-            },
-        },
-        with_id=True,
-    ),
-    "OpsgenieServiceResponseData": {
-        "type": "object",
-        "required": ["type", "id", "attributes"],
-        "properties": {
-            "type": _TYPE,
-            "id": {"type": "string", "format": "uuid"},
-            "attributes": {
-                "type": "object",
-                "properties": {"name": _NAME, "region": _REGION, "custom_url": _URL},
-            },
-        },
-    },
-    "OpsgenieServiceResponse": {
-        "type": "object",
-        "required": ["data"],
-        "properties": {"data": {"$ref": "#/components/schemas/OpsgenieServiceResponseData"}},
-    },
-    "OpsgenieServicesResponse": {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "data": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/OpsgenieServiceResponseData"},
-            }
-        },
+#: The README's smoke test.
+_WEBHOOK_EXAMPLE = {
+    "action": "Create",
+    "alert": {
+        "alertId": "relay-smoke-test",
+        "message": "relay smoke test",
+        "createdAt": 1767225600000,
+        "priority": "P5",
+        "tags": [],
     },
 }
 
 
-def _admin_responses(ok: str, schema: str | None, *codes: str) -> dict[str, Any]:
-    reasons = {
-        "400": (
-            "Malformed body, wrong type, bad enum, custom without custom_url, id mismatch,"
-            " a custom_url that is not an allowed https origin, a key that cannot go into a"
-            " header, a name with bidirectional or invisible characters"
-        ),
-        "403": "Missing or wrong DD-API-KEY / DD-APPLICATION-KEY, or a read-only key on a write",
-        "404": "No service object with this id",
-        "409": "A service object with this name (case and Unicode form aside) exists",
-        "429": "Too many requests for this API key",
+def _webhook(*, with_service: bool) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "202": {
+            "description": "Stored (or ignored: an action the relay does not act on)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+            "links": _delivery_links(),
+        },
+        "400": _error("Not JSON, not an object, a member the schema does not allow"),
+        "401": _error("Missing or wrong webhook token"),
+        "413": _error("Body larger than the limit"),
+        "503": _error("Could not store the event; Opsgenie may retry"),
     }
-    success: dict[str, Any] = {"description": "OK", "headers": _RATE_HEADERS}
-    if schema is not None:
-        ref = {"$ref": f"#/components/schemas/{schema}"}
-        success["content"] = {"application/json": {"schema": ref}}
-    responses = {ok: success}
-    for code in ("403", "429", *codes):
-        responses[code] = {**_error(reasons[code]), "headers": _RATE_HEADERS}
-    return responses
-
-
-def _body(schema: str) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{schema}"}
-    return {"required": True, "content": {"application/json": {"schema": ref}}}
-
-
-def _service_paths() -> dict[str, Any]:
-    item_id = {
-        "name": "integration_service_id",
-        "in": "path",
-        "required": True,
-        "description": "The UUID of the service.",
-        "schema": {"type": "string"},
-    }
-    common = {"tags": ["Opsgenie Integration"], "security": _ADMIN_SECURITY}
+    if with_service:
+        responses["404"] = _error("No service object with that id or name")
     return {
-        _SERVICES: {
-            "get": {
-                **common,
-                "summary": "Get all service objects",
-                "responses": _admin_responses("200", "OpsgenieServicesResponse"),
-            },
-            "post": {
-                **common,
-                "summary": "Create a new service object",
-                "requestBody": _body("OpsgenieServiceCreateRequest"),
-                "responses": _admin_responses("201", "OpsgenieServiceResponse", "400", "409"),
-            },
-        },
-        _SERVICES + "/{integration_service_id}": {
-            "parameters": [item_id],
-            "get": {
-                **common,
-                "summary": "Get a single service object",
-                "responses": _admin_responses("200", "OpsgenieServiceResponse", "404"),
-            },
-            "patch": {
-                **common,
-                "summary": "Update a single service object",
-                "description": (
-                    "Only the attributes sent change. Setting region to us or eu without"
-                    " custom_url clears the stored custom_url. Changing where requests go"
-                    " (region, custom_url) needs opsgenie_api_key in the same request."
-                ),
-                "requestBody": _body("OpsgenieServiceUpdateRequest"),
-                "responses": _admin_responses(
-                    "200", "OpsgenieServiceResponse", "400", "404", "409"
-                ),
-            },
-            "delete": {
-                **common,
-                "summary": "Delete a single service object",
-                "responses": _admin_responses("204", None, "404"),
-            },
-        },
-    }
-
-
-def _rate_limited(paths: dict[str, Any]) -> dict[str, Any]:
-    """``paths`` behind the admin rate limit: a 429, and the window's headers on every
-    answer (the limiter is the services API's, one window per API key)."""
-    for item in paths.values():
-        for name, operation in item.items():
-            if name == "parameters":
-                continue
-            responses = operation["responses"]
-            responses["429"] = _error("Too many requests for this API key")
-            for answer in responses.values():
-                answer["headers"] = _RATE_HEADERS
-    return paths
-
-
-def document() -> dict[str, Any]:
-    webhook = {
-        "summary": "Receive one Opsgenie alert action",
+        "operationId": "ReceiveServiceWebhook" if with_service else "ReceiveWebhook",
+        "summary": "Receive one Opsgenie alert action"
+        + (" for a service object's account" if with_service else ""),
         "description": "Answers 202 only after the event is durably stored.",
         "security": [{"bearer": []}, {"basic": []}],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Webhook"}}},
-        },
-        "responses": {
-            "202": {
-                "description": "Stored (or ignored: an action the relay does not act on)",
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
-                },
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Webhook"},
+                    "example": _WEBHOOK_EXAMPLE,
+                }
             },
-            "400": _error("Not JSON, not an object, a missing or wrongly typed field"),
-            "401": _error("Missing or wrong webhook token"),
-            "413": _error("Body larger than the limit"),
-            "503": _error("Could not store the event; Opsgenie may retry"),
         },
+        "responses": responses,
+    }
+
+
+def _delivery_links() -> dict[str, Any]:
+    """A stored webhook's ``reference_id`` names its delivery (``translate.reference_id``:
+    the rules' prefix and the alert id), which these operations take."""
+    reference = {"reference_id": "$response.body#/reference_id"}
+    return {
+        "GetDelivery": {"operationId": "GetDelivery", "parameters": reference},
+        "RetryDelivery": {"operationId": "RetryDelivery", "parameters": reference},
+    }
+
+
+def _service_links() -> dict[str, Any]:
+    """A service object's id names it in its own routes; its id or name in a webhook URL."""
+    by_id = {"integration_service_id": "$response.body#/data/id"}
+    return {
+        "GetOpsgenieService": {"operationId": "GetOpsgenieService", "parameters": by_id},
+        "UpdateOpsgenieService": {
+            "operationId": "UpdateOpsgenieService",
+            "parameters": by_id,
+            "requestBody": {"data": {"id": "$response.body#/data/id"}},
+        },
+        "DeleteOpsgenieService": {"operationId": "DeleteOpsgenieService", "parameters": by_id},
+        "ServiceWebhookById": {
+            "operationId": "ReceiveServiceWebhook",
+            "parameters": {"service": "$response.body#/data/id"},
+        },
+        "ServiceWebhookByName": {
+            "operationId": "ReceiveServiceWebhook",
+            "parameters": {"service": "$response.body#/data/attributes/name"},
+        },
+        "Backfill": {
+            "operationId": "Backfill",
+            "requestBody": {"service": "$response.body#/data/id"},
+        },
+    }
+
+
+def _linked(paths: dict[str, Any]) -> dict[str, Any]:
+    services = paths[SERVICES]["post"]["responses"]["201"]
+    services["links"] = _service_links()
+    for method in ("get", "patch"):
+        answer = paths[SERVICE][method]["responses"]["200"]
+        answer["links"] = {k: v for k, v in _service_links().items() if k.startswith("Service")}
+    paths[DELIVERY]["get"]["responses"]["200"]["links"] = {
+        "GetDeliveryEvent": {
+            "operationId": "GetDeliveryEvent",
+            "parameters": {
+                "reference_id": "$response.body#/data/reference_id",
+                "event_id": "$response.body#/data/events/0/id",
+            },
+        },
+        "RetryDelivery": {
+            "operationId": "RetryDelivery",
+            "parameters": {"reference_id": "$response.body#/data/reference_id"},
+        },
+    }
+    return paths
+
+
+def _plain(summary: str, **answers: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {code: {"description": text} for code, text in answers.items()},
+        }
+    }
+
+
+def document(*, rules: Rules) -> dict[str, Any]:
+    """The document for a relay running ``rules`` (they decide which actions are read)."""
+    paths: dict[str, Any] = {
+        "/webhooks/opsgenie": {"post": _webhook(with_service=False)},
+        "/webhooks/opsgenie/{service}": {
+            "parameters": [
+                {
+                    "name": "service",
+                    "in": "path",
+                    "required": True,
+                    "description": "Service object id or name (case-insensitive)",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "post": _webhook(with_service=True),
+        },
+        "/healthz": _plain("Process alive", **{"200": "OK"}),
+        "/readyz": _plain(
+            "Store writable and worker running (not tied to DX)",
+            **{"200": "Ready", "503": "Not ready"},
+        ),
+        "/metrics": _plain("Prometheus metrics", **{"200": "Text format"}),
+        PATH: _plain("This document", **{"200": "OpenAPI 3.1"}),
+        **openapi_admin.service_paths(),
+        **openapi_deliveries.paths(),
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "opsgenie-dx-relay", "version": __version__},
-        "paths": {
-            "/webhooks/opsgenie": {"post": webhook},
-            "/webhooks/opsgenie/{service}": {
-                "parameters": [
-                    {
-                        "name": "service",
-                        "in": "path",
-                        "required": True,
-                        "description": "Service object id or name (case-insensitive)",
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "post": {
-                    **webhook,
-                    "summary": "Receive one Opsgenie alert action for a service object's account",
-                    "responses": {
-                        **webhook["responses"],  # type: ignore[dict-item]
-                        "404": _error("No service object with that id or name"),
-                    },
-                },
-            },
-            "/healthz": {
-                "get": {"summary": "Process alive", "responses": {"200": {"description": "OK"}}}
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Store writable and worker running (not tied to DX)",
-                    "responses": {
-                        "200": {"description": "Ready"},
-                        "503": {"description": "Not ready"},
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "Text format"}},
-                }
-            },
-            **_service_paths(),
-            **_rate_limited(deliveries_api.openapi_paths()),
-        },
+        "paths": _linked(paths),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -279,10 +188,16 @@ def document() -> dict[str, Any]:
                 "appKeyAuth": {"type": "apiKey", "in": "header", "name": "DD-APPLICATION-KEY"},
             },
             "schemas": {
-                "Errors": _ERRORS,
-                **_SERVICE_SCHEMAS,
+                "Errors": {
+                    "type": "object",
+                    "required": ["errors"],
+                    "properties": {"errors": {"type": "array", "items": {"type": "string"}}},
+                },
+                **openapi_admin.SCHEMAS,
+                **openapi_deliveries.SCHEMAS,
                 "Accepted": {
                     "type": "object",
+                    "required": ["outcome", "reference_id"],
                     "properties": {
                         "outcome": {
                             "type": "string",
@@ -290,23 +205,54 @@ def document() -> dict[str, Any]:
                         },
                         "reference_id": {"type": "string"},
                     },
+                    "additionalProperties": False,
                 },
-                "Webhook": {
-                    "type": "object",
-                    "required": ["action", "alert"],
-                    "properties": {
-                        "action": {"type": "string"},
-                        "alert": {
-                            "type": "object",
-                            "required": ["alertId"],
-                            "properties": {"alertId": {"type": "string"}},
-                        },
-                    },
-                },
+                "Webhook": webhook_schema.json_schema(delete_incidents=rules.delete_incidents),
             },
         },
     }
 
 
-async def endpoint(request: Request) -> JSONResponse:
-    return JSONResponse(document())
+def routed_paths(routes: Iterable[BaseRoute]) -> set[str]:
+    """The paths the app serves, a trailing-slash alias (``webhooks.PATHS``) as its path."""
+    paths = {_CONVERTOR.sub(r"{\1}", route.path) for route in routes if isinstance(route, Route)}
+    return {path for path in paths if not (path.endswith("/") and path[:-1] in paths)}
+
+
+def check(described: dict[str, Any], routes: Iterable[BaseRoute]) -> None:
+    """``ContractDrift`` unless every route is described and every description routed, and each
+    route with fixed methods (not the admin routes, which refuse others themselves) has
+    exactly the methods described."""
+    routes = list(routes)
+    served, paths = routed_paths(routes), described["paths"]
+    if served != set(paths):
+        missing = sorted(served - set(paths))
+        unrouted = sorted(set(paths) - served)
+        raise ContractDrift(
+            f"routes not in /openapi.json: {missing}; described, not routed: {unrouted}"
+        )
+    for route in routes:
+        path = _CONVERTOR.sub(r"{\1}", getattr(route, "path", ""))
+        if not isinstance(route, Route) or path not in paths or route.methods is None:
+            continue
+        methods = {m.lower() for m in route.methods} - {"head"}
+        if methods <= {"get", "post", "patch", "delete"}:  # the admin routes take all nine
+            documented = set(paths[path]) - {"parameters"}
+            if methods != documented:
+                raise ContractDrift(
+                    f"{path}: serves {sorted(methods)}, described {sorted(documented)}"
+                )
+
+
+class OpenAPI:
+    """``GET /openapi.json`` beside ``routes``: the document encoded once, after ``check``
+    held it to them and to this route."""
+
+    def __init__(self, routes: Iterable[BaseRoute], *, rules: Rules) -> None:
+        self.route = Route(PATH, self.endpoint, methods=["GET"])
+        described = document(rules=rules)
+        check(described, [*routes, self.route])
+        self._body = json.dumps(described, separators=(",", ":")).encode()
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(self._body, media_type="application/json")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from service import characters
 from service.errors import PayloadError
 from service.timestamps import parse_iso_ns, parse_timestamp_ns
 from service.webhook_wire import UNPRINTABLE_ID, Alert, decode_webhook
@@ -89,6 +90,8 @@ def known_action(action: str) -> Action | None:
     return _ACTIONS.get(action)
 
 
+#: 1..5, as ``int`` or ``float`` (``2.0 in _NUMBERED``; ``2.5`` is not).
+_NUMBERED = frozenset(range(1, 6))
 #: ``P1``..``P5`` as written (either case), to the form the relay stores.
 _PRIORITIES = {f"{p}{n}": f"P{n}" for p in "Pp" for n in range(1, 6)}
 
@@ -151,6 +154,7 @@ class _Checked(NamedTuple):
     priority: str | None
     teams: tuple[str, ...] | None
     added_team: str | None
+    tiny_id: str | None
 
 
 def _checked(webhook: Webhook, alert: Alert) -> _Checked:
@@ -177,13 +181,13 @@ def _checked(webhook: Webhook, alert: Alert) -> _Checked:
         _priority(alert.priority),
         _teams(alert.responders, alert.team) if action == Action.CREATE else None,
         _string(alert.team, "alert.team") if action == Action.ADD_TEAM else None,
+        _tiny_id(alert.tiny_id),
     )
 
 
 def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
     action = webhook.action
     checked = _checked(webhook, alert)
-    tiny_id = alert.tiny_id
     return OpsgenieEvent(
         action=action,
         alert_id=webhook.alert_id,
@@ -192,7 +196,7 @@ def _event(webhook: Webhook, alert: Alert) -> OpsgenieEvent:
         alias=alert.alias,
         entity=alert.entity,
         source=alert.source,
-        tiny_id=str(tiny_id) if isinstance(tiny_id, int) else tiny_id,
+        tiny_id=checked.tiny_id,
         created_at_ns=checked.created_at_ns,
         priority=checked.priority,
         tags=None if alert.tags is None else _unique(alert.tags),
@@ -229,9 +233,20 @@ def _priority(value: object) -> str | None:
         return None
     if isinstance(value, str) and (priority := _PRIORITIES.get(value.strip())):
         return priority
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
-        return f"P{value}"
+    if isinstance(value, int | float) and not isinstance(value, bool) and value in _NUMBERED:
+        return f"P{int(value)}"
     raise PayloadError("alert.priority: expected P1..P5 or 1..5", field="alert.priority")
+
+
+def _tiny_id(value: str | int | float | None) -> str | None:
+    """A string as sent; a number (``5``, ``5.0``) as its integer's digits."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise PayloadError(
+                "alert.tinyId: expected a string or an integer", field="alert.tinyId"
+            )
+        return str(int(value))
+    return str(value) if isinstance(value, int) else value
 
 
 def _unique(names: list[str]) -> tuple[str, ...]:
@@ -302,9 +317,9 @@ def event_from_api_alert(data: Mapping[str, Any], *, received_ns: int) -> Opsgen
     closed alert counts as closed at ``updatedAt``.
     """
     alert_id = data.get("id")
-    if not isinstance(alert_id, str) or not alert_id.strip():
+    if not isinstance(alert_id, str) or characters.blank(alert_id):
         raise PayloadError("data.id is required", field="data.id")
-    if not alert_id.isprintable():
+    if not characters.alert_id_ok(alert_id):
         raise PayloadError(UNPRINTABLE_ID.format("data.id"), field="data.id")
     updated = data.get("updatedAt")
     stamp = received_ns if updated is None else parse_iso_ns(updated, field="data.updatedAt")

@@ -46,11 +46,12 @@ PATH = "/api/v2/integration/opsgenie/services"
 RESOURCE_TYPE = "opsgenie-service"
 #: The attributes the relay knows; others are ignored and never stored or logged.
 ATTRIBUTES = ("name", "region", "custom_url", "opsgenie_api_key")
+#: What ``data`` holds in a create and in an update (Datadog's request models).
+CREATE_MEMBERS = ("type", "attributes")
+UPDATE_MEMBERS = ("type", "id", "attributes")
 #: A name as sent, before NFC: decomposed accents take more code points than the stored
 #: name, which ``normalize_name`` holds to ``MAX_NAME_LENGTH``.
 MAX_RAW_NAME_LENGTH = 4 * MAX_NAME_LENGTH
-MAX_URL_LENGTH = 2048
-MAX_KEY_LENGTH = 1024
 STATUSES = ("200", "201", "204", "400", "403", "404", "405", "409", "413", "429", "500", "503")
 
 Handler = Callable[[Request, "Caller"], Awaitable[Response]]
@@ -162,7 +163,7 @@ class ServicesAPI:
         return JSONResponse({"data": _resource(found)})
 
     async def _create(self, request: Request, caller: Caller) -> Response:
-        attributes = _attributes(await self._body(request))
+        attributes = _attributes(await self._body(request), members=CREATE_MEMBERS)
         changes = _changes(attributes, allow_private=self._allow_private)
         missing = [f for f in ("name", "region", "opsgenie_api_key") if f not in attributes]
         if missing:
@@ -184,8 +185,10 @@ class ServicesAPI:
 
     async def _update(self, request: Request, caller: Caller) -> Response:
         service_id = _path_id(request)
+        if await self._objects.get_service_object(service_id) is None:
+            raise NotFound("Not Found")  # whatever the body: nothing there to update
         document = await self._body(request)
-        attributes = _attributes(document)
+        attributes = _attributes(document, members=UPDATE_MEMBERS)
         data = document["data"]
         if "id" not in data:
             raise PayloadError("data.id: required", field="data.id")
@@ -273,12 +276,21 @@ def _path_id(request: Request) -> str:
     return canonical
 
 
-def _attributes(document: dict[str, Any]) -> dict[str, Any]:
+def _attributes(document: dict[str, Any], *, members: tuple[str, ...]) -> dict[str, Any]:
+    """``data.attributes`` of a body that holds ``data`` alone, and in it only ``members``:
+    a member the relay would ignore is more likely a client's mistake than an extension
+    (``/openapi.json`` says ``additionalProperties: false``). Attributes are another
+    matter: ``_changes`` ignores the unknown ones."""
     if "data" not in document:
         raise PayloadError("data: required", field="data")
+    if len(document) > 1:
+        raise PayloadError("body: only data is allowed at the top level", field="body")
     data = document["data"]
     if not isinstance(data, dict):
         raise PayloadError("data: must be an object", field="data")
+    if any(member not in members for member in data):
+        allowed = ", ".join(members)
+        raise PayloadError(f"data: only {allowed} are allowed", field="data")
     if "type" not in data:
         raise PayloadError("data.type: required", field="data.type")
     if data["type"] != RESOURCE_TYPE:

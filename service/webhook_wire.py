@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from service import strict_json
+from service import characters, strict_json
 from service.errors import PayloadError
 
 
@@ -33,8 +33,9 @@ class Alert(msgspec.Struct, rename="camel", gc=False):
     alias: str | None = None
     entity: str | None = None
     source: str | None = None
-    tiny_id: str | int | None = None
-    priority: str | int | None = None
+    # A float too: JSON has one kind of number, and 3.0 is the integer 3 to its schema.
+    tiny_id: str | int | float | None = None
+    priority: str | int | float | None = None
     tags: list[str] | None = None
     added_tags: str | list[str] | None = None
     removed_tags: str | list[str] | None = None
@@ -109,7 +110,8 @@ _LONE_SURROGATE = re.compile(
 )
 
 # The id names the DX incident and keys every stored row; Opsgenie's are plain text, and a
-# control character (NUL above all) would not survive every layer below unchanged.
+# control character (NUL above all) would not survive every layer below unchanged
+# (``characters.ALERT_ID``: the rule, and the document's pattern).
 UNPRINTABLE_ID = "{}: control or other unprintable characters are not allowed"
 
 
@@ -150,12 +152,12 @@ def _decode(data: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
 def _envelope(action: str | None, alert: Alert | _EnvelopeAlert | None) -> tuple[str, str]:
     if action is None:
         raise PayloadError("action is required", field="action")
-    if not action.strip():
+    if characters.blank(action):
         raise PayloadError("action: expected a non-empty string", field="action")
     alert_id = None if alert is None else alert.alert_id
-    if alert_id is None or not alert_id.strip():
+    if alert_id is None or characters.blank(alert_id):
         raise PayloadError("alert.alertId is required", field="alert.alertId")
-    if not alert_id.isprintable():
+    if not characters.alert_id_ok(alert_id):
         raise PayloadError(UNPRINTABLE_ID.format("alert.alertId"), field="alert.alertId")
     return action, alert_id
 

@@ -158,16 +158,17 @@ class Webhooks:
             ):  # "Fetched" is the relay's own name for Alert API reads, never a webhook's
                 # Not read further: a field the relay never uses is not bad input.
                 action = webhook.action
+                ref = reference_id(webhook.alert_id, self._rules)
                 self._count(action, "ignored")
                 self._events.info(
                     log,
                     "webhook ignored",
-                    reference_id=reference_id(webhook.alert_id, self._rules),
+                    reference_id=ref,
                     alert_id=webhook.alert_id,
                     action=action,
                     outcome="ignored",
                 )
-                return _accepted({"outcome": "ignored"})
+                return _accepted({"outcome": "ignored", "reference_id": ref})
             # Checked in full here, though only folded later: a wrong field is the sender's
             # 400 now, not a stored event that folding would have to skip.
             webhook.check()

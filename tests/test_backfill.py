@@ -293,6 +293,11 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
     assert run(client, since="soon").status_code == 400
     assert run(client, since=-5).status_code == 400
     assert run(client, dry_run="yes").status_code == 400
+    typo = run(client, dryRun=True)  # a dry run asked for so would run for real
+    assert (typo.status_code, typo.json()) == (
+        400,
+        {"errors": ["body: only service, since, dry_run are allowed"]},
+    )
     assert run(client, headers=READ).status_code == 403
     opsgenie.fail_next(1, status=400, path="/v2/alerts")  # not worth asking again: at once
     failed = run(client)

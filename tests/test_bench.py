@@ -58,9 +58,12 @@ def test_the_bench_report_reads_its_rounds_and_the_results_file_is_json(
     results = {
         "config": {"dx_concurrency": 4, "dx_latency_s": 0.02, "dx_rate": 1000.0},
         "intake_rounds": [
-            {"baseline": wrk(8000, 8), "relay": wrk(2000, 40), "ratio": 0.25},
-            {"baseline": wrk(6000, 9), "relay": wrk(4200, 20), "ratio": 0.7},
-            {"baseline": wrk(7000, 8), "relay": wrk(4550, 22), "ratio": 0.65},
+            {"baseline": wrk(8000, 8), "relay": wrk(2000, 40), "ratio": 0.25}
+            | {"service": wrk(2400, 30), "service_ratio": 0.3},
+            {"baseline": wrk(6000, 9), "relay": wrk(4200, 20), "ratio": 0.7}
+            | {"service": wrk(3300, 24), "service_ratio": 0.55},
+            {"baseline": wrk(7000, 8), "relay": wrk(4550, 22), "ratio": 0.65}
+            | {"service": wrk(4200, 26), "service_ratio": 0.6},
         ],
         "memory": {
             "rss_idle_mib": 50.0,
@@ -94,7 +97,18 @@ def test_the_bench_report_reads_its_rounds_and_the_results_file_is_json(
     assert "median of 3 rounds: relay/baseline throughput 65% (target >= 60%: ok)" in table
     assert "relay p99 22.0 ms (target < 25 ms: ok)" in table
     assert "   relay 2  4,200" in table
-    assert results["targets"] == {"ratio_ok": True, "p99_ok": True}
+    # Both webhook routes are judged, each against the same rounds' baselines.
+    assert (
+        "median of 3 rounds, /webhooks/opsgenie/{service}: relay/baseline throughput 55%"
+        " (target >= 60%: MISSED); relay p99 26.0 ms (target < 25 ms: MISSED)"
+    ) in table
+    assert "relay {service} 3  4,200" in table
+    assert results["targets"] == {
+        "ratio_ok": True,
+        "p99_ok": True,
+        "service_ratio_ok": False,
+        "service_p99_ok": False,
+    }
     written = json.loads(json.dumps(run.to_json(results)))
     assert written["intake_rounds"][1]["relay"]["requests_per_second"] == 4200
 

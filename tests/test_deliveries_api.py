@@ -291,3 +291,74 @@ def test_one_rate_limit_window_per_api_key_across_the_admin_apis(
     stranger = client.get(PATH, headers={"DD-API-KEY": "wrong", "DD-APPLICATION-KEY": "x"})
     assert stranger.status_code == 403
     assert stranger.headers["X-RateLimit-Remaining"] == "2"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "-1"},
+        {"limit": "0"},
+        {"limit": "+5"},
+        {"limit": " 5"},
+        {"limit": "5_0"},
+        {"limit": ""},
+        {"limit": "9" * 5000},
+        {"status": ""},
+        {"cursor": "!!"},
+        {"cursor": "A"},
+    ],
+)
+def test_a_query_value_the_document_does_not_allow_is_a_400(
+    client: TestClient, query: dict[str, str]
+) -> None:
+    response = client.get(PATH, params=query, headers=READ)
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith(next(iter(query)))
+
+
+def test_a_cursor_this_api_never_returned_still_names_a_place_in_the_order(
+    client: TestClient,
+) -> None:
+    """Any unpadded base64url text is a cursor (the document's pattern), also one whose
+    bytes are no UTF-8 or hold a NUL: paging goes on from where it would sort."""
+    for alert_id in ("a-1", "b-1"):
+        client.post(URL, json=create(alert_id), headers=auth())
+    for cursor in ("", "AA", "_-_-", "b3BzZ2VuaWUtYS0x"):  # the last: "opsgenie-a-1"
+        response = client.get(PATH, params={"cursor": cursor}, headers=READ)
+        assert response.status_code == 200, cursor
+    after_a = client.get(PATH, params={"cursor": "b3BzZ2VuaWUtYS0x"}, headers=READ).json()
+    assert [d["reference_id"] for d in after_a["data"]] == ["opsgenie-b-1"]
+
+
+def test_an_events_cursor_is_an_event_id(client: TestClient) -> None:
+    client.post(URL, json=CREATE, headers=auth())
+    wait_for(lambda: client.get(f"{PATH}/{REF}", headers=READ).status_code == 200)
+    assert client.get(f"{PATH}/{REF}", params={"events_cursor": "1"}, headers=READ).is_success
+    for bad in ("", "MQ", "-1", "1" * 19):
+        response = client.get(f"{PATH}/{REF}", params={"events_cursor": bad}, headers=READ)
+        assert response.status_code == 400, bad
+
+
+def test_an_alert_id_with_a_slash_is_reachable_at_its_reference(client: TestClient) -> None:
+    """The server decodes %2F before routing: the id spans path segments. (One that ends
+    in ``/retry`` or ``/events/<n>`` is read as that route's: not an Opsgenie id.)"""
+    answer = client.post(URL, json=create("team/a-1/"), headers=auth()).json()
+    reference = answer["reference_id"]
+    assert reference == "opsgenie-team/a-1/"
+    quoted = reference.replace("/", "%2F")
+    shown = wait_for(lambda: client.get(f"{PATH}/{quoted}", headers=READ).json().get("data"))
+    assert shown["reference_id"] == reference
+    event_id = shown["events"][0]["id"]
+    event = client.get(f"{PATH}/{quoted}/events/{event_id}", headers=READ)
+    assert event.json()["data"]["id"] == event_id
+    assert client.post(f"{PATH}/{quoted}/retry", headers=FULL).status_code in (200, 409)
+
+
+def test_a_reference_with_a_line_break_is_an_unknown_delivery_not_an_unknown_route(
+    client: TestClient,
+) -> None:
+    for method, suffix in (("GET", ""), ("POST", "/retry"), ("GET", "/events/1")):
+        response = client.request(method, f"{PATH}/a%0Ab{suffix}", headers=FULL)
+        assert response.status_code == 404
+        assert response.json() == {"errors": ["no delivery a\nb"]}
+        assert response.headers["X-RateLimit-Limit"].isdigit()

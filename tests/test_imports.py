@@ -205,14 +205,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service", "service.errors", "service.settings", "service.strict_json"),
             *("service.timestamps", "service.backoff", "service.redaction", "service.logs"),
             *("service.crypto", "service.http_protocol", "service.request_body", "service.auth"),
-            "service.singleton",
+            *("service.characters", "service.singleton"),
         ),
     ),
     (
         "domain",
         (
             *("service.webhook_wire", "service.opsgenie", "service.mapping"),
-            *("service.translate", "service.folding"),
+            *("service.translate", "service.folding", "service.webhook_schema"),
             *("service.names", "service.account_keys", "service.destinations"),
         ),
     ),
@@ -261,6 +261,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             *("service.http_errors", "service.admin_route", "service.webhooks"),
             *("service.services_api", "service.deliveries_api", "service.backfill_api"),
             *("service.delivery_views", "service.probes", "service.openapi"),
+            *("service.openapi_admin", "service.openapi_deliveries"),
         ),
     ),
     (

@@ -475,7 +475,8 @@ REJECTIONS: list[tuple[str, bytes, str]] = [
     ("priority 0", with_alert(priority=0), "alert.priority"),
     ("priority 6", with_alert(priority=6), "alert.priority"),
     ("priority -1", with_alert(priority=-1), "alert.priority"),
-    ("priority a float", with_alert(priority=3.0), "alert.priority"),
+    ("priority a fraction", with_alert(priority=2.5), "alert.priority"),
+    ("tinyId a fraction", with_alert(tinyId=2.5), "alert.tinyId"),
     ("priority a digit string", with_alert(priority="3"), "alert.priority"),
     ("priority a bool", with_alert(priority=True), "alert.priority"),
     ("priority a list", with_alert(priority=["P1"]), "alert.priority"),
@@ -652,3 +653,9 @@ def test_a_wrong_type_before_a_truncation_is_still_a_body_error(body: bytes) -> 
     """The typed pass stops at the wrong type; the envelope pass then meets the end."""
     error = rejection(body)
     assert (error.status_code, error.field) == (400, "body")
+
+
+def test_a_whole_number_written_as_a_float_is_that_number() -> None:
+    """JSON has one kind of number: to the document's schema 3.0 is the integer 3."""
+    event = parse_event(with_alert(priority=3.0, tinyId=42.0), received_ns=1)
+    assert (event.priority, event.tiny_id) == ("P3", "42")

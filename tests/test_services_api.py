@@ -797,3 +797,59 @@ def test_names_with_bidirectional_controls_are_refused(client: TestClient, contr
     assert [o["attributes"]["name"] for o in client.get(PATH, headers=FULL).json()["data"]] == [
         "Primary"
     ]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({**create_body(), "meta": {}}, "body: only data is allowed at the top level"),
+        (
+            {"data": {**create_body()["data"], "id": UNKNOWN_ID}},
+            "data: only type, attributes are allowed",
+        ),
+        (
+            {"data": {**create_body()["data"], "relationships": {}}},
+            "data: only type, attributes are allowed",
+        ),
+    ],
+)
+def test_a_member_datadog_does_not_define_is_refused_not_ignored(
+    client: TestClient, document: dict[str, Any], message: str
+) -> None:
+    """/openapi.json says ``additionalProperties: false`` of the body and ``data``; unknown
+    attributes stay ignored (clients send extras there)."""
+    assert_error(client.post(PATH, json=document, headers=FULL), 400, message)
+    assert client.get(PATH, headers=FULL).json()["data"] == []
+    extra = create_body(colour="blue")
+    assert client.post(PATH, json=extra, headers=FULL).status_code == 201
+
+
+def test_an_update_of_an_unknown_id_is_404_whatever_the_body(client: TestClient) -> None:
+    unknown = client.patch(f"{PATH}/{UNKNOWN_ID}", json={"data": []}, headers=FULL)
+    assert_error(unknown, 404, "Not Found")
+    service_id = create(client)["id"]
+    members = {"data": {**patch_body(service_id)["data"], "meta": 1}}
+    assert_error(
+        client.patch(f"{PATH}/{service_id}", json=members, headers=FULL),
+        400,
+        "data: only type, id, attributes are allowed",
+    )
+
+
+@pytest.mark.parametrize("name", ["\tpayments", "payments\x1f", "payments\n"])
+def test_a_control_character_at_either_end_is_refused_not_stripped(
+    client: TestClient, name: str
+) -> None:
+    """The document's pattern refuses them anywhere in the name; so does the relay."""
+    assert_error(client.post(PATH, json=create_body(name), headers=FULL), 400, "name")
+
+
+@pytest.mark.parametrize("url", ["https://\u0084", "https://", "https://:443/path"])
+def test_a_custom_url_without_a_host_is_refused_and_nothing_stored(
+    client: TestClient, url: str
+) -> None:
+    """Issue 22: ``"https://\\u0084"`` once got a 201 and was answered back on every read."""
+    document = body(name="a", region="custom", custom_url=url, opsgenie_api_key=OPSGENIE_KEY)
+    response = client.post(PATH, json=document, headers=FULL)
+    assert_error(response, 400, "data.attributes.custom_url")
+    assert client.get(PATH, headers=FULL).json() == {"data": []}

@@ -201,7 +201,7 @@ def test_actions_the_relay_does_not_act_on_are_accepted_counted_ignored(
     body = sample(name)
     response = client.post(URL, json=body, headers=auth())
     assert response.status_code == 202
-    assert response.json() == {"outcome": "ignored"}
+    assert response.json()["outcome"] == "ignored"
     assert rows(db, "events") == 0
     label = "other" if name.startswith("Custom") else "Delete"
     assert counter(client, label, "ignored") == 1
@@ -233,7 +233,7 @@ def test_an_ignored_action_is_not_read_beyond_action_and_alert_id(
     body["alert"].update(broken)
     response = client.post(URL, json=body, headers=auth())
     assert response.status_code == 202
-    assert response.json() == {"outcome": "ignored"}
+    assert response.json()["outcome"] == "ignored"
     label = "Delete" if action == "Delete" else "other"
     assert counter(client, label, "ignored") == 1
     assert counter(client, label, "invalid") == counter(client, "none", "invalid") == 0
@@ -245,7 +245,7 @@ def test_a_bare_custom_action_with_a_word_for_a_priority_is_ignored(
 ) -> None:
     body = {"action": "TestAction", "alert": {"alertId": "z", "priority": "high"}}
     response = client.post(URL, json=body, headers=auth())
-    assert (response.status_code, response.json()) == (202, {"outcome": "ignored"})
+    assert (response.status_code, response.json()["outcome"]) == (202, "ignored")
     assert counter(client, "other", "ignored") == 1
     assert rows(db, "events") == 0
 
@@ -322,7 +322,7 @@ def test_the_relays_internal_fetched_action_is_not_accepted_from_outside(
     spoof = {**CREATE, "action": "Fetched"}
     response = client.post(URL, json=spoof, headers=auth())
     assert response.status_code == 202
-    assert response.json() == {"outcome": "ignored"}
+    assert response.json()["outcome"] == "ignored"
     assert rows(db, "events") == 0
 
 

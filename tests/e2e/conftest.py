@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,12 @@ pytestmark = pytest.mark.e2e
 class RelayProcess:
     """One relay subprocess on a real SQLite file; restartable on the same database."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], command: Sequence[str] = (str(RELAY), "serve")
+    ) -> None:
         self.workdir = workdir
         self.env = env
+        self.command = list(command)
         self.port = int(env["RELAY_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,7 +48,7 @@ class RelayProcess:
         """Start the process without waiting: several replicas start together this way."""
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [str(RELAY), "serve"], cwd=self.workdir, env=self.env, stdout=log, stderr=log
+                self.command, cwd=self.workdir, env=self.env, stdout=log, stderr=log
             )
         return self
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
 
 from service.store import Incoming, Outcome
@@ -25,7 +24,9 @@ def accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]
     by ``json_each`` costs 8 us more per row than plain parameters), and the
     ``event_into_inbox`` trigger records each stored event as not folded yet: nothing
     else is written here (the alert rows are the worker's, ``states.ingest``).
-    Duplicates (the same body stored before, or twice in this batch) are ignored.
+    Duplicates (the same body stored before, or twice in this batch) are ignored, and
+    ``RETURNING`` names the rows stored: their ids cannot, as an ignored row may use up an
+    id of AUTOINCREMENT's.
     """
     params = [
         value
@@ -40,19 +41,9 @@ def accept_all(conn: sqlite3.Connection, batch: list[Incoming]) -> list[Outcome]
             i.raw,
         )
     ]
-    cursor = conn.execute(_insert(len(batch)), params)
-    if cursor.rowcount == len(batch):
+    fresh = {key for (key,) in conn.execute(_insert(len(batch)), params)}
+    if len(fresh) == len(batch):
         return [Outcome.ACCEPTED] * len(batch)
-    fresh: set[str] = set()
-    if cursor.rowcount:  # some were duplicates: the new rows are the last ``rowcount`` ids
-        fresh.update(
-            json.loads(
-                conn.execute(
-                    "SELECT json_group_array(dedup_key) FROM events WHERE id > ?",
-                    ((cursor.lastrowid or 0) - cursor.rowcount,),
-                ).fetchone()[0]
-            )
-        )
     outcomes = []
     for incoming in batch:
         if incoming.dedup_key in fresh:
@@ -69,4 +60,4 @@ def _insert(rows: int) -> str:
     too (the connection's statement cache is keyed by the text). SQLite caps a statement's
     parameters (32,766 by default: 4,680 webhooks), far above the writer's batch size.
     """
-    return _INSERT + ", ".join([_ROW] * rows)
+    return _INSERT + ", ".join([_ROW] * rows) + " RETURNING dedup_key"
