@@ -398,7 +398,8 @@ def test_stall_holds_the_next_requests_then_answers(fake: FakeDX, client: httpx.
     assert upsert(client).status_code == 200
     record = fake.requests[0]
     assert record.answered_at is not None
-    assert record.answered_at - record.received_at >= 0.4
+    # The loop's timers may fire up to a millisecond early (uvloop counts in milliseconds).
+    assert record.answered_at - record.received_at >= 0.39
     assert fake.requests[1].received_at >= record.answered_at
 
 
@@ -499,7 +500,7 @@ def test_flapping_switches_one_misbehaviour_per_turn(fake: FakeDX, client: httpx
     assert set(flapping.turns) == {"503", "429", "stall", "calm"}
     assert sum(flapping.turns.values()) == 12
     assert any(
-        r.answered_at is not None and r.answered_at - r.received_at >= 0.3 for r in fake.requests
+        r.answered_at is not None and r.answered_at - r.received_at >= 0.29 for r in fake.requests
     )
 
 
