@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import random
 import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -150,13 +149,6 @@ def test_sigkilled_replicas_while_dx_flaps_lose_nothing_and_never_overlap(
     assert fake_dx.overlaps == []
 
 
-@pytest.mark.xfail(
-    raises=subprocess.TimeoutExpired,
-    strict=False,
-    reason="a replica SIGTERMed under load can hang in shutdown: PostgresEngine.wait_for_work's"
-    " asyncio.wait_for loses Leases.stop()'s cancel on Python 3.11 (gh-86296); remove this"
-    " mark with that fix",
-)
 def test_a_rolling_restart_under_load_answers_every_webhook(
     replicas: Callable[..., Replicas], fake_dx: FakeDX, postgres_url: str
 ) -> None:
