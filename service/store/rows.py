@@ -7,9 +7,10 @@ A row is whatever the driver hands back that reads by column name (``sqlite3.Row
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from service.store import Delivery, Status
+from service.store import Delivery, OpenReference, Status
 from service.translate import AlertState, load_state
 
 
@@ -23,6 +24,24 @@ def state_of(text: str) -> AlertState | None:
     """A stored state column (JSON ``null`` until the first fold)."""
     data = json.loads(text)
     return None if data is None else load_state(data)
+
+
+def open_references_of(rows: Iterable[Row]) -> list[OpenReference]:
+    """Rows of open alerts as a reconcile reads them; a row not yet folded has no state
+    to compare with Opsgenie's, so it waits for a later round."""
+    found = []
+    for row in rows:
+        state = state_of(row["state"])
+        if state is not None:
+            found.append(
+                OpenReference(
+                    reference_id=row["reference_id"],
+                    alert_id=row["alert_id"],
+                    state=state,
+                    checked_at=row["checked_at"],
+                )
+            )
+    return found
 
 
 def json_or_none(text: str | None) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from service.store import OpenReference
 from service.store.postgres.engine import PostgresEngine
-from service.store.rows import state_of
+from service.store.rows import open_references_of
 
 
 class PostgresReconcileChecks:
@@ -38,19 +38,7 @@ class PostgresReconcileChecks:
             ),
             "read",
         )
-        found = []
-        for row in rows:
-            state = state_of(row["state"])
-            if state is not None:
-                found.append(
-                    OpenReference(
-                        reference_id=row["reference_id"],
-                        alert_id=row["alert_id"],
-                        state=state,
-                        checked_at=row["checked_at"],
-                    )
-                )
-        return found
+        return open_references_of(rows)
 
     async def mark_checked(self, reference_ids: Sequence[str], *, at: float) -> None:
         if not reference_ids:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 
 from service.store import OpenReference
-from service.store.rows import state_of
+from service.store.rows import open_references_of
 from service.store.sqlite.engine import SQLiteEngine
 
 #: A service object's open alerts, longest unchecked first. The condition after
@@ -42,20 +42,7 @@ class SQLiteReconcileChecks:
         await self._ingested()
 
         def run(conn: sqlite3.Connection) -> list[OpenReference]:
-            rows = conn.execute(OPEN_ALERTS, (service_id, limit)).fetchall()
-            found = []
-            for row in rows:
-                state = state_of(row["state"])
-                if state is not None:
-                    found.append(
-                        OpenReference(
-                            reference_id=row["reference_id"],
-                            alert_id=row["alert_id"],
-                            state=state,
-                            checked_at=row["checked_at"],
-                        )
-                    )
-            return found
+            return open_references_of(conn.execute(OPEN_ALERTS, (service_id, limit)))
 
         return await self._engine.read(run)
 
