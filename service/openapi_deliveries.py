@@ -32,9 +32,14 @@ _TIME = {"type": "string", "format": "date-time"}
 #: A time the alert states (``translate.iso8601``): Opsgenie's, so no format is promised.
 _ALERT_TIME = {"type": ["string", "null"]}
 _MEMBERS = {"type": ["array", "null"], "items": _STRING, "description": "null: never stated"}
-_COUNTS = {"type": "object", "additionalProperties": _COUNT, "description": "By outcome"}
-#: What a backfill did with a listed alert (``Backfill._fold``); ``accept``'s outcomes too.
-BACKFILL_OUTCOMES = ("new", "known", "deleted", "invalid", *(o.value for o in Outcome))
+#: What a backfill did with a listed alert (``Backfill._fold``): ``accept``'s outcomes too.
+_BACKFILL_OUTCOMES = ("new", "known", "deleted", "invalid", *(o.value for o in Outcome))
+_COUNTS = {
+    "type": "object",
+    "propertyNames": {"enum": list(_BACKFILL_OUTCOMES)},
+    "additionalProperties": _COUNT,
+    "description": "Alerts by outcome",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -103,7 +108,7 @@ _PROGRESS = {"page": _COUNT, "alerts_seen": _COUNT, "counts": _COUNTS, "retries"
 _BACKFILLED = {
     "reference_id": _TEXT,
     "alert_id": {"description": "As Opsgenie listed it (an invalid alert's may be any value)"},
-    "outcome": {"type": "string", "enum": list(BACKFILL_OUTCOMES)},
+    "outcome": {"type": "string", "enum": list(_BACKFILL_OUTCOMES)},
 }
 _REPORT = {
     "service": _STRING,
