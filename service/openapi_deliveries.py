@@ -86,8 +86,7 @@ _RAW_EVENT = {
 }
 _ALERT = {
     "alert_id": _STRING,
-    **{name: _TEXT for name in ("message", "priority", "alias", "entity", "source")},
-    **{name: _TEXT for name in ("tiny_id", "owner")},
+    **{n: _TEXT for n in ("message", "priority", "alias", "entity", "source", "tiny_id", "owner")},
     "acknowledged": {"type": ["boolean", "null"]},
     "created_at": _ALERT_TIME,
     "closed_at": _ALERT_TIME,
@@ -293,6 +292,7 @@ def paths() -> dict[str, Any]:
                         },
                         **{
                             "400": "Bad body, or since further back than 365d",
+                            "413": "Body larger than the limit",
                             "404": "Unknown service object",
                             "409": (
                                 "The service object has no Opsgenie API key, or"

@@ -305,9 +305,13 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
         {"errors": ["body: only service, since, dry_run are allowed"]},
     )
     assert run(client, headers=READ).status_code == 403
+    large = run(client, service="x" * 1024 * 1024)
+    assert large.status_code == 413
+    conforms(large, PATH, "post")
     opsgenie.fail_next(1, status=400, path="/v2/alerts")  # not worth asking again: at once
     failed = run(client)
     assert failed.status_code == 502
+    conforms(failed, PATH, "post")
     assert "Opsgenie" in failed.json()["errors"][0]
     opsgenie.rate_limit_next(service.backfill.ATTEMPTS, retry_after=0, path="/v2/alerts")
     exhausted = run(client)
