@@ -34,7 +34,7 @@ from tests.conftest import DX_TOKEN, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import NOT_LISTED, FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
-from tests.test_openapi import conforms, schema_of, validate
+from tests.test_openapi import conforms
 
 KEY = "genie-key-backfill"
 FULL = {"DD-API-KEY": "api", "DD-APPLICATION-KEY": "app"}
@@ -717,9 +717,8 @@ def test_streams_a_progress_line_per_page(
     response = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(NDJSON)
+    conforms(response, PATH, "post")
     lines = [json.loads(line) for line in response.text.splitlines()]
-    for line in lines:
-        validate(line, schema_of("BackfillLine"))
     assert [line["progress"]["page"] for line in lines[:-1]] == [1, 2]
     assert lines[1]["progress"] == {
         "page": 2,
@@ -738,8 +737,8 @@ def test_streams_a_progress_line_per_page(
     opsgenie.fail_next(1, status=400, path="/v2/alerts")
     failed = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
     assert failed.status_code == 200  # the first page failed after the 200 was sent
+    conforms(failed, PATH, "post")
     last = json.loads(failed.text.splitlines()[-1])
-    validate(last, schema_of("BackfillLine"))
     assert last["status"] == 502
     assert "Opsgenie" in last["errors"][0]
 

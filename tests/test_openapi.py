@@ -9,6 +9,7 @@ including the ones a fuzzer seldom reaches (a failed delivery's history, a next 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from service import delivery_views, openapi
+from service.backfill_api import NDJSON
 from service.errors import ContractDrift
 from service.mapping import Rules
 from service.store import Attempt, Delivery, Status, StoredEvent
@@ -136,7 +138,12 @@ def conforms(response: httpx.Response, path: str, method: str = "get") -> None:
     """``response`` is what ``/openapi.json`` promises for ``method path`` and its status."""
     answers = openapi.document(rules=Rules())["paths"][path][method]["responses"]
     content = answers[str(response.status_code)]["content"]
-    validate(response.json(), content[response.headers["content-type"].split(";")[0]]["schema"])
+    media_type = response.headers["content-type"].split(";")[0]
+    if media_type == NDJSON:  # JSON lines: each line is the media type's item schema
+        for line in response.text.splitlines():
+            validate(json.loads(line), content[media_type]["x-itemSchema"])
+    else:
+        validate(response.json(), content[media_type]["schema"])
 
 
 DELIVERIES = "/api/v1/deliveries"
