@@ -362,7 +362,10 @@ def summarise_profile(raw: str, top: int = 15) -> str:
         frames = stack.split(";")
         n = int(count)
         total += n
-        threads[frames[0]] = threads.get(frames[0], 0) + n
+        # "process ...;thread ..." (with --subprocesses, a child's stacks start with the
+        # relay's process and then its own): who the sample belongs to, names shortened.
+        owner = ";".join(f.split(":")[0] for f in frames if f.startswith(("process ", "thread ")))
+        threads[owner] = threads.get(owner, 0) + n
         own[frames[-1]] = own.get(frames[-1], 0) + n
     lines = [f"py-spy: {total} samples"]
     lines += [

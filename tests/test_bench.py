@@ -162,3 +162,51 @@ def test_the_ceiling_report_takes_the_median_round(ceiling: Any) -> None:
     # ratios 25%, 60%, 50%: the median is 50%, and the median p99 30 ms
     assert rows["no storage, no validation, no log line"] == ["2,000", "50%", "30.0"]
     assert list(rows) == ["baseline", *ceiling.VARIANTS]
+
+
+@pytest.fixture
+def replicas_bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """bench/replicas.py, imported as it imports itself (next to bench/run.py as ``run``)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    monkeypatch.delitem(sys.modules, "run", raising=False)
+    spec = importlib.util.spec_from_file_location("bench_replicas", BENCH / "replicas.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("run", None)
+
+
+def test_the_replicas_report_has_a_row_per_setup_with_medians(replicas_bench: Any) -> None:
+    """bench/replicas.py needs wrk, PostgreSQL and minutes; its report does not."""
+
+    def setup(kind: str, count: int, rate: float, delivered: float) -> dict[str, Any]:
+        intake = replicas_bench.run.WrkResult(int(rate * 10), 10.0, rate, 5.0, 9.0, 20.0, 30, 0, 0)
+        delivery = {
+            "backlog": 2000,
+            "dx_upserts": 2000,
+            "seconds": 2000 / delivered,
+            "upserts_per_second": delivered,
+            "dx_request_mean_ms": 28.0,
+            "dx_bound_upserts_per_second": 142.9 * count,
+        }
+        return {"backend": kind, "replicas": count, "intake": intake, "delivery": delivery}
+
+    rounds = [
+        [setup(kind, count, 1000.0 * turn, 100.0 + turn) for kind, count in replicas_bench.SETUPS]
+        for turn in (1, 3, 2)
+    ]
+    table = replicas_bench.report(rounds)
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "setup", "intake", "req/s", "p50", "ms", "p99", "ms", "non-2xx", "backlog",
+        "upserts", "delivered/s", "DX", "allows/s",
+    ]  # fmt: skip
+    rows = {line[:11].strip(): line[11:].split() for line in lines[1:]}
+    assert list(rows) == ["sqlite x1", "postgres x1", "postgres x3"]
+    # the median round's number first, then every round's in brackets
+    assert rows["postgres x3"][:4] == ["2,000", "(1,000,", "3,000,", "2,000)"]
+    assert rows["postgres x3"][-5:] == ["102.0", "(101.0,", "103.0,", "102.0)", "428.7"]
+    written = json.loads(json.dumps(replicas_bench.run.to_json({"rounds": rounds})))
+    assert written["rounds"][1][2]["intake"]["requests_per_second"] == 3000.0

@@ -7,6 +7,7 @@ relay will, and check each rule of the seed and each failure switch.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from tests.fakes.dx import FakeDX
+from tests.fakes.dx import FakeDX, most_within
+from tests.fakes.flapping import Flapping, FlapProfile
 from tests.fakes.polling import wait_for
 from tests.fakes.servers import UvicornThread, free_port
 
@@ -383,3 +385,130 @@ def test_uvicorn_thread_reports_a_failed_startup() -> None:
 
     with pytest.raises(RuntimeError, match="uvicorn exited during startup"):
         UvicornThread(Starlette(lifespan=lifespan)).start()
+
+
+# -- what only DX sees with several relays: overlaps, arrivals, stalls, flapping -------------
+
+
+def test_stall_holds_the_next_requests_then_answers(fake: FakeDX, client: httpx.Client) -> None:
+    fake.stall_next(1, 0.4)
+    started = time.monotonic()
+    assert upsert(client).status_code == 200
+    assert time.monotonic() - started >= 0.4
+    assert upsert(client).status_code == 200
+    record = fake.requests[0]
+    assert record.answered_at is not None
+    # The loop's timers may fire up to a millisecond early (uvloop counts in milliseconds).
+    assert record.answered_at - record.received_at >= 0.39
+    assert fake.requests[1].received_at >= record.answered_at
+
+
+def test_calm_clears_queued_misbehaviour_but_keeps_records(
+    fake: FakeDX, client: httpx.Client
+) -> None:
+    fake.fail_next(3)
+    fake.rate_limit_next(2)
+    fake.stall_next(2, 30.0)
+    fake.ok_false_next(1, "x")
+    fake.latency, fake.down = 5.0, True
+    fake.calm()
+    assert upsert(client).status_code == 200
+    assert len(fake.requests) == 1
+
+
+def test_requests_for_one_reference_open_at_once_are_an_overlap(
+    fake: FakeDX, served: tuple[FakeDX, str]
+) -> None:
+    """Two clients (two connections, as two relays) send the same reference while DX holds
+    the first; a third reference alone, and one sent after the first was answered, are not."""
+    fake.stall_next(1, 0.5)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        httpx.Client(base_url=served[1], headers=headers) as first,
+        httpx.Client(base_url=served[1], headers=headers) as second,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        slow = pool.submit(upsert, first)
+        wait_for(lambda: len(fake.requests) == 1, message="the stalled request arrived")
+        assert upsert(second).status_code == 200  # answered while the first is held
+        assert upsert(second, reference_id="ref-2").status_code == 200
+        assert slow.result(timeout=10).status_code == 200
+        assert upsert(second).status_code == 200  # after: not an overlap
+    assert len(fake.overlaps) == 1
+    overlap = fake.overlaps[0]
+    assert overlap.reference_id == "ref-1"
+    assert overlap.first_at == fake.requests[0].received_at
+    assert overlap.second_at == fake.requests[1].received_at
+    assert overlap.first_client == fake.requests[0].client
+    assert overlap.second_client == fake.requests[1].client != overlap.first_client
+
+
+def test_an_overlap_counts_whatever_the_answer(fake: FakeDX, client: httpx.Client) -> None:
+    """A request DX refuses was still in flight: 503s and 429s overlap as well."""
+    fake.stall_next(1, 0.5)
+    fake.fail_next(2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        codes = list(pool.map(lambda _: upsert(client).status_code, range(2)))
+    assert codes == [503, 503]
+    assert [o.reference_id for o in fake.overlaps] == ["ref-1"]
+    fake.reset()
+    assert fake.overlaps == []
+
+
+def test_arrivals_and_most_within_measure_the_rate_dx_sees(
+    fake: FakeDX, client: httpx.Client
+) -> None:
+    fake.fail_next(1)
+    for n in range(3):
+        upsert(client, reference_id=f"r{n}")
+    client.post(DELETE, json={"reference_id": "r1"})
+    times = fake.arrivals()
+    assert len(times) == 3
+    assert times == sorted(times)
+    assert fake.arrivals(DELETE) == [fake.requests[3].received_at]
+    assert most_within(times, 3600.0) == 3
+
+
+@pytest.mark.parametrize(
+    ("times", "seconds", "most"),
+    [
+        ([], 1.0, 0),
+        ([5.0], 1.0, 1),
+        ([0.0, 0.5, 0.99, 1.0, 1.5], 1.0, 3),  # [0, 1) holds 3; 1.0 starts a new window
+        ([0.0, 0.5, 0.99, 1.0, 1.5], 0.5, 2),
+        ([3.0, 0.0, 1.0, 2.0], 1.5, 2),  # unsorted input
+        ([1.0, 1.0, 1.0], 0.1, 3),
+    ],
+)
+def test_most_within_is_the_busiest_half_open_window(
+    times: list[float], seconds: float, most: int
+) -> None:
+    assert most_within(times, seconds) == most
+
+
+def test_flapping_switches_one_misbehaviour_per_turn(fake: FakeDX, client: httpx.Client) -> None:
+    profile = FlapProfile(period=3600.0, burst=(2, 2), limited=(1, 1), stalled=(1, 1), stall=0.3)
+    flapping = Flapping(fake, random.Random(7), profile)
+    seen: dict[str, list[int]] = {}
+    for _ in range(12):
+        kind = flapping.turn()
+        seen[kind] = [upsert(client).status_code for _ in range(3)]
+    assert seen["503"] == [503, 503, 200]
+    assert seen["429"] == [429, 200, 200]
+    assert seen["stall"] == [200, 200, 200]
+    assert seen["calm"] == [200, 200, 200]
+    assert set(flapping.turns) == {"503", "429", "stall", "calm"}
+    assert sum(flapping.turns.values()) == 12
+    assert any(
+        r.answered_at is not None and r.answered_at - r.received_at >= 0.29 for r in fake.requests
+    )
+
+
+def test_flapping_runs_on_its_thread_until_stopped_and_leaves_dx_calm(
+    fake: FakeDX, client: httpx.Client
+) -> None:
+    with Flapping(fake, random.Random(1), FlapProfile(period=0.01)) as flapping:
+        wait_for(lambda: sum(flapping.turns.values()) >= 5, message="five turns")
+    turns = sum(flapping.turns.values())
+    assert upsert(client).status_code == 200
+    assert sum(flapping.turns.values()) == turns

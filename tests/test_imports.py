@@ -224,6 +224,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "service.store.sqlite",
             "service.store.sqlite.schema",
             *("service.store.sqlite.engine", "service.store.sqlite.intake"),
+            "service.store.sqlite.intake_process",
             *("service.store.sqlite.states", "service.store.sqlite.event_log"),
             "service.store.sqlite.outbox",
             "service.store.sqlite.service_objects",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
@@ -98,58 +97,6 @@ def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_rows_for_one_bulk_write_share_one_call_per_batch(tmp_path: Path) -> None:
-    """Queued rows reach their bulk function together, and each caller gets its own
-    result back; a bulk write that fails fails its rows only, not the batch's other jobs."""
-    calls: list[list[int]] = []
-    started, release = threading.Event(), threading.Event()
-
-    def insert_all(conn: sqlite3.Connection, values: list[int]) -> list[int]:
-        calls.append(values)
-        conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
-        return [v * 10 for v in values]
-
-    def broken(conn: sqlite3.Connection, values: list[int]) -> list[int]:
-        conn.execute("INSERT INTO t VALUES (1000)")
-        raise ValueError("bug in a bulk write")
-
-    def block(conn: sqlite3.Connection) -> None:
-        started.set()
-        release.wait(10)
-
-    async def scenario() -> tuple[list[object], int]:
-        engine = SQLiteEngine(tmp_path / "x.db")
-        await engine.open()
-        try:
-            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER)"))
-            blocker = asyncio.ensure_future(engine.write(block))
-            await asyncio.to_thread(started.wait, 10)  # what follows queues as one batch
-            queued = [
-                *(asyncio.ensure_future(engine.write_row(insert_all, v)) for v in (1, 2, 3)),
-                asyncio.ensure_future(engine.write_row(broken, 7)),
-                asyncio.ensure_future(
-                    engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (4)").rowcount)
-                ),
-            ]
-            await asyncio.sleep(0)
-            release.set()
-            await blocker
-            results = await asyncio.gather(*queued, return_exceptions=True)
-            total = await engine.read(
-                lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0]
-            )
-            return list(results), total
-        finally:
-            await engine.close()
-
-    results, total = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert calls == [[1, 2, 3]]
-    assert results[:3] == [10, 20, 30]
-    assert isinstance(results[3], ValueError)
-    assert results[4] == 1
-    assert total == 1 + 2 + 3 + 4  # the broken bulk write's insert was rolled back
-
-
 def test_a_lone_failing_write_is_rolled_back_and_the_writer_goes_on(tmp_path: Path) -> None:
     """A batch of one write runs without a savepoint: its failure rolls back the batch."""
 
@@ -172,39 +119,6 @@ def test_a_lone_failing_write_is_rolled_back_and_the_writer_goes_on(tmp_path: Pa
             await engine.close()
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 1
-
-
-def test_a_batch_of_one_bulk_write_commits_on_its_own(tmp_path: Path) -> None:
-    """Intake's usual batch: the bulk statement runs outside BEGIN/COMMIT, is durable
-    when its callers hear back, and a failing one leaves nothing and stops nothing."""
-
-    def insert_all(conn: sqlite3.Connection, values: list[int]) -> list[None]:
-        assert not conn.in_transaction  # no explicit transaction around it
-        conn.execute("INSERT INTO t SELECT value FROM json_each(?)", (json.dumps(values),))
-        return [None] * len(values)
-
-    def failing(conn: sqlite3.Connection, values: list[int]) -> list[None]:
-        conn.execute("INSERT INTO t VALUES (1), (NULL)")  # NOT NULL: the statement fails
-        return [None] * len(values)
-
-    async def scenario() -> int:
-        engine = SQLiteEngine(tmp_path / "x.db")
-        await engine.open()
-        try:
-            await engine.write(lambda conn: conn.execute("CREATE TABLE t (v INTEGER NOT NULL)"))
-            await engine.write_row(insert_all, 5)
-            with other_connection(tmp_path / "x.db") as conn:  # on disk once it returns
-                assert conn.execute("SELECT sum(v) FROM t").fetchone()[0] == 5
-            with pytest.raises(StoreUnavailable, match="database write failed"):
-                await engine.write_row(failing, 0)
-            await engine.write_row(insert_all, 7)
-            return int(
-                await engine.read(lambda conn: conn.execute("SELECT sum(v) FROM t").fetchone()[0])
-            )
-        finally:
-            await engine.close()
-
-    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 12  # the failed statement: nothing
 
 
 BLOB = 100_000  # bytes per written row: a few rows make megabytes of WAL pages
@@ -404,14 +318,17 @@ def test_a_database_created_readable_by_all_is_narrowed_on_open(tmp_path: Path) 
 
 def test_a_batch_answers_all_its_callers_with_one_call_into_the_loop(tmp_path: Path) -> None:
     """Each call from the writer thread into the event loop makes both wait for the GIL
-    (the issue measured 136 us per webhook when every caller got one): a commit of 32
-    webhooks wakes the loop once, and every caller still gets its own result."""
+    (issue 17 measured 136 us per webhook when every caller got one): a commit of 32
+    writes wakes the loop once, and every caller still gets its own result."""
     into_loop: list[str] = []
     started, release = threading.Event(), threading.Event()
 
-    def insert_all(conn: sqlite3.Connection, values: list[int]) -> list[int]:
-        conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in values])
-        return [v * 10 for v in values]
+    def insert(value: int) -> Any:
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO t VALUES (?)", (value,))
+            return value * 10
+
+        return run
 
     def block(conn: sqlite3.Connection) -> None:
         started.set()
@@ -432,7 +349,7 @@ def test_a_batch_answers_all_its_callers_with_one_call_into_the_loop(tmp_path: P
             blocker = asyncio.ensure_future(engine.write(block))
             await asyncio.to_thread(started.wait, 10)  # what follows queues as one batch
             loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
-            queued = [asyncio.ensure_future(engine.write_row(insert_all, v)) for v in range(32)]
+            queued = [asyncio.ensure_future(engine.write(insert(v))) for v in range(32)]
             await asyncio.sleep(0)
             release.set()
             await blocker
@@ -443,5 +360,5 @@ def test_a_batch_answers_all_its_callers_with_one_call_into_the_loop(tmp_path: P
 
     results = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert results == [v * 10 for v in range(32)]
-    # One for the blocker's batch, one for the 32 webhooks' batch.
+    # One for the blocker's batch, one for the 32 writes' batch.
     assert into_loop.count("store-writer") == 2

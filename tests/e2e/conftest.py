@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from tests.fakes.opsgenie import FakeOpsgenie
 from tests.fakes.polling import wait_for
 from tests.fakes.servers import UvicornThread, free_port
 from tests.fakes.tls import TLSFiles, https_server, https_url, self_signed
+from tests.store_backends import create_database, database_for, database_url, require_postgres
 
 RELAY = Path(sys.executable).with_name("opsgenie-dx-relay")
 
@@ -40,11 +42,18 @@ class RelayProcess:
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
 
     def start(self) -> RelayProcess:
+        return self.launch().wait_ready()
+
+    def launch(self) -> RelayProcess:
+        """Start the process without waiting: several replicas start together this way."""
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 self.command, cwd=self.workdir, env=self.env, stdout=log, stderr=log
             )
-        wait_for(self._ready, timeout=20.0, message=f"relay ready at {self.url}")
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> RelayProcess:
+        wait_for(self._ready, timeout=timeout, message=f"relay ready at {self.url}")
         return self
 
     def _ready(self) -> bool:
@@ -121,6 +130,80 @@ def relay(tmp_path: Path, relay_env: dict[str, str]) -> Iterator[Callable[..., R
             process.proc.kill()
             process.proc.wait(timeout=10)
         process.client.close()
+
+
+#: Every replica seals stored keys with it (PostgreSQL requires one); nothing secret.
+SECRET_KEY = "e2e-replicas-secret-key-0123456789"
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> str:
+    """A fresh PostgreSQL database of this test's own, dropped when the session ends.
+    Without a server the test is skipped with a line saying how to run it, and fails
+    under ``CI=true``, as the store tests do (``tests/store_backends.py``)."""
+    require_postgres()
+    name = database_for(tmp_path)
+    asyncio.run(create_database(name))
+    return database_url(name)
+
+
+class Replicas:
+    """Relay processes sharing one PostgreSQL database, as the pods of a Deployment: each
+    on its own port, logging to its own directory, killed, stopped and restarted alone."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], count: int) -> None:
+        self.processes: list[RelayProcess] = []
+        for n in range(count):
+            workdir = tmp_path / f"replica-{n}"
+            workdir.mkdir()
+            self.processes.append(RelayProcess(workdir, {**env, "RELAY_PORT": str(free_port())}))
+
+    def start(self, timeout: float = 60.0) -> Replicas:
+        """Start all at once (their migrations meet on one empty database), then wait."""
+        for process in self.processes:
+            process.launch()
+        for process in self.processes:
+            process.wait_ready(timeout)
+        return self
+
+    def urls(self) -> list[str]:
+        return [process.url for process in self.processes]
+
+    def __getitem__(self, n: int) -> RelayProcess:
+        return self.processes[n]
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- replica {n} ---\n{process.logs()}" for n, process in enumerate(self.processes)
+        )
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, relay_env: dict[str, str], postgres_url: str
+) -> Iterator[Callable[..., Replicas]]:
+    """``replicas(count, **env)``: that many relays on this test's PostgreSQL database, not yet
+    started; every one still running is killed after the test."""
+    made: list[Replicas] = []
+
+    def make(count: int = 3, **overrides: str) -> Replicas:
+        env = {
+            **relay_env,
+            "RELAY_DATABASE_URL": postgres_url,
+            "RELAY_SECRET_KEY": SECRET_KEY,
+            **overrides,
+        }
+        group = Replicas(tmp_path, env, count)
+        made.append(group)
+        return group
+
+    yield make
+    for group in made:
+        for process in group.processes:
+            if process.proc is not None and process.proc.poll() is None:
+                process.proc.kill()
+                process.proc.wait(timeout=10)
+            process.client.close()
 
 
 API_KEY, APP_KEY = "dd-api-key-e2e-0123", "dd-app-key-e2e-0123"

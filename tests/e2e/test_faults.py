@@ -325,16 +325,29 @@ def no_room_to_grow(process: RelayProcess, *, room: int) -> Iterator[None]:
     small filesystem, because mounting one needs privileges CI does not have, and this runs
     anywhere. SQLite sees the same thing either way: a short write (SQLITE_FULL) or a failed
     one (EFBIG, SQLITE_IOERR_WRITE), in the middle of a commit. CPython ignores SIGXFSZ, so
-    the process gets the error instead of being killed.
+    the process gets the error instead of being killed. The limit is set on the relay and on
+    the processes it started (its intake writer): all of them write the relay's files.
     """
     assert process.proc is not None
-    pid = process.proc.pid
-    soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(pid, resource.RLIMIT_FSIZE, (room, hard))
+    pids = [process.proc.pid, *children(process.proc.pid)]
+    limits = {pid: resource.prlimit(pid, resource.RLIMIT_FSIZE) for pid in pids}
+    for pid, (_, hard) in limits.items():
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (room, hard))
     try:
         yield
     finally:
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+        for pid, limit in limits.items():
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, limit)
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def test_a_full_disk_answers_503_never_202(

@@ -4,7 +4,10 @@ The relay is only correct if DX accepts what it sends, so the fake is strict whe
 is strict (Bearer token, required `reference_id`/`started_at`, ISO-8601, metadata keys) and
 models the omitted / null-or-[] / replace semantics of `services` and `metadata` exactly.
 Switches make it misbehave on demand (5xx, 429 + Retry-After, permanent 422, HTTP 200 with
-`ok: false`, latency), because those are the paths a relay gets wrong.
+`ok: false`, latency, stalls), because those are the paths a relay gets wrong. It also keeps
+what only DX can see when several relay replicas share its token: two requests for one
+reference open at once (`.overlaps`), and when every request arrived (`arrivals`,
+`most_within`), to check a rate limit that must hold in total, not per replica.
 
 The same `FakeDX().app` runs in-process behind `httpx.ASGITransport` and on a real socket via
 `tests.fakes.servers.UvicornThread`. Tests drive switches from their own thread while uvicorn
@@ -30,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-__all__ = ["FakeDX", "RecordedRequest"]
+__all__ = ["FakeDX", "Overlap", "RecordedRequest", "most_within"]
 
 JSONObject = dict[str, Any]
 
@@ -53,8 +56,35 @@ class RecordedRequest:
     body: bytes
     json: Any  # the parsed body, or None when it was not JSON (see `body`)
     received_at: float  # time.monotonic() on arrival, to measure gaps between retries
+    client: str = ""  # "host:port" of the connection it came on
     status: int | None = None
     response: JSONObject | None = None
+    answered_at: float | None = None  # time.monotonic() when the answer was ready
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """A request for `reference_id` arrived while an earlier one for it was still open: the
+    relay had two deliveries of one incident in flight, and DX may apply them in either order.
+    Times are `time.monotonic()`; clients are "host:port" (which connection, so which relay)."""
+
+    reference_id: str
+    first_at: float
+    second_at: float
+    first_client: str
+    second_client: str
+
+
+def most_within(times: list[float], seconds: float) -> int:
+    """The most of `times` that fall in any window `[t, t + seconds)`: a rate limit of r per
+    second with a burst of b allows at most `b + r * seconds` in every such window."""
+    ordered = sorted(times)
+    most, start = 0, 0
+    for end, stamp in enumerate(ordered):
+        while stamp - ordered[start] >= seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 class _Refusal(Exception):
@@ -142,6 +172,8 @@ class FakeDX:
       `.requests`: every `RecordedRequest`, in arrival order.
       `.status_counts`: Counter of HTTP statuses answered.
       `.most_open`: the most requests that were open (received, not yet answered) at once.
+      `.overlaps`: every `Overlap`, in arrival order; empty unless a reference's requests
+        overlapped (an upsert or delete naming the same `reference_id`, well-formed or not).
 
     Plain attributes, safe to set from any thread: `.latency` (seconds slept before every
     answer), `.down` (answer every request 503) and `.moved_to` (answer every request 301
@@ -163,6 +195,9 @@ class FakeDX:
             self.status_counts: Counter[int] = Counter()
             self.most_open = 0
             self._open = 0
+            self.overlaps: list[Overlap] = []
+            self._open_by_reference: dict[str, list[RecordedRequest]] = {}
+            self._stalls: list[float] = []
             self.latency = 0.0
             self.down = False
             self.moved_to: str | None = None
@@ -183,10 +218,25 @@ class FakeDX:
         with self._lock:
             self._rate_limits.extend([retry_after] * n)
 
+    def stall_next(self, n: int, seconds: float) -> None:
+        """Hold each of the next `n` requests `seconds` before answering it (on top of
+        `.latency`), as a DX that has stopped answering for a while; it is answered after."""
+        with self._lock:
+            self._stalls.extend([seconds] * n)
+
     def ok_false_next(self, n: int, code: str) -> None:
         """Answer the next `n` requests HTTP 200 with `ok: false`: DX says callers check `ok`."""
         with self._lock:
             self._ok_false.extend([code] * n)
+
+    def calm(self) -> None:
+        """Switch every misbehaviour off, queued ones included; records and `reject` stay."""
+        with self._lock:
+            self.latency, self.down, self.moved_to = 0.0, False, None
+            self._failures.clear()
+            self._rate_limits.clear()
+            self._ok_false.clear()
+            self._stalls.clear()
 
     def reject(self, reference_id: str, code: str = "invalid_arguments", status: int = 422) -> None:
         """Refuse every valid upsert of `reference_id` from now on, as a permanent error."""
@@ -206,6 +256,12 @@ class FakeDX:
             stored = self.incidents.get(reference_id)
             return copy.deepcopy(stored) if stored is not None else None
 
+    def arrivals(self, path: str = UPSERT_PATH) -> list[float]:
+        """When each request to `path` arrived (`time.monotonic()`), oldest first, whatever
+        its answer: what a rate limit on DX's side counts."""
+        with self._lock:
+            return [r.received_at for r in self.requests if r.path == path]
+
     # -- serving ----------------------------------------------------------------------------
 
     async def _endpoint(self, request: Request) -> JSONResponse:
@@ -214,6 +270,7 @@ class FakeDX:
             parsed: Any = json.loads(raw, parse_constant=_refuse_constant)
         except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
             parsed = _NOT_JSON
+        client = request.client
         record = RecordedRequest(
             method=request.method,
             path=request.url.path,
@@ -221,23 +278,56 @@ class FakeDX:
             body=raw,
             json=None if parsed is _NOT_JSON else parsed,
             received_at=time.monotonic(),
+            client=f"{client.host}:{client.port}" if client else "",
         )
+        reference = parsed.get("reference_id") if isinstance(parsed, dict) else None
+        if not isinstance(reference, str):
+            reference = None
         with self._lock:
             self.requests.append(record)
             self._open += 1
             self.most_open = max(self.most_open, self._open)
+            if reference is not None:
+                self._opened(reference, record)
         try:
             return await self._respond(request, parsed, record)
         finally:
             with self._lock:
                 self._open -= 1
+                if reference is not None:
+                    self._closed(reference, record)
+
+    def _opened(self, reference: str, record: RecordedRequest) -> None:
+        """Record `record` as open for `reference`, and an overlap with each one still open
+        (caller holds the lock)."""
+        still_open = self._open_by_reference.setdefault(reference, [])
+        for earlier in still_open:
+            self.overlaps.append(
+                Overlap(
+                    reference,
+                    earlier.received_at,
+                    record.received_at,
+                    earlier.client,
+                    record.client,
+                )
+            )
+        still_open.append(record)
+
+    def _closed(self, reference: str, record: RecordedRequest) -> None:
+        """`record` is answered: no longer open for `reference` (caller holds the lock)."""
+        still_open = [r for r in self._open_by_reference.get(reference, []) if r is not record]
+        if still_open:
+            self._open_by_reference[reference] = still_open
+        else:
+            self._open_by_reference.pop(reference, None)
 
     async def _respond(
         self, request: Request, parsed: Any, record: RecordedRequest
     ) -> JSONResponse:
-        latency = self.latency
-        if latency > 0:
-            await asyncio.sleep(latency)
+        with self._lock:
+            hold = self.latency + (self._stalls.pop(0) if self._stalls else 0.0)
+        if hold > 0:
+            await asyncio.sleep(hold)
         headers: dict[str, str] = {}
         try:
             status, payload = self._answer(request, parsed)
@@ -246,6 +336,7 @@ class FakeDX:
             headers = refusal.headers
         with self._lock:
             record.status, record.response = status, payload
+            record.answered_at = time.monotonic()
             self.status_counts[status] += 1
         return JSONResponse(payload, status_code=status, headers=headers)
 

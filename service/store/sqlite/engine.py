@@ -1,18 +1,19 @@
 """SQLite plumbing: the connection settings and the group-commit writer.
 
-Durability is the point. Every write runs on a single writer thread, which takes all
-writes queued while the previous commit was syncing and commits them together, with
-``synchronous=FULL`` so the commit reaches disk before any caller hears "done". Under
-load that turns N fsyncs into one without giving up the promise behind a 202. Reads run
-on their own connection and thread; WAL lets them proceed while a commit syncs. WAL
-checkpoints run on a thread of their own too (``_Checkpointer``), off the commit path.
+Durability is the point. Every write commits with ``synchronous=FULL``, so the commit
+reaches disk before any caller hears "done", and each writer takes all writes queued while
+its previous commit was syncing and commits them together: under load that turns N fsyncs
+into one without giving up the promise behind a 202. Intake's appends go through a process
+of their own (``intake_process.py``); every other write runs on a single writer thread, and
+the two take turns at the file (``Turn``). Reads run on their own connection and thread;
+WAL lets them proceed while a commit syncs. WAL checkpoints run on a thread of their own
+too (``_Checkpointer``), off the commit path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import queue
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from service.errors import StoreUnavailable
+from service.store.sqlite.intake import Row
+from service.store.sqlite.intake_process import IntakeProcess, Turn
 from service.store.sqlite.schema import migrate
 
 #: How often the checkpointer copies the WAL back into the database file.
@@ -34,7 +37,6 @@ CHECKPOINT_EVERY = 0.5
 WRITER_AUTOCHECKPOINT = 10_000
 
 R = TypeVar("R")
-T = TypeVar("T")
 log = logging.getLogger("service.store")
 
 
@@ -68,16 +70,6 @@ class _Job:
     future: asyncio.Future[Any]
 
 
-@dataclass(slots=True)
-class _Row:
-    """One item for a bulk write: every ``_Row`` in a batch with the same ``run`` is
-    written by a single ``run(conn, items)`` call, which returns one result per item."""
-
-    run: Callable[[sqlite3.Connection, list[Any]], list[Any]]
-    item: Any
-    future: asyncio.Future[Any]
-
-
 _Outcomes = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
@@ -99,26 +91,24 @@ def _store_error(error: BaseException) -> BaseException:
 
 
 class _Writer(threading.Thread):
-    """Owns the only writing connection; commits queued jobs in batches.
+    """Owns the writing connection for everything but intake; commits queued jobs in
+    batches, each in its turn at the file, and answers all callers of a batch with a
+    single loop callback."""
 
-    The writer shares the GIL with the event loop, and every SQLite call hands the GIL
-    over and has to win it back, which under load can cost up to a switch interval
-    each. So a batch makes as few calls as it can: the rows of a bulk write go to one
-    ``run(conn, items)`` call (intake's is a single INSERT), and all callers are answered
-    with a single loop callback.
-    """
-
-    def __init__(self, path: Path, max_batch: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, path: Path, max_batch: int, loop: asyncio.AbstractEventLoop, turn: Turn
+    ) -> None:
         super().__init__(name="store-writer", daemon=True)
         self._path = path
+        self._turn = turn
         self._max_batch = max_batch
         self._loop = loop
-        self.jobs: queue.SimpleQueue[_Job | _Row | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.ready: Future[None] = Future()
         self._lock = threading.Lock()
         self._stopped = False
 
-    def submit(self, job: _Job | _Row) -> None:
+    def submit(self, job: _Job) -> None:
         with self._lock:
             if self._stopped:
                 raise StoreUnavailable("store is closed")
@@ -161,12 +151,14 @@ class _Writer(threading.Thread):
                 # over (a retried webhook is a duplicate), never lost.
                 live = [job for job in batch if not job.future.cancelled()]
                 if live:
-                    self._answer(self._commit(conn, live))
+                    with self._turn.writer():
+                        outcomes = self._commit(conn, live)
+                    self._answer(outcomes)
         finally:
             conn.close()
             self._refuse_rest()
 
-    def _next_batch(self) -> list[_Job | _Row] | None:
+    def _next_batch(self) -> list[_Job] | None:
         first = self.jobs.get()
         if first is None:
             return None
@@ -182,25 +174,19 @@ class _Writer(threading.Thread):
             batch.append(job)
         return batch
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job | _Row]) -> _Outcomes:
-        units = _units(batch)
-        if len(units) == 1 and isinstance(batch[0], _Row):
-            return self._statement(conn, units[0])
-        isolate = len(units) > 1  # a savepoint is two more calls; a lone write needs none
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> _Outcomes:
+        isolate = len(batch) > 1  # a savepoint is two more calls; a lone write needs none
         outcomes: _Outcomes = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for futures, run in units:
+            for job in batch:
                 if isolate:
                     conn.execute("SAVEPOINT unit")
                 try:
-                    results = run(conn)
-                    answers = [(f, r, None) for f, r in zip(futures, results, strict=True)]
+                    outcomes.append((job.future, job.run(conn), None))
                 except Exception as exc:  # one bad write must not sink the batch
                     conn.execute("ROLLBACK TO unit" if isolate else "ROLLBACK")
-                    outcomes.extend((future, None, _store_error(exc)) for future in futures)
-                else:
-                    outcomes.extend(answers)
+                    outcomes.append((job.future, None, _store_error(exc)))
                 if isolate:
                     conn.execute("RELEASE unit")
             if conn.in_transaction:
@@ -213,54 +199,6 @@ class _Writer(threading.Thread):
             failure = StoreUnavailable(f"database write failed: {exc}")
             return [(job.future, None, failure) for job in batch]
         return outcomes
-
-    def _statement(self, conn: sqlite3.Connection, unit: _Unit) -> _Outcomes:
-        """A batch that is one bulk write, which is one statement: SQLite commits it
-        on its own (durably, ``synchronous=FULL``), so no BEGIN and COMMIT calls.
-        This is the batch under intake load."""
-        futures, run = unit
-        try:
-            results = run(conn)
-            return [(f, r, None) for f, r in zip(futures, results, strict=True)]
-        except Exception as exc:
-            if isinstance(exc, sqlite3.Error):
-                log.error("store commit failed", extra={"error": str(exc)})
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            error = _store_error(exc)
-            return [(future, None, error) for future in futures]
-
-
-_Unit = tuple[list[asyncio.Future[Any]], Callable[[sqlite3.Connection], list[Any]]]
-
-
-def _units(batch: list[_Job | _Row]) -> list[_Unit]:
-    """The batch as writes that succeed or fail as one: each job, and all rows that
-    share a bulk function."""
-    units: list[_Unit] = []
-    bulk: dict[Callable[[sqlite3.Connection, list[Any]], list[Any]], list[_Row]] = {}
-    for job in batch:
-        if isinstance(job, _Row):
-            bulk.setdefault(job.run, []).append(job)
-        else:
-            units.append(([job.future], functools.partial(_alone, job.run)))
-    for run, rows in bulk.items():
-        items = [row.item for row in rows]
-        units.append(([row.future for row in rows], functools.partial(_together, run, items)))
-    return units
-
-
-def _alone(run: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> list[Any]:
-    return [run(conn)]
-
-
-def _together(
-    run: Callable[[sqlite3.Connection, list[Any]], list[Any]],
-    items: list[Any],
-    conn: sqlite3.Connection,
-) -> list[Any]:
-    return run(conn, items)
 
 
 class _Checkpointer(threading.Thread):
@@ -302,7 +240,8 @@ class _Checkpointer(threading.Thread):
 
 class SQLiteEngine:
     """One SQLite file (local disk, never NFS: WAL needs shared memory that works):
-    ``write`` jobs run on the writer thread, ``read`` jobs on a reader thread. The halves
+    ``append`` goes to the intake process, ``write`` jobs run on the writer thread,
+    ``read`` jobs on a reader thread. The halves
     of ``SQLiteStore`` share one engine, so all their writes share its commits."""
 
     def __init__(
@@ -316,6 +255,8 @@ class SQLiteEngine:
         self._max_batch = max_batch
         self._checkpoint_every = checkpoint_every
         self._writer: _Writer | None = None
+        self._turn = Turn()
+        self._intake = IntakeProcess(path, self._turn, max_batch=max_batch)
         self._checkpointer: _Checkpointer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
@@ -327,14 +268,20 @@ class SQLiteEngine:
             owner_only(self.path)
         except OSError as error:
             raise StoreUnavailable(f"cannot open database: {error.strerror}") from None
-        self._writer = _Writer(self.path, self._max_batch, asyncio.get_running_loop())
+        self._writer = _Writer(self.path, self._max_batch, asyncio.get_running_loop(), self._turn)
         self._writer.start()
-        await asyncio.wrap_future(self._writer.ready)
+        await asyncio.wrap_future(self._writer.ready)  # the schema is migrated
+        try:
+            await self._intake.open()
+        except StoreUnavailable:
+            await self.close()
+            raise
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
         self._checkpointer = _Checkpointer(self.path, self._checkpoint_every)
         self._checkpointer.start()
 
     async def close(self) -> None:
+        await self._intake.close()
         if self._writer is not None:
             self._writer.jobs.put(None)  # at once: a write queued after the close is refused
         if self._checkpointer is not None:
@@ -358,17 +305,10 @@ class SQLiteEngine:
         self._writer.submit(_Job(run, future))
         return await future
 
-    async def write_row(self, run: Callable[[sqlite3.Connection, list[T]], list[R]], item: T) -> R:
-        """Queue ``item`` for ``run``, which writes all items queued for it in one call.
-
-        ``run`` must write with a single statement (it may read around it): when its
-        rows are all a batch holds, it runs outside any transaction, as one commit.
-        """
-        if self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("store is not open")
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._writer.submit(_Row(run, item, future))
-        return await future
+    async def append(self, row: Row) -> bool:
+        """Store an intake row (``intake.append``), through the intake writer process;
+        ``False`` for a duplicate."""
+        return await self._intake.append(row)
 
     async def read(self, run: Callable[[sqlite3.Connection], R]) -> R:
         if self._reader is None:

@@ -28,7 +28,6 @@ from service.store import (
 from service.store.rows import delivery_of, json_or_none, state_of
 from service.store.sqlite import event_log
 from service.store.sqlite.engine import SQLiteEngine
-from service.store.sqlite.intake import accept_all
 from service.store.sqlite.states import (
     first_unfolded_at,
     has_unfolded,
@@ -65,7 +64,17 @@ class SQLiteOutbox:
         await self._engine.ping()
 
     async def accept(self, incoming: Incoming) -> Outcome:
-        return await self._engine.write_row(accept_all, incoming)
+        i = incoming
+        row = (
+            i.dedup_key,
+            i.reference_id,
+            i.alert_id,
+            i.action,
+            i.service_id,
+            i.received_at,
+            i.raw,
+        )
+        return Outcome.ACCEPTED if await self._engine.append(row) else Outcome.DUPLICATE
 
     async def _ingested(self) -> None:
         """Returns once every event accepted before the call is in its alert's row, for a
