@@ -34,6 +34,7 @@ from tests.conftest import DX_TOKEN, auth, sample
 from tests.fakes.dx import FakeDX
 from tests.fakes.opsgenie import NOT_LISTED, FakeOpsgenie, api_alert
 from tests.fakes.polling import wait_for
+from tests.test_openapi import conforms
 
 KEY = "genie-key-backfill"
 FULL = {"DD-API-KEY": "api", "DD-APPLICATION-KEY": "app"}
@@ -141,6 +142,7 @@ def test_dry_run_then_backfill_delivers(
 
     dry = run(client, dry_run=True)
     assert dry.status_code == 200
+    conforms(dry, PATH, "post")
     report = dry.json()["data"]
     assert report["dry_run"] is True
     assert report["counts"] == {"new": 3}
@@ -150,7 +152,9 @@ def test_dry_run_then_backfill_delivers(
     assert int(query.removeprefix("createdAt>")) < now_ms - 6 * 86400_000  # since 7d
     assert opsgenie.seen("/v2/alerts")[0].query["order"] == "asc"
 
-    real = run(client).json()["data"]
+    accepted = run(client)
+    conforms(accepted, PATH, "post")
+    real = accepted.json()["data"]
     assert real["counts"] == {"accepted": 3}
     for n in range(3):
         wait_for(lambda n=n: fake_dx.incident(f"opsgenie-missed-{n}"), message=f"missed-{n}")
@@ -233,7 +237,9 @@ def test_an_alert_deleted_after_it_was_listed_is_reported(
     opsgenie.add(api_alert("gone", created_ms=now_ms - 1000))
 
     opsgenie.fail_next(1, status=404, path="/v2/alerts/gone")  # deleted once listed
-    report = run(client).json()["data"]
+    incomplete = run(client)
+    conforms(incomplete, PATH, "post")
+    report = incomplete.json()["data"]
     assert report["counts"] == {"accepted": 1, "deleted": 1}
     assert [a["outcome"] for a in report["alerts"]] == ["accepted", "deleted"]
 
@@ -299,9 +305,13 @@ def test_refusals(client: TestClient, opsgenie: FakeOpsgenie) -> None:
         {"errors": ["body: only service, since, dry_run are allowed"]},
     )
     assert run(client, headers=READ).status_code == 403
+    large = run(client, service="x" * 1024 * 1024)
+    assert large.status_code == 413
+    conforms(large, PATH, "post")
     opsgenie.fail_next(1, status=400, path="/v2/alerts")  # not worth asking again: at once
     failed = run(client)
     assert failed.status_code == 502
+    conforms(failed, PATH, "post")
     assert "Opsgenie" in failed.json()["errors"][0]
     opsgenie.rate_limit_next(service.backfill.ATTEMPTS, retry_after=0, path="/v2/alerts")
     exhausted = run(client)
@@ -324,6 +334,7 @@ def test_since_further_back_than_a_year_is_a_400_naming_the_field(
     for accept in ("application/json", NDJSON):
         refused = run(client, since=since, headers={**FULL, "Accept": accept})
         assert refused.status_code == 400
+        conforms(refused, PATH, "post")
         assert refused.json() == {"errors": ["since: at most 365d back"]}
     assert admin_count(client, "400") == 2
     assert admin_count(client, "500") == 0
@@ -384,6 +395,7 @@ def test_a_key_that_no_longer_decrypts_is_a_clear_409(
         for accept in ("application/json", NDJSON):
             refused = run(second, headers={**FULL, "Accept": accept})
             assert refused.status_code == 409, refused.text
+            conforms(refused, PATH, "post")
             assert "payments" in refused.json()["errors"][0]
             assert "RELAY_SECRET_KEY" in refused.json()["errors"][0]
     assert opsgenie.requests == []
@@ -705,6 +717,7 @@ def test_streams_a_progress_line_per_page(
     response = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(NDJSON)
+    conforms(response, PATH, "post")
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert [line["progress"]["page"] for line in lines[:-1]] == [1, 2]
     assert lines[1]["progress"] == {
@@ -718,11 +731,13 @@ def test_streams_a_progress_line_per_page(
         PATH, json={**body, "service": "nobody"}, headers={"Accept": NDJSON, **FULL}
     )
     assert unknown.status_code == 404  # refused before streaming starts
+    conforms(unknown, PATH, "post")
 
     opsgenie.before_list = None
     opsgenie.fail_next(1, status=400, path="/v2/alerts")
     failed = client.post(PATH, json=body, headers={**FULL, "Accept": NDJSON})
     assert failed.status_code == 200  # the first page failed after the 200 was sent
+    conforms(failed, PATH, "post")
     last = json.loads(failed.text.splitlines()[-1])
     assert last["status"] == 502
     assert "Opsgenie" in last["errors"][0]
