@@ -168,6 +168,12 @@ def bench_setup(
     answered = [r for r in fake.requests if r.status == 200]
     arrivals = sorted(r.received_at for r in answered)
     references = {(r.json or {}).get("reference_id") for r in answered}
+    last: dict[Any, Any] = {}
+    repeated = 0  # an upsert whose body is its reference's previous one: the same state twice
+    for r in sorted(answered, key=lambda r: r.received_at):
+        key = (r.json or {}).get("reference_id")
+        repeated += key in last and last[key] == r.json
+        last[key] = r.json
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     return {
         "backend": kind,
@@ -178,6 +184,7 @@ def bench_setup(
             "dx_upserts": len(arrivals),
             # Fewer than the upserts: some reference was delivered twice.
             "references": len(references),
+            "same_state_twice": repeated,
             "seconds": round(span, 1),
             "upserts_per_second": round((len(arrivals) - 1) / span, 1),
             "dx_request_mean_ms": round(dx_seconds * 1000, 1),
