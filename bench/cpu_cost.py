@@ -81,6 +81,13 @@ def main() -> None:
         metavar="DIR",
         help="also a relay whose service package comes from DIR (PYTHONPATH), e.g. a worktree",
     )
+    parser.add_argument(
+        "--compare-env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="also a relay with this setting (repeatable), e.g. RELAY_LOG_LEVEL=WARNING",
+    )
     args = parser.parse_args()
     rows: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="relay-cpu-") as tmp:
@@ -95,8 +102,9 @@ def main() -> None:
                     rows.setdefault("baseline", []).append(
                         measure(pid, url, args, run.WEBHOOK_PATH)
                     )
+            compared = args.compare is not None or bool(args.compare_env)
             for name, code in (("relay", None), ("compared", args.compare)):
-                if name == "compared" and code is None:
+                if name == "compared" and not compared:
                     continue
                 port = run.free_port()
                 url = f"http://127.0.0.1:{port}"
@@ -104,6 +112,8 @@ def main() -> None:
                 env = run.relay_env(work / name, port)
                 if code is not None:
                     env["PYTHONPATH"] = code
+                if name == "compared":
+                    env.update(setting.split("=", 1) for setting in args.compare_env)
                 cmd = [str(run.RELAY), "serve"]
                 with run.process(cmd, env, work / name / "relay.log", f"{url}/readyz") as pid:
                     rows.setdefault(name, []).append(measure(pid, url, args, run.WEBHOOK_PATH))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from service import strict_json
 from service.errors import BodyTooLarge, ClientGone, PayloadError
@@ -16,20 +17,31 @@ from service.errors import BodyTooLarge, ClientGone, PayloadError
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, or ``BodyTooLarge`` as soon as it is known to exceed ``limit``."""
-    declared = request.headers.get("content-length")
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body from the ASGI ``receive`` channel, given the ``Content-Length`` header's
+    value; ``BodyTooLarge`` as soon as it is known to exceed ``limit``, ``ClientGone`` when
+    the client leaves first (or the server's body deadline cut it off)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"body exceeds {limit} bytes")
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone("the client went away before its body arrived")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        if not message.get("more_body", False):
+            if not chunks:  # the whole body in one message, as a webhook's nearly always is
+                return chunk
             chunks.append(chunk)
-    except ClientDisconnect:  # gone, or cut off by the server's body deadline
-        raise ClientGone("the client went away before its body arrived") from None
-    return b"".join(chunks)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
