@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import TextIO
 
@@ -231,6 +231,12 @@ class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.stream.write(f"{self._redactor.redact(line)}{self.terminator}")
         self.stream.flush()
 
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """``write`` for each line, with one write to the stream; the caller holds the lock."""
+        redact, end = self._redactor.redact, self.terminator
+        self.stream.write("".join([f"{redact(line)}{end}" for line in lines]))
+        self.stream.flush()
+
     def handleError(self, record: logging.LogRecord) -> None:
         """logging reports a line it failed to write on stderr, message and arguments
         included: redact those as the line would have been."""
@@ -301,25 +307,91 @@ class EventLog:
         """``logger.warning(message, extra=fields)``, the same line for less."""
         self._log(logging.WARNING, logger, message, fields)
 
-    def _log(
-        self, level: int, logger: logging.Logger, message: str, fields: dict[str, object]
+    def info_each(
+        self, logger: logging.Logger, message: str, lines: Sequence[dict[str, object]]
     ) -> None:
-        if not logger.isEnabledFor(level):  # also covers a disabled logger
+        """``info(logger, message, **fields)`` for each ``fields`` of ``lines``, in order,
+        rendered one after the other and written with one write.
+
+        For lines that come in bursts (the webhooks of one commit): rendered in a row they
+        cost about a third of what each costs inside its own request, and they reach the
+        stream in one system call.
+        """
+        if not lines or not logger.isEnabledFor(logging.INFO):
             return
+        names = tuple(lines[0])
+        handler = self._direct(logging.INFO, logger, names)
+        if handler is None or any(tuple(fields) != names for fields in lines):
+            for fields in lines:
+                self._log(logging.INFO, logger, message, fields)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, EventFormatter)  # _direct said so
+        rendered = []
+        for fields in lines:
+            created = self._clock()
+            try:
+                rendered.append(
+                    formatter.event_line(
+                        created,
+                        int((created - int(created)) * 1000) + 0.0,
+                        "INFO",
+                        logger.name,
+                        message,
+                        fields,
+                        names,
+                    )
+                )
+            except RecursionError:
+                raise
+            except Exception:  # as _log: logging's report of a line it could not render
+                record = logger.makeRecord(
+                    logger.name, logging.INFO, "", 0, message, (), None, extra=fields
+                )
+                handler.handleError(record)
+        try:
+            handler.acquire()
+            try:
+                handler.write_lines(rendered)
+            finally:
+                handler.release()
+        except RecursionError:
+            raise
+        except Exception:  # a closed stream: reported once, as logging would for a line
+            record = logger.makeRecord(
+                logger.name, logging.INFO, "", 0, message, (), None, extra=lines[0]
+            )
+            handler.handleError(record)
+
+    def _direct(
+        self, level: int, logger: logging.Logger, names: tuple[str, ...]
+    ) -> _RedactingHandler | None:
+        """``configure()``'s handler when it alone would see the line, else None."""
         handler = self._handler
-        names = tuple(fields)
-        formatter = None if handler is None else handler.formatter
         if (
             handler is None
-            or not isinstance(formatter, EventFormatter)
+            or not isinstance(handler.formatter, EventFormatter)
             or level < handler.level
             or handler.filters
             or not _plain_fields(names)
             or _only_handler(logger) is not handler
         ):
+            return None
+        return handler
+
+    def _log(
+        self, level: int, logger: logging.Logger, message: str, fields: dict[str, object]
+    ) -> None:
+        if not logger.isEnabledFor(level):  # also covers a disabled logger
+            return
+        names = tuple(fields)
+        handler = self._direct(level, logger, names)
+        if handler is None:
             # stacklevel: the record names the caller of info(), as a direct call would.
             logger.log(level, message, extra=fields, stacklevel=3)
             return
+        formatter = handler.formatter
+        assert isinstance(formatter, EventFormatter)  # _direct said so
         created = self._clock()  # msecs below as a LogRecord has them (Python 3.11, 3.12)
         try:
             line = formatter.event_line(

@@ -6,6 +6,7 @@ disk, so an acknowledged alert survives a crash at any later moment.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -111,6 +112,7 @@ class Webhooks:
         self._services = ServiceIds(intake, MAX_CACHED_SERVICES)
         #: One line per decision, through the cheap path when logging is the relay's own.
         self._events = events if events is not None else EventLog()
+        self._stored = _StoredLines(self._events)
         self._rules = rules
         self._received = received
         #: Each (action, outcome) child bound once: ``labels()`` per webhook costs more
@@ -203,9 +205,7 @@ class Webhooks:
         if outcome is Outcome.ACCEPTED:
             self._wake()
         self._count(action, outcome.value)
-        self._events.info(
-            log,
-            "webhook stored",
+        await self._stored.line(
             reference_id=ref,
             action=action,
             outcome=outcome.value,
@@ -225,6 +225,42 @@ class Webhooks:
         if service_id is None:
             raise NotFound(f"unknown service object: {name}")
         return service_id
+
+
+class _StoredLines:
+    """The "webhook stored" lines of the webhooks one commit answered, written together.
+
+    A commit answers its whole batch in one turn of the loop. Each webhook's line, written
+    inside its own request, cost about three times what it costs among others rendered in a
+    row (about 32 us of the loop's CPU under load), and took a write each. Here each
+    request adds its line and waits; once every request of that turn has added its own,
+    all are written with one write, and only then do their 202s go out: a webhook's line
+    still reaches the log before its answer.
+    """
+
+    def __init__(self, events: EventLog) -> None:
+        self._events = events
+        self._lines: list[dict[str, object]] = []
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def line(self, **fields: object) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._lines:
+            loop.call_soon(self._write)
+        self._lines.append(fields)
+        written = loop.create_future()
+        self._waiting.append(written)
+        await written
+
+    def _write(self) -> None:
+        lines, self._lines = self._lines, []
+        waiting, self._waiting = self._waiting, []
+        try:
+            self._events.info_each(log, "webhook stored", lines)
+        finally:
+            for written in waiting:
+                if not written.done():  # a request cancelled meanwhile is not waited for
+                    written.set_result(None)
 
 
 #: Distinct (action, outcome) pairs kept bound; custom actions past it are looked up.

@@ -696,6 +696,90 @@ def test_event_log_without_configure_goes_through_logging(
     assert (refused.levelno, refused.outcome) == (logging.WARNING, "invalid")  # type: ignore[attr-defined]
 
 
+class Writes(io.StringIO):
+    """A stream that counts the writes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+STORED_LINES: list[dict[str, object]] = [
+    {"reference_id": "opsgenie-1", "action": "Create", "outcome": "accepted", "took_ms": 1.5},
+    {
+        "reference_id": f"opsgenie-{WEBHOOK}",
+        "action": "Authorization: Bearer opaque-value-1",
+        "outcome": "duplicate",
+        "took_ms": 0.25,
+    },
+    {"reference_id": 'quoted "\\ é ☃ \x1b', "action": "Close", "outcome": "accepted", "took_ms": 3},
+]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_info_each_writes_the_lines_of_info_in_one_write(fmt: str) -> None:
+    one_by_one = io.StringIO()
+    events = configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=one_by_one)
+    [handler] = logging.getLogger().handlers
+    assert isinstance(handler, _RedactingHandler)
+    log = logging.getLogger("service.webhooks")
+    for fields in STORED_LINES:
+        EventLog(handler, clock=fixed_clock(CREATED)).info(log, "webhook stored", **fields)
+    together = Writes()
+    handler.setStream(together)
+    EventLog(handler, clock=fixed_clock(CREATED)).info_each(log, "webhook stored", STORED_LINES)
+    assert together.getvalue() == one_by_one.getvalue()
+    assert len(lines(together)) == len(STORED_LINES)
+    assert together.writes == 1
+    assert_no_secret(together.getvalue())
+    assert "opaque-value-1" not in together.getvalue()
+    assert events is not None
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_info_each_writes_nothing_below_the_configured_level() -> None:
+    stream = Writes()
+    events = configure(fmt="json", level="WARNING", secrets=SECRETS, stream=stream)
+    events.info_each(logging.getLogger("service.webhooks"), "webhook stored", STORED_LINES)
+    assert (stream.getvalue(), stream.writes) == ("", 0)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_event_log_info_each_of_lines_with_other_fields_writes_each_as_info_would() -> None:
+    mixed: list[dict[str, object]] = [STORED_LINES[0], {"reference_id": "opsgenie-2"}]
+    expected = io.StringIO()
+    configure(fmt="json", level="INFO", secrets=SECRETS, stream=expected)
+    [handler] = logging.getLogger().handlers
+    assert isinstance(handler, _RedactingHandler)
+    log = logging.getLogger("service.webhooks")
+    for fields in mixed:
+        EventLog(handler, clock=fixed_clock(CREATED)).info(log, "webhook stored", **fields)
+    written = io.StringIO()
+    handler.setStream(written)
+    EventLog(handler, clock=fixed_clock(CREATED)).info_each(log, "webhook stored", mixed)
+    assert written.getvalue() == expected.getvalue()
+
+
+def test_event_log_info_each_without_configure_goes_through_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("service.webhooks")
+    with caplog.at_level(logging.INFO, logger="service.webhooks"):
+        EventLog().info_each(log, "webhook stored", STORED_LINES)
+    assert [r.reference_id for r in caplog.records] == [  # type: ignore[attr-defined]
+        fields["reference_id"] for fields in STORED_LINES
+    ]
+    first = caplog.records[0]
+    assert (first.levelno, first.getMessage()) == (logging.INFO, "webhook stored")
+    assert first.took_ms == 1.5  # type: ignore[attr-defined]
+    assert first.funcName == "test_event_log_info_each_without_configure_goes_through_logging"
+
+
 class Collected(logging.Handler):
     def __init__(self) -> None:
         super().__init__()

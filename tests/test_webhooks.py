@@ -12,17 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
-from service.app import handles
+from service.app import create_app, handles
+from service.logs import configure
 from service.mapping import Rules
 from service.opsgenie import parse_event
+from service.settings import Settings
 from service.store import Incoming, Outcome, ServiceObject
 from service.store.sqlite import SQLiteStore
 from service.translate import AlertState, fold
 from service.webhooks import ServiceIds
 from tests.conftest import WEBHOOK_TOKEN, auth, sample
+from tests.test_logs import Writes, restore_logging  # noqa: F401  (a fixture used by name)
 
 URL = "/webhooks/opsgenie"
 CREATE = sample("Create")
@@ -448,3 +452,80 @@ def service_object(service_id: str, name: str) -> ServiceObject:
         created_at=0.0,
         updated_at=0.0,
     )
+
+
+# ---- the "webhook stored" lines of one commit ------------------------------------------------
+
+
+async def post_webhook(app: Any, body: bytes, sent: Callable[[dict[str, Any]], None]) -> None:
+    """One POST /webhooks/opsgenie through the ASGI app, as uvicorn would make it."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"authorization", f"Bearer {WEBHOOK_TOKEN}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent(message)
+
+    await app(scope, receive, send)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_lines_of_one_commit_are_written_together_each_before_its_answer(
+    make_settings: Callable[..., Settings],
+) -> None:
+    stream = Writes()
+    events = configure(fmt="json", level="INFO", secrets=[Secret(WEBHOOK_TOKEN)], stream=stream)
+    app = create_app(make_settings(), registry=CollectorRegistry(), events=events)
+    bodies = []
+    for n in range(12):
+        payload = json.loads(json.dumps(CREATE))
+        payload["alert"]["alertId"] = f"batched-{n}"
+        bodies.append(json.dumps(payload).encode())
+    answered: list[tuple[int, bool]] = []  # (status, was the line written before it)
+
+    def sent_for(n: int) -> Callable[[dict[str, Any]], None]:
+        def sent(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                written = f'"reference_id": "opsgenie-batched-{n}"' in stream.getvalue()
+                answered.append((message["status"], written))
+
+        return sent
+
+    async def scenario() -> None:
+        async with app.router.lifespan_context(app):
+            before = stream.writes
+            await asyncio.gather(*(post_webhook(app, b, sent_for(n)) for n, b in enumerate(bodies)))
+            stored = [json.loads(line) for line in stream.getvalue().splitlines()]
+            stored = [line for line in stored if line["message"] == "webhook stored"]
+            assert sorted(line["reference_id"] for line in stored) == sorted(
+                f"opsgenie-batched-{n}" for n in range(12)
+            )
+            assert {line["outcome"] for line in stored} == {"accepted"}
+            # One commit took them all (they arrived in one turn), and its lines went out
+            # in one write.
+            assert stream.writes - before == 1
+
+    asyncio.run(scenario())
+    assert answered == [(202, True)] * 12
