@@ -203,7 +203,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundations",
         (
             *("service", "service.errors", "service.settings", "service.strict_json"),
-            *("service.timestamps", "service.backoff", "service.redaction", "service.logs"),
+            *("service.timestamps", "service.backoff", "service.redaction", "service.log_format"),
+            "service.logs",
             *("service.crypto", "service.http_protocol", "service.request_body", "service.auth"),
             *("service.characters", "service.singleton"),
         ),

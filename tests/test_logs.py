@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Secret
 
-from service.logs import EventLog, JSONFormatter, TextFormatter, _RedactingHandler, configure
+from service.logs import EventLog, JSONFormatter, RedactingHandler, TextFormatter, configure
 from service.redaction import REDACTED, Redactor
 
 WEBHOOK = "hook-secret-5e1d0c7b"
@@ -607,7 +607,7 @@ def through_event_log(fmt: str, level: int, message: str, fields: dict[str, Any]
     stream = io.StringIO()
     configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=stream)
     [handler] = logging.getLogger().handlers
-    assert isinstance(handler, _RedactingHandler)
+    assert isinstance(handler, RedactingHandler)
     events = EventLog(handler, clock=fixed_clock(CREATED))  # configure()'s, at a fixed time
     log = logging.getLogger("service.webhooks")
     (events.info if level == logging.INFO else events.warning)(log, message, **fields)
@@ -726,7 +726,7 @@ def test_event_log_info_each_writes_the_lines_of_info_in_one_write(fmt: str) -> 
     one_by_one = io.StringIO()
     events = configure(fmt=fmt, level="INFO", secrets=SECRETS, stream=one_by_one)
     [handler] = logging.getLogger().handlers
-    assert isinstance(handler, _RedactingHandler)
+    assert isinstance(handler, RedactingHandler)
     log = logging.getLogger("service.webhooks")
     for fields in STORED_LINES:
         EventLog(handler, clock=fixed_clock(CREATED)).info(log, "webhook stored", **fields)
@@ -755,7 +755,7 @@ def test_event_log_info_each_of_lines_with_other_fields_writes_each_as_info_woul
     expected = io.StringIO()
     configure(fmt="json", level="INFO", secrets=SECRETS, stream=expected)
     [handler] = logging.getLogger().handlers
-    assert isinstance(handler, _RedactingHandler)
+    assert isinstance(handler, RedactingHandler)
     log = logging.getLogger("service.webhooks")
     for fields in mixed:
         EventLog(handler, clock=fixed_clock(CREATED)).info(log, "webhook stored", **fields)
