@@ -111,6 +111,9 @@ def test_the_bench_report_reads_its_rounds_and_the_results_file_is_json(
     }
     written = json.loads(json.dumps(run.to_json(results)))
     assert written["intake_rounds"][1]["relay"]["requests_per_second"] == 4200
+    # --intake-only: the same verdicts, and nothing of the phases it skipped.
+    intake_only = run.report({k: results[k] for k in ("config", "intake_rounds")})
+    assert intake_only == table.split("\nmemory:")[0]
 
 
 @pytest.fixture
