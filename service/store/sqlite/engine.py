@@ -30,8 +30,11 @@ from service.store.sqlite.intake import Row
 from service.store.sqlite.intake_process import IntakeProcess, Turn
 from service.store.sqlite.schema import migrate
 
-#: How often the checkpointer copies the WAL back into the database file.
-CHECKPOINT_EVERY = 0.5
+#: How often the checkpointer copies the WAL back into the database file. Each round ends
+#: with an fsync of the database file, which the commits of that moment wait behind: under
+#: intake load, rounds every 0.5 s stalled one or two batches each for tens of ms (wrk p99
+#: 18-31 ms), rounds every 0.1 s copy a fifth as much and stall less (17-20 ms).
+CHECKPOINT_EVERY = 0.1
 #: WAL pages past which a commit checkpoints by itself after all (SQLite's default is 1,000).
 #: Only reached if the checkpointer falls behind or fails: it bounds the WAL file's growth.
 WRITER_AUTOCHECKPOINT = 10_000

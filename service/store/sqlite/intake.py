@@ -36,7 +36,7 @@ _INSERT = (
 #: One webhook's values: placeholders only, so the statement holds no input.
 _ROW = "(?, ?, ?, ?, ?, ?, ?)"
 #: WAL pages past which a commit checkpoints by itself, as the writer thread's connection
-#: (the relay's checkpointer thread does it every half second otherwise).
+#: (the relay's checkpointer thread does it every tenth of a second otherwise).
 AUTOCHECKPOINT = 10_000
 _PR_SET_PDEATHSIG = 1
 HEADER = 4
