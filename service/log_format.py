@@ -216,19 +216,15 @@ class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         """StreamHandler's emit, redacting, without its second trip through the lock to flush."""
         try:
-            self.write(self.format(record))
+            self.write_lines([self.format(record)])
         except RecursionError:  # as StreamHandler: too deep to report
             raise
         except Exception:
             self.handleError(record)
 
-    def write(self, line: str) -> None:
-        """Write a formatted line, redacted, and flush it; the caller holds the lock."""
-        self.stream.write(f"{self._redactor.redact(line)}{self.terminator}")
-        self.stream.flush()
-
     def write_lines(self, lines: Iterable[str]) -> None:
-        """``write`` for each line, with one write to the stream; the caller holds the lock."""
+        """Write formatted lines, each redacted, with one write to the stream, and flush
+        them; the caller holds the lock."""
         redact, end = self._redactor.redact, self.terminator
         self.stream.write("".join([f"{redact(line)}{end}" for line in lines]))
         self.stream.flush()

@@ -107,43 +107,7 @@ class EventLog:
             for fields in lines:
                 self._log(logging.INFO, logger, message, fields)
             return
-        formatter = handler.formatter
-        assert isinstance(formatter, EventFormatter)  # _direct said so
-        rendered = []
-        for fields in lines:
-            created = self._clock()
-            try:
-                rendered.append(
-                    formatter.event_line(
-                        created,
-                        int((created - int(created)) * 1000) + 0.0,
-                        "INFO",
-                        logger.name,
-                        message,
-                        fields,
-                        names,
-                    )
-                )
-            except RecursionError:
-                raise
-            except Exception:  # as _log: logging's report of a line it could not render
-                record = logger.makeRecord(
-                    logger.name, logging.INFO, "", 0, message, (), None, extra=fields
-                )
-                handler.handleError(record)
-        try:
-            handler.acquire()
-            try:
-                handler.write_lines(rendered)
-            finally:
-                handler.release()
-        except RecursionError:
-            raise
-        except Exception:  # a closed stream: reported once, as logging would for a line
-            record = logger.makeRecord(
-                logger.name, logging.INFO, "", 0, message, (), None, extra=lines[0]
-            )
-            handler.handleError(record)
+        self._emit(handler, logging.INFO, logger, message, lines, names)
 
     def _direct(
         self, level: int, logger: logging.Logger, names: tuple[str, ...]
@@ -172,29 +136,60 @@ class EventLog:
             # stacklevel: the record names the caller of info(), as a direct call would.
             logger.log(level, message, extra=fields, stacklevel=3)
             return
+        self._emit(handler, level, logger, message, [fields], names)
+
+    def _emit(
+        self,
+        handler: RedactingHandler,
+        level: int,
+        logger: logging.Logger,
+        message: str,
+        lines: Sequence[dict[str, object]],
+        names: tuple[str, ...],
+    ) -> None:
+        """Render each of ``lines`` and write them all with one write, under the handler's
+        lock; what cannot be rendered or written is reported as logging reports it."""
         formatter = handler.formatter
         assert isinstance(formatter, EventFormatter)  # _direct said so
-        created = self._clock()  # msecs below as a LogRecord has them (Python 3.11, 3.12)
+        levelname = logging.getLevelName(level)
+        rendered = []
+        for fields in lines:
+            created = self._clock()  # msecs below as a LogRecord has them (Python 3.11, 3.12)
+            try:
+                rendered.append(
+                    formatter.event_line(
+                        created,
+                        int((created - int(created)) * 1000) + 0.0,
+                        levelname,
+                        logger.name,
+                        message,
+                        fields,
+                        names,
+                    )
+                )
+            except RecursionError:  # as logging: too deep to report
+                raise
+            except Exception:  # a field str() cannot write
+                handler.handleError(_record(logger, level, message, fields))
+        if not rendered:
+            return
         try:
-            line = formatter.event_line(
-                created,
-                int((created - int(created)) * 1000) + 0.0,
-                logging.getLevelName(level),
-                logger.name,
-                message,
-                fields,
-                names,
-            )
             handler.acquire()
             try:
-                handler.write(line)
+                handler.write_lines(rendered)
             finally:
                 handler.release()
-        except RecursionError:  # as logging: too deep to report
+        except RecursionError:
             raise
-        except Exception:  # a field str() cannot write, a closed stream: as logging reports it
-            record = logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=fields)
-            handler.handleError(record)
+        except Exception:  # a closed stream: reported once, as logging would for a line
+            handler.handleError(_record(logger, level, message, lines[0]))
+
+
+def _record(
+    logger: logging.Logger, level: int, message: str, fields: dict[str, object]
+) -> logging.LogRecord:
+    """The record logging would have made, for its report of a line that failed."""
+    return logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=fields)
 
 
 @functools.lru_cache(maxsize=256)
