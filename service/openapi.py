@@ -156,13 +156,9 @@ def document(*, rules: Rules) -> dict[str, Any]:
         "/webhooks/opsgenie": {"post": _webhook(with_service=False)},
         "/webhooks/opsgenie/{service}": {
             "parameters": [
-                {
-                    "name": "service",
-                    "in": "path",
-                    "required": True,
-                    "description": "Service object id or name (case-insensitive)",
-                    "schema": {"type": "string"},
-                }
+                openapi_admin.path_parameter(
+                    "service", {"type": "string"}, "Service object id or name (case-insensitive)"
+                )
             ],
             "post": _webhook(with_service=True),
         },

@@ -212,6 +212,17 @@ def _json(schema: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
 
 
+def path_parameter(
+    name: str, schema: dict[str, Any], description: str | None = None
+) -> dict[str, Any]:
+    """A required path parameter: every route's ``{name}`` is described the same way."""
+    parameter: dict[str, Any] = {"name": name, "in": "path", "required": True}
+    if description is not None:
+        parameter["description"] = description
+    parameter["schema"] = schema
+    return parameter
+
+
 def body(schema: str, example: dict[str, Any]) -> dict[str, Any]:
     content = _json(schema)
     content["application/json"]["example"] = example
@@ -228,13 +239,7 @@ _EXAMPLE_ID = "596da4af-0563-4097-90ff-07230c3f9db3"
 
 
 def service_paths() -> dict[str, Any]:
-    item = {
-        "name": "integration_service_id",
-        "in": "path",
-        "required": True,
-        "description": "The UUID of the service.",
-        "schema": {"type": "string"},
-    }
+    item = path_parameter("integration_service_id", {"type": "string"}, "The UUID of the service.")
     common = {"tags": ["Opsgenie Integration"], "security": SECURITY}
     reasons = {code: _REASONS[code] for code in ("400", "404", "409")}
     return {

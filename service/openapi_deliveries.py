@@ -21,7 +21,7 @@ from service.deliveries_api import (
     MAX_LIMIT,
     PATH,
 )
-from service.openapi_admin import SECURITY, body, responses
+from service.openapi_admin import SECURITY, body, path_parameter, responses
 from service.store import Outcome, Status
 
 _STRING = {"type": "string"}
@@ -217,19 +217,10 @@ def _json(name: str) -> dict[str, Any]:
 def paths() -> dict[str, Any]:
     """``deliveries_api`` and ``backfill_api``'s routes."""
     common = {"tags": ["Deliveries"], "security": SECURITY}
-    reference = {
-        "name": "reference_id",
-        "in": "path",
-        "required": True,
-        "description": "What the webhook's 202 answered as reference_id",
-        "schema": {"type": "string"},
-    }
-    event = {
-        "name": "event_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    }
+    reference = path_parameter(
+        "reference_id", {"type": "string"}, "What the webhook's 202 answered as reference_id"
+    )
+    event = path_parameter("event_id", {"type": "integer", "minimum": 1})
     events_cursor = {
         "name": "events_cursor",
         "in": "query",
